@@ -1,0 +1,2 @@
+//! Bundle format (issue 3).
+#![no_std]

@@ -1,0 +1,235 @@
+//! The configuration types. Field order is the wire order: append only.
+
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+/// Most services one board config may declare.
+pub const MAX_SERVICES: usize = 24;
+/// Most argv/env entries per service.
+pub const MAX_ARGS: usize = 12;
+/// Most dependencies per service.
+pub const MAX_AFTER: usize = 8;
+/// Most kernel modules loaded at boot.
+pub const MAX_MODULES: usize = 32;
+
+/// A service or module name.
+pub type Name = String<32>;
+/// One argv or env entry.
+pub type Arg = String<128>;
+/// An absolute path.
+pub type Path = String<128>;
+
+fn default_grace_ms() -> u32 {
+    5000
+}
+
+/// Everything quilt-init needs to bring a board up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootConfig {
+    /// Hostname set at boot; `quilt.hostname=` on the command line wins.
+    #[serde(default)]
+    pub hostname: Option<String<64>>,
+    /// Kernel modules to load (by name, dependencies first from `modules.dep`).
+    #[serde(default)]
+    pub modules: Vec<Name, MAX_MODULES>,
+    /// What Ctrl-Alt-Del (SIGINT to PID 1) does.
+    #[serde(default)]
+    pub ctrl_alt_del: PowerAction,
+    /// How long services get between SIGTERM and `cgroup.kill` at shutdown.
+    #[serde(default = "default_grace_ms")]
+    pub shutdown_grace_ms: u32,
+    /// What to do when boot cannot continue.
+    #[serde(default)]
+    pub fatal: Fatal,
+    /// Hardware watchdog handling.
+    #[serde(default)]
+    pub watchdog: Watchdog,
+    /// Supervised services, started in dependency order.
+    #[serde(default, rename = "service")]
+    pub services: Vec<Service, MAX_SERVICES>,
+}
+
+/// A power state change PID 1 can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PowerAction {
+    /// Do nothing.
+    Ignore,
+    /// Orderly shutdown, then restart.
+    #[default]
+    Reboot,
+    /// Orderly shutdown, then halt the CPU.
+    Halt,
+    /// Orderly shutdown, then power off.
+    Poweroff,
+}
+
+/// What happens after a fatal boot error has been printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fatal {
+    /// `reboot`, `halt` or `poweroff` after `delay_s`; `ignore` waits forever.
+    #[serde(default)]
+    pub action: PowerAction,
+    /// Seconds to leave the message on screen first.
+    #[serde(default = "default_fatal_delay")]
+    pub delay_s: u32,
+    /// An emergency shell to exec instead, if it exists in the image.
+    #[serde(default)]
+    pub shell: Option<Path>,
+}
+
+fn default_fatal_delay() -> u32 {
+    10
+}
+
+impl Default for Fatal {
+    fn default() -> Self {
+        Fatal {
+            action: PowerAction::Reboot,
+            delay_s: default_fatal_delay(),
+            shell: None,
+        }
+    }
+}
+
+/// Watchdog settings. The device is used whenever it exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watchdog {
+    /// `false` leaves the device alone.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Device node.
+    #[serde(default = "default_watchdog_dev")]
+    pub device: Path,
+    /// Timeout to program, in seconds; 0 keeps the driver's.
+    #[serde(default)]
+    pub timeout_s: u32,
+}
+
+fn ignore() -> PowerAction {
+    PowerAction::Ignore
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_watchdog_dev() -> Path {
+    let mut p = Path::new();
+    // Fits: 13 bytes into 128.
+    let _ = p.push_str("/dev/watchdog");
+    p
+}
+
+impl Default for Watchdog {
+    fn default() -> Self {
+        Watchdog {
+            enabled: true,
+            device: default_watchdog_dev(),
+            timeout_s: 0,
+        }
+    }
+}
+
+/// When a service that exited is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    /// Whatever the exit status.
+    #[default]
+    Always,
+    /// Only after a non-zero exit or death by signal.
+    OnFailure,
+    /// Never: a one-shot.
+    Never,
+}
+
+/// How a service says it is ready, so that services `after` it may start.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ready {
+    /// Ready as soon as it has been exec'd.
+    #[default]
+    Started,
+    /// s6 style: the service writes a line to this fd (3..=9).
+    Fd(u8),
+    /// The service creates this file.
+    File(Path),
+}
+
+/// Resource limits written into the service's cgroup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// `memory.max` in bytes.
+    #[serde(default)]
+    pub memory_max: Option<u64>,
+    /// `cpu.max` quota in microseconds per `cpu_period_us`.
+    #[serde(default)]
+    pub cpu_quota_us: Option<u32>,
+    /// `cpu.max` period; 100 ms when absent.
+    #[serde(default)]
+    pub cpu_period_us: Option<u32>,
+    /// `pids.max`.
+    #[serde(default)]
+    pub pids_max: Option<u32>,
+}
+
+fn default_backoff_ms() -> u32 {
+    100
+}
+
+fn default_backoff_max_ms() -> u32 {
+    30_000
+}
+
+/// One supervised process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Unique name: `[a-z0-9_-]`, also the cgroup's name.
+    pub name: Name,
+    /// argv; `exec[0]` is an absolute path.
+    pub exec: Vec<Arg, MAX_ARGS>,
+    /// `KEY=value` entries; the environment is otherwise empty but for PATH.
+    #[serde(default)]
+    pub env: Vec<Arg, MAX_ARGS>,
+    /// Working directory.
+    #[serde(default)]
+    pub cwd: Option<Path>,
+    /// User id to run as.
+    #[serde(default)]
+    pub uid: u32,
+    /// Group id to run as.
+    #[serde(default)]
+    pub gid: u32,
+    /// Services that must be ready before this one starts.
+    #[serde(default)]
+    pub after: Vec<Name, MAX_AFTER>,
+    /// Restart policy.
+    #[serde(default)]
+    pub restart: Restart,
+    /// First restart delay; doubles on each quick crash.
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u32,
+    /// Ceiling of the restart delay.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u32,
+    /// Readiness notification.
+    #[serde(default)]
+    pub ready: Ready,
+    /// cgroup limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Copy the service's output to the console as well as its log ring.
+    #[serde(default = "yes")]
+    pub console: bool,
+    /// What PID 1 does once this service has exited for good (a one-shot
+    /// "check, print, power off" job, or a service the board cannot live
+    /// without).
+    #[serde(default = "ignore")]
+    pub on_exit: PowerAction,
+}

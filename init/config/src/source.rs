@@ -1,0 +1,127 @@
+//! Host side: TOML in, checked binary config out.
+
+use crate::codec::encode;
+use crate::model::BootConfig;
+use crate::validate::ConfigError;
+use std::fmt;
+
+/// Why a TOML config does not compile.
+#[derive(Debug)]
+pub enum CompileError {
+    /// Not TOML, an unknown key, a wrong type or over a capacity; the
+    /// message carries the line and column.
+    Parse(toml::de::Error),
+    /// Parsed, but inconsistent.
+    Invalid(ConfigError),
+    /// Compiled form over the size init will read.
+    TooLarge,
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompileError::Parse(e) => write!(f, "{e}"),
+            CompileError::Invalid(e) => write!(f, "{e}"),
+            CompileError::TooLarge => write!(f, "compiled config exceeds {MAX_COMPILED} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+/// Largest compiled config init reads.
+pub const MAX_COMPILED: usize = 64 * 1024;
+
+/// Parse and validate TOML, then encode it.
+pub fn compile(text: &str) -> Result<Vec<u8>, CompileError> {
+    let cfg: BootConfig = toml::from_str(text).map_err(CompileError::Parse)?;
+    cfg.validate().map_err(CompileError::Invalid)?;
+    let mut buf = vec![0u8; MAX_COMPILED];
+    let n = encode(&cfg, &mut buf)
+        .map_err(|_| CompileError::TooLarge)?
+        .len();
+    buf.truncate(n);
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{decode, PowerAction, Ready, Restart};
+
+    const GOOD: &str = r#"
+hostname = "edge"
+modules = ["virtio_mmio"]
+ctrl_alt_del = "poweroff"
+
+[[service]]
+name = "db"
+exec = ["/bin/db", "--fast"]
+ready = { fd = 3 }
+
+[[service]]
+name = "api"
+exec = ["/bin/api"]
+after = ["db"]
+restart = "on-failure"
+limits = { memory_max = 1048576, pids_max = 16 }
+"#;
+
+    #[test]
+    fn compiles_and_decodes() {
+        let bin = compile(GOOD).unwrap();
+        let cfg = decode(&bin).unwrap();
+        assert_eq!(cfg.hostname.as_deref(), Some("edge"));
+        assert_eq!(cfg.ctrl_alt_del, PowerAction::Poweroff);
+        assert_eq!(cfg.services[0].ready, Ready::Fd(3));
+        assert_eq!(cfg.services[1].restart, Restart::OnFailure);
+        assert_eq!(cfg.services[1].limits.pids_max, Some(16));
+        assert_eq!(crate::start_order(&cfg).unwrap().as_slice(), &[0, 1]);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let unknown = compile("hostnme = \"x\"").unwrap_err().to_string();
+        assert!(unknown.contains("hostnme"), "{unknown}");
+        let cyc = r#"
+[[service]]
+name = "a"
+exec = ["/a"]
+after = ["b"]
+[[service]]
+name = "b"
+exec = ["/b"]
+after = ["a"]
+"#;
+        assert!(compile(cyc).unwrap_err().to_string().contains("cycle"));
+        let missing = "[[service]]\nname = \"a\"\nexec = [\"/a\"]\nafter = [\"zz\"]\n";
+        let m = compile(missing).unwrap_err().to_string();
+        assert!(m.contains("\"zz\"") && m.contains("not defined"), "{m}");
+        let long = format!(
+            "[[service]]\nname = \"{}\"\nexec = [\"/a\"]\n",
+            "x".repeat(40)
+        );
+        assert!(compile(&long).is_err());
+        let rel = "[[service]]\nname = \"a\"\nexec = [\"a\"]\n";
+        assert!(compile(rel).unwrap_err().to_string().contains("absolute"));
+    }
+
+    #[test]
+    fn order_puts_dependencies_first() {
+        let t = r#"
+[[service]]
+name = "c"
+exec = ["/c"]
+after = ["b", "a"]
+[[service]]
+name = "b"
+exec = ["/b"]
+after = ["a"]
+[[service]]
+name = "a"
+exec = ["/a"]
+"#;
+        let cfg = decode(&compile(t).unwrap()).unwrap();
+        assert_eq!(crate::start_order(&cfg).unwrap().as_slice(), &[2, 1, 0]);
+    }
+}

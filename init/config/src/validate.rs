@@ -1,0 +1,191 @@
+//! Semantic checks shared by the compiler and by init, and the start order.
+
+use crate::model::{BootConfig, Name, Ready, Service, MAX_SERVICES};
+use core::fmt;
+use heapless::Vec;
+
+/// Service indices in an order where every service comes after its `after`s.
+pub type StartOrder = Vec<u8, MAX_SERVICES>;
+
+/// A config that decodes but cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Empty, or characters outside `[a-z0-9_-]`.
+    BadName(Name),
+    /// Two services share a name.
+    DuplicateName(Name),
+    /// `exec` is empty.
+    EmptyExec(Name),
+    /// `exec[0]` or `cwd` is not an absolute path.
+    RelativePath(Name),
+    /// An `env` entry has no `=`.
+    BadEnv(Name),
+    /// `after` names a service that does not exist.
+    UnknownDependency { service: Name, dependency: Name },
+    /// `after` forms a cycle through this service.
+    Cycle(Name),
+    /// `backoff_ms` is 0 or above `backoff_max_ms`.
+    BadBackoff(Name),
+    /// `ready = { fd = N }` outside 3..=9.
+    BadReadyFd(Name),
+    /// A limit of zero would stop the service from ever running.
+    ZeroLimit(Name),
+    /// A module name with characters outside `[A-Za-z0-9_-]`.
+    BadModule(Name),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::BadName(n) => {
+                write!(
+                    f,
+                    "service name {n:?} must be 1-32 characters of a-z, 0-9, _ or -"
+                )
+            }
+            ConfigError::DuplicateName(n) => write!(f, "two services are named {n:?}"),
+            ConfigError::EmptyExec(n) => write!(f, "service {n:?} has an empty exec"),
+            ConfigError::RelativePath(n) => {
+                write!(f, "service {n:?}: exec[0] and cwd must be absolute paths")
+            }
+            ConfigError::BadEnv(n) => write!(f, "service {n:?}: env entries must be KEY=value"),
+            ConfigError::UnknownDependency {
+                service,
+                dependency,
+            } => write!(
+                f,
+                "service {service:?} is after {dependency:?}, which is not defined"
+            ),
+            ConfigError::Cycle(n) => write!(f, "services form an `after` cycle through {n:?}"),
+            ConfigError::BadBackoff(n) => write!(
+                f,
+                "service {n:?}: backoff_ms must be at least 1 and at most backoff_max_ms"
+            ),
+            ConfigError::BadReadyFd(n) => {
+                write!(f, "service {n:?}: ready fd must be between 3 and 9")
+            }
+            ConfigError::ZeroLimit(n) => {
+                write!(f, "service {n:?}: a limit of 0 would never let it run")
+            }
+            ConfigError::BadModule(n) => write!(f, "module name {n:?} is not a module name"),
+        }
+    }
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn check_service(s: &Service) -> Result<(), ConfigError> {
+    let err = |f: fn(Name) -> ConfigError| Err(f(s.name.clone()));
+    if !valid_name(&s.name) {
+        return err(ConfigError::BadName);
+    }
+    match s.exec.first() {
+        None => return err(ConfigError::EmptyExec),
+        Some(p) if !p.starts_with('/') => return err(ConfigError::RelativePath),
+        Some(_) => {}
+    }
+    if s.cwd.as_ref().is_some_and(|c| !c.starts_with('/')) {
+        return err(ConfigError::RelativePath);
+    }
+    if s.env.iter().any(|e| !e.contains('=') || e.starts_with('=')) {
+        return err(ConfigError::BadEnv);
+    }
+    if s.backoff_ms == 0 || s.backoff_ms > s.backoff_max_ms {
+        return err(ConfigError::BadBackoff);
+    }
+    if let Ready::Fd(fd) = s.ready {
+        if !(3..=9).contains(&fd) {
+            return err(ConfigError::BadReadyFd);
+        }
+    }
+    let l = &s.limits;
+    if l.memory_max == Some(0)
+        || l.pids_max == Some(0)
+        || l.cpu_quota_us == Some(0)
+        || l.cpu_period_us == Some(0)
+    {
+        return err(ConfigError::ZeroLimit);
+    }
+    Ok(())
+}
+
+impl BootConfig {
+    /// Check everything init relies on; run by the compiler and by init.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for m in &self.modules {
+            let ok = !m.is_empty()
+                && m.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                return Err(ConfigError::BadModule(m.clone()));
+            }
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            check_service(s)?;
+            if self.services.iter().take(i).any(|o| o.name == s.name) {
+                return Err(ConfigError::DuplicateName(s.name.clone()));
+            }
+        }
+        start_order(self).map(|_| ())
+    }
+
+    /// Index of the service with this name.
+    pub fn service_index(&self, name: &str) -> Option<usize> {
+        self.services.iter().position(|s| s.name == name)
+    }
+}
+
+/// Kahn's algorithm over fixed arrays: dependencies first, ties by
+/// declaration order, so the order is stable and shutdown can reverse it.
+pub fn start_order(cfg: &BootConfig) -> Result<StartOrder, ConfigError> {
+    let n = cfg.services.len();
+    let mut placed = [false; MAX_SERVICES];
+    let mut order = StartOrder::new();
+    for s in &cfg.services {
+        for d in &s.after {
+            if cfg.service_index(d).is_none() {
+                return Err(ConfigError::UnknownDependency {
+                    service: s.name.clone(),
+                    dependency: d.clone(),
+                });
+            }
+        }
+    }
+    while order.len() < n {
+        let next = cfg.services.iter().enumerate().position(|(i, s)| {
+            !placed.get(i).copied().unwrap_or(true)
+                && s.after.iter().all(|d| {
+                    cfg.service_index(d)
+                        .and_then(|j| placed.get(j).copied())
+                        .unwrap_or(false)
+                })
+        });
+        match next {
+            Some(i) => {
+                if let Some(p) = placed.get_mut(i) {
+                    *p = true;
+                }
+                // i < MAX_SERVICES, and order has room for MAX_SERVICES.
+                let _ = order.push(i as u8);
+            }
+            None => {
+                let stuck = cfg
+                    .services
+                    .iter()
+                    .enumerate()
+                    .find(|(i, _)| !placed.get(*i).copied().unwrap_or(true))
+                    .map(|(_, s)| s.name.clone())
+                    .unwrap_or_default();
+                return Err(ConfigError::Cycle(stuck));
+            }
+        }
+    }
+    Ok(order)
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,1 @@
+//! QEMU boot harness for the system tests.

@@ -1,0 +1,1 @@
+//! Image assembly helpers (initramfs cpio, kernel module closure).
