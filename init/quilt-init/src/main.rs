@@ -1,1 +1,84 @@
-fn main() {}
+//! `quilt-init`: PID 1 of a Quilt board.
+//!
+//! It mounts the early filesystems, reads its boot config, loads modules,
+//! brings up cgroup v2, feeds the watchdog, supervises services, reaps every
+//! zombie, and shuts the board down in order. It never returns from `main`
+//! and never panics: every error is logged and handled, and the crate denies
+//! the lints that would let a panic in.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod boot;
+mod cgroup;
+mod clock;
+mod cmdline;
+mod evloop;
+mod fatal;
+mod log;
+mod modules;
+mod mounts;
+mod output;
+mod policy;
+mod power;
+mod ring;
+mod signals;
+mod spawn;
+mod supervisor;
+mod watchdog;
+
+use clock::boot_micros;
+
+fn main() {
+    let entry_us = boot_micros();
+    if rustix::process::getpid() != rustix::process::Pid::INIT {
+        eprintln!(
+            "quilt-init: must run as PID 1 (the kernel's init); it is a firmware init, not a tool"
+        );
+        std::process::exit(2);
+    }
+    mounts::mount_early();
+    boot::console();
+    event!(
+        "event=pid1-entry entry_us={} version={}",
+        entry_us,
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let text = mounts::read_bounded("/proc/cmdline").unwrap_or_default();
+    let cl = cmdline::parse(&text);
+    boot::report_cmdline(&cl);
+    let cfg = boot::load_config(&cl);
+    boot::hostname(&cl, &cfg);
+    boot::clock_and_entropy();
+    modules::load_all(cfg.modules.iter().map(|m| m.as_str()));
+    cgroup::init_root();
+    // Ctrl-Alt-Del becomes SIGINT to us instead of an instant reboot.
+    let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
+
+    let wd = if cfg.watchdog.enabled {
+        watchdog::Watchdog::open(&cfg.watchdog.device, cfg.watchdog.timeout_s)
+    } else {
+        None
+    };
+    let fatal_cfg = cfg.fatal.clone();
+    let n = cfg.services.len();
+    let sup = supervisor::Supervisor::new(cfg);
+    let lp = match evloop::Loop::new(sup, wd, cl.hang_after_s) {
+        Ok(lp) => lp,
+        Err(e) => fatal::fatal(
+            format_args!("cannot set up the event loop: {e}"),
+            "the kernel lacks epoll, signalfd or timerfd",
+            &fatal_cfg,
+        ),
+    };
+    event!("event=boot-ready services={}", n);
+    let action = lp.run();
+    power::finish(action)
+}

@@ -1,0 +1,163 @@
+//! cgroup v2: one leaf per service under `/sys/fs/cgroup/quilt/`.
+
+use crate::event;
+use quilt_config::Limits;
+use rustix::fd::OwnedFd;
+use rustix::fs::{Mode, OFlags};
+use std::io::Write;
+
+/// Where quilt puts its cgroups.
+pub const ROOT: &str = "/sys/fs/cgroup/quilt";
+
+/// Controllers quilt delegates to its services.
+const CONTROLLERS: &str = "+cpu +memory +pids +io";
+
+/// A path under the cgroup root, built without allocation.
+pub type CgPath = heapless::String<160>;
+
+/// `/sys/fs/cgroup/quilt/<name>[/<file>]`.
+pub fn path(name: &str, file: &str) -> CgPath {
+    let mut p = CgPath::new();
+    let _ = p.push_str(ROOT);
+    let _ = p.push('/');
+    let _ = p.push_str(name);
+    if !file.is_empty() {
+        let _ = p.push('/');
+        let _ = p.push_str(file);
+    }
+    p
+}
+
+/// Write a value to a cgroup control file.
+pub fn write_file(path: &str, value: &str) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.write_all(value.as_bytes())
+}
+
+/// Create `/sys/fs/cgroup/quilt` and enable the controllers for its
+/// children. Controllers the kernel lacks are skipped one by one.
+pub fn init_root() {
+    let _ = rustix::fs::mkdir(ROOT, Mode::from_raw_mode(0o755));
+    for parent in [
+        "/sys/fs/cgroup/cgroup.subtree_control",
+        "/sys/fs/cgroup/quilt/cgroup.subtree_control",
+    ] {
+        if write_file(parent, CONTROLLERS).is_err() {
+            for c in CONTROLLERS.split(' ') {
+                if let Err(e) = write_file(parent, c) {
+                    event!(
+                        "event=cgroup-controller-unavailable controller={} file={} error={}",
+                        c,
+                        parent,
+                        e
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Create a service's cgroup, apply its limits, and open it for
+/// `CLONE_INTO_CGROUP`.
+pub fn create(name: &str, limits: &Limits) -> std::io::Result<OwnedFd> {
+    let dir = path(name, "");
+    match rustix::fs::mkdir(dir.as_str(), Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    apply_limits(name, limits);
+    Ok(rustix::fs::open(
+        dir.as_str(),
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+fn apply_limits(name: &str, l: &Limits) {
+    let mut v: heapless::String<48> = heapless::String::new();
+    let mut set = |file: &str, value: core::fmt::Arguments<'_>| {
+        v.clear();
+        let _ = core::fmt::Write::write_fmt(&mut v, value);
+        if let Err(e) = write_file(path(name, file).as_str(), &v) {
+            event!(
+                "event=cgroup-limit-failed service={} file={} value={} error={}",
+                name,
+                file,
+                v,
+                e
+            );
+        }
+    };
+    match l.memory_max {
+        Some(m) => set("memory.max", format_args!("{m}")),
+        None => set("memory.max", format_args!("max")),
+    }
+    match l.pids_max {
+        Some(p) => set("pids.max", format_args!("{p}")),
+        None => set("pids.max", format_args!("max")),
+    }
+    let period = l.cpu_period_us.unwrap_or(100_000);
+    match l.cpu_quota_us {
+        Some(q) => set("cpu.max", format_args!("{q} {period}")),
+        None => set("cpu.max", format_args!("max {period}")),
+    }
+}
+
+/// Whether any process is left in the cgroup (`populated` in cgroup.events).
+pub fn populated(name: &str) -> bool {
+    let mut buf = [0u8; 256];
+    match crate::mounts::read_into(path(name, "cgroup.events").as_str(), &mut buf) {
+        Ok(n) => buf
+            .get(..n)
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .map(|t| t.lines().any(|l| l.trim() == "populated 1"))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Kill every process in the cgroup at once (`cgroup.kill`, Linux 5.14+);
+/// on older kernels, SIGKILL each listed pid.
+pub fn kill_all(name: &str) {
+    if write_file(path(name, "cgroup.kill").as_str(), "1").is_ok() {
+        return;
+    }
+    signal_all(name, rustix::process::Signal::KILL);
+}
+
+/// Send a signal to every process in the cgroup.
+pub fn signal_all(name: &str, sig: rustix::process::Signal) {
+    let mut buf = [0u8; 4096];
+    let Ok(n) = crate::mounts::read_into(path(name, "cgroup.procs").as_str(), &mut buf) else {
+        return;
+    };
+    let text = buf
+        .get(..n)
+        .and_then(|b| core::str::from_utf8(b).ok())
+        .unwrap_or("");
+    for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
+    }
+}
+
+/// Remove an empty cgroup.
+pub fn remove(name: &str) {
+    let _ = rustix::fs::rmdir(path(name, "").as_str());
+}
+
+/// Read a counter such as `memory.events` `oom_kill`.
+pub fn read_key(name: &str, file: &str, key: &str) -> Option<u64> {
+    let mut buf = [0u8; 1024];
+    let n = crate::mounts::read_into(path(name, file).as_str(), &mut buf).ok()?;
+    let text = core::str::from_utf8(buf.get(..n)?).ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        if k == key {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
+    })
+}

@@ -1,0 +1,583 @@
+//! Supervised services: start in dependency order once their dependencies
+//! are ready, restart with backoff, stop in reverse order at shutdown.
+
+use crate::cgroup;
+use crate::clock::Millis;
+use crate::event;
+use crate::output::Output;
+use crate::policy::{self, ExitCode};
+use crate::spawn;
+use quilt_config::{BootConfig, PowerAction, Ready, MAX_SERVICES};
+use rustix::fd::{AsFd, OwnedFd};
+use std::ffi::CString;
+
+/// How often to look for a ready file or a drained cgroup.
+const POLL_MS: u64 = 20;
+
+/// Where a service is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for its `after` services to be ready.
+    Waiting,
+    /// Running since `since`.
+    Running {
+        pid: i32,
+        since: Millis,
+        ready: bool,
+    },
+    /// Crashed; will start again at `until`.
+    Backoff { until: Millis },
+    /// Asked to stop; `pid` is the main process until it is reaped.
+    Stopping {
+        pid: Option<i32>,
+        kill_at: Millis,
+        killed: bool,
+        since: Millis,
+    },
+    /// Exited and will not be restarted.
+    Done,
+    /// Stopped at shutdown.
+    Stopped,
+}
+
+/// One supervised service.
+pub struct Svc {
+    /// Current state.
+    pub state: State,
+    failures: u32,
+    restarts: u32,
+    /// Output capture (None if the pipe could not be made).
+    pub output: Option<Output>,
+    /// Readiness pipe of the current incarnation.
+    pub ready_pipe: Option<OwnedFd>,
+    cgroup: Option<OwnedFd>,
+    oom_seen: u64,
+}
+
+/// What the supervisor wants the event loop to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Watch this fd for readability under this token. There is no
+    /// "unwatch": every watched fd has a single reference, and closing it
+    /// removes it from the epoll set (epoll(7)).
+    Watch(i32, u64),
+}
+
+/// Epoll token base for service output pipes.
+pub const TOKEN_OUT: u64 = 0x100;
+/// Epoll token base for readiness pipes.
+pub const TOKEN_READY: u64 = 0x200;
+
+/// All services and the shutdown in progress, if any.
+pub struct Supervisor {
+    cfg: Box<BootConfig>,
+    order: quilt_config::StartOrder,
+    svcs: heapless::Vec<Svc, MAX_SERVICES>,
+    dev_null: Option<OwnedFd>,
+    shutdown: Option<(PowerAction, Millis)>,
+    first_exec_logged: bool,
+    /// Orphans reaped that were not any service's main process.
+    pub orphans_reaped: u64,
+    /// fds to (un)register, drained by the event loop.
+    pub requests: heapless::Vec<Request, 64>,
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+impl Supervisor {
+    /// Set up capture pipes and cgroups for every configured service.
+    pub fn new(cfg: Box<BootConfig>) -> Supervisor {
+        let order = quilt_config::start_order(&cfg).unwrap_or_default();
+        let mut svcs = heapless::Vec::new();
+        let mut requests = heapless::Vec::new();
+        for (i, s) in cfg.services.iter().enumerate() {
+            let output = match Output::new() {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    event!("event=output-pipe-failed name={} error={}", s.name, e);
+                    None
+                }
+            };
+            if let Some(o) = &output {
+                let _ = requests.push(Request::Watch(raw(&o.read), TOKEN_OUT + i as u64));
+            }
+            let cgroup = match cgroup::create(&s.name, &s.limits) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    event!("event=cgroup-create-failed name={} error={}", s.name, e);
+                    None
+                }
+            };
+            let _ = svcs.push(Svc {
+                state: State::Waiting,
+                failures: 0,
+                restarts: 0,
+                output,
+                ready_pipe: None,
+                cgroup,
+                oom_seen: 0,
+            });
+        }
+        Supervisor {
+            cfg,
+            order,
+            svcs,
+            dev_null: spawn::dev_null().ok(),
+            shutdown: None,
+            first_exec_logged: false,
+            orphans_reaped: 0,
+            requests,
+        }
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &BootConfig {
+        &self.cfg
+    }
+
+    fn is_ready(&self, name: &str) -> bool {
+        let Some(i) = self.cfg.service_index(name) else {
+            return false;
+        };
+        match self.svcs.get(i).map(|s| s.state) {
+            Some(State::Running { ready, .. }) => ready,
+            // A one-shot that finished counts as satisfied.
+            Some(State::Done) => true,
+            _ => false,
+        }
+    }
+
+    /// Start what can start, restart what is due, poll readiness, advance
+    /// shutdown. Called on every wake-up of the event loop.
+    pub fn tick(&mut self, now: Millis) {
+        if self.shutdown.is_some() {
+            self.advance_shutdown(now);
+            return;
+        }
+        for k in 0..self.order.len() {
+            let Some(i) = self.order.get(k).map(|&i| usize::from(i)) else {
+                continue;
+            };
+            let Some(svc) = self.cfg.services.get(i) else {
+                continue;
+            };
+            let state = self.svcs.get(i).map(|s| s.state);
+            match state {
+                Some(State::Waiting) if svc.after.iter().all(|d| self.is_ready(d)) => {
+                    self.start(i, now)
+                }
+                Some(State::Backoff { until }) if now >= until => {
+                    if svc.after.iter().all(|d| self.is_ready(d)) {
+                        self.start(i, now);
+                    } else if let Some(s) = self.svcs.get_mut(i) {
+                        s.state = State::Waiting;
+                    }
+                }
+                Some(State::Running { ready: false, .. }) => {
+                    if let Ready::File(path) = &svc.ready {
+                        if std::path::Path::new(path.as_str()).exists() {
+                            self.mark_ready(i);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn start(&mut self, i: usize, now: Millis) {
+        let Some(svc) = self.cfg.services.get(i) else {
+            return;
+        };
+        let argv: heapless::Vec<CString, 16> = svc.exec.iter().map(|a| cstring(a)).collect();
+        let mut envp: heapless::Vec<CString, 17> = heapless::Vec::new();
+        if !svc.env.iter().any(|e| e.starts_with("PATH=")) {
+            let _ = envp.push(cstring("PATH=/usr/sbin:/usr/bin:/sbin:/bin"));
+        }
+        for e in &svc.env {
+            let _ = envp.push(cstring(e));
+        }
+        let cwd = cstring(svc.cwd.as_deref().unwrap_or("/"));
+        let procs = cstring(cgroup::path(&svc.name, "cgroup.procs").as_str());
+        let ready_pipe = match svc.ready {
+            Ready::Fd(n) => rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .ok()
+                .map(|p| (p, n)),
+            _ => None,
+        };
+        let Some(st) = self.svcs.get(i) else { return };
+        let (Some(out), Some(null)) = (st.output.as_ref(), self.dev_null.as_ref()) else {
+            event!(
+                "event=service-start-failed name={} error=no-output-or-devnull",
+                svc.name
+            );
+            self.backoff(i, now, 0);
+            return;
+        };
+        let spec = spawn::Spec {
+            argv: &argv,
+            envp: &envp,
+            cwd: &cwd,
+            uid: svc.uid,
+            gid: svc.gid,
+            output: out.write.as_fd(),
+            input: null.as_fd(),
+            ready: ready_pipe.as_ref().map(|((_, w), n)| (w.as_fd(), *n)),
+            cgroup: st.cgroup.as_ref().map(|c| c.as_fd()),
+            cgroup_procs: &procs,
+        };
+        let result = spawn::spawn(&spec);
+        // Our copy of the readiness write end must go, so EOF is seen.
+        let ready_read = ready_pipe.map(|((r, _w), _)| r);
+        match result {
+            Ok(sp) => {
+                let name = svc.name.clone();
+                if let Some((stage, errno)) = sp.failed {
+                    event!(
+                        "event=service-exec-failed name={} pid={} stage={} error={}",
+                        name,
+                        sp.pid,
+                        stage.name(),
+                        std::io::Error::from_raw_os_error(errno)
+                    );
+                } else {
+                    if !self.first_exec_logged {
+                        self.first_exec_logged = true;
+                        event!("event=first-exec name={} pid={}", name, sp.pid);
+                    }
+                    event!(
+                        "event=service-start name={} pid={} placement={}",
+                        name,
+                        sp.pid,
+                        if sp.into_cgroup { "clone3" } else { "procs" }
+                    );
+                }
+                let ready_now = matches!(svc.ready, Ready::Started) && sp.failed.is_none();
+                if let Some(s) = self.svcs.get_mut(i) {
+                    s.state = State::Running {
+                        pid: sp.pid,
+                        since: now,
+                        ready: false,
+                    };
+                    if let Some(r) = ready_read {
+                        let _ = self
+                            .requests
+                            .push(Request::Watch(raw(&r), TOKEN_READY + i as u64));
+                        s.ready_pipe = Some(r);
+                    }
+                }
+                if ready_now {
+                    self.mark_ready(i);
+                }
+            }
+            Err(e) => {
+                event!("event=service-start-failed name={} error={}", svc.name, e);
+                self.backoff(i, now, 0);
+            }
+        }
+    }
+
+    fn mark_ready(&mut self, i: usize) {
+        let name = self
+            .cfg
+            .services
+            .get(i)
+            .map(|s| s.name.as_str())
+            .unwrap_or("?");
+        if let Some(s) = self.svcs.get_mut(i) {
+            if let State::Running { ready, .. } = &mut s.state {
+                if !*ready {
+                    *ready = true;
+                    event!("event=service-ready name={}", name);
+                }
+            }
+            s.ready_pipe = None;
+        }
+    }
+
+    /// A readiness pipe is readable: a newline means ready.
+    pub fn on_ready_pipe(&mut self, i: usize) {
+        let mut buf = [0u8; 64];
+        let Some(p) = self.svcs.get(i).and_then(|s| s.ready_pipe.as_ref()) else {
+            return;
+        };
+        match rustix::io::read(p, &mut buf) {
+            Ok(n) if buf.get(..n).is_some_and(|b| b.contains(&b'\n')) => self.mark_ready(i),
+            // EOF without a newline: the service closed it without saying
+            // ready; stop watching and leave it not ready.
+            Ok(0) | Err(_) => {
+                if let Some(s) = self.svcs.get_mut(i) {
+                    s.ready_pipe = None;
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+
+    /// Output pipe of service `i` is readable.
+    pub fn on_output(&mut self, i: usize) {
+        let Some(svc) = self.cfg.services.get(i) else {
+            return;
+        };
+        if let Some(o) = self.svcs.get_mut(i).and_then(|s| s.output.as_mut()) {
+            o.drain(&svc.name, svc.console);
+        }
+    }
+
+    /// A child was reaped. Returns the action to take if a service with
+    /// `on_exit` has ended for good.
+    pub fn on_exit(&mut self, pid: i32, code: ExitCode, now: Millis) -> Option<PowerAction> {
+        let Some(i) = self.svcs.iter().position(|s| match s.state {
+            State::Running { pid: p, .. } => p == pid,
+            State::Stopping { pid: Some(p), .. } => p == pid,
+            _ => false,
+        }) else {
+            self.orphans_reaped += 1;
+            return None;
+        };
+        let svc = self.cfg.services.get(i)?.clone();
+        // Drain what it printed last, before we log its exit.
+        self.on_output(i);
+        let oom = cgroup::read_key(&svc.name, "memory.events", "oom_kill").unwrap_or(0);
+        let st = self.svcs.get_mut(i)?;
+        let oom_killed = oom > st.oom_seen;
+        st.oom_seen = oom;
+        st.ready_pipe = None;
+        match st.state {
+            State::Stopping {
+                kill_at,
+                killed,
+                since,
+                ..
+            } => {
+                st.state = State::Stopping {
+                    pid: None,
+                    kill_at,
+                    killed,
+                    since,
+                };
+                event!(
+                    "event=service-exit name={} pid={} status={} during=shutdown",
+                    svc.name,
+                    pid,
+                    code.0
+                );
+                None
+            }
+            State::Running { since, .. } => {
+                let ran = now.since(since);
+                event!(
+                    "event=service-exit name={} pid={} status={} ran_ms={}{}",
+                    svc.name,
+                    pid,
+                    code.0,
+                    ran,
+                    if oom_killed { " oom_killed=1" } else { "" }
+                );
+                if !code.success() && !svc.console {
+                    if let Some(o) = self.svcs.get(i).and_then(|s| s.output.as_ref()) {
+                        let mut tail = [0u8; 160];
+                        let t = o.last_line(&mut tail);
+                        event!(
+                            "event=service-exit-tail name={} last_line={:?}",
+                            svc.name,
+                            t
+                        );
+                    }
+                }
+                // Leftovers of this incarnation go with it.
+                if cgroup::populated(&svc.name) {
+                    cgroup::kill_all(&svc.name);
+                }
+                if policy::should_restart(svc.restart, code) {
+                    self.backoff(i, now, ran);
+                    None
+                } else {
+                    st_set(&mut self.svcs, i, State::Done);
+                    event!("event=service-done name={} status={}", svc.name, code.0);
+                    (svc.on_exit != PowerAction::Ignore).then_some(svc.on_exit)
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn backoff(&mut self, i: usize, now: Millis, ran_ms: u64) {
+        let Some(svc) = self.cfg.services.get(i) else {
+            return;
+        };
+        let Some(st) = self.svcs.get_mut(i) else {
+            return;
+        };
+        st.failures = policy::next_failures(st.failures, ran_ms);
+        st.restarts = st.restarts.saturating_add(1);
+        let delay = policy::backoff_ms(svc.backoff_ms, svc.backoff_max_ms, st.failures);
+        st.state = State::Backoff {
+            until: now.after(delay),
+        };
+        event!(
+            "event=service-backoff name={} delay_ms={} failures={} restarts={}",
+            svc.name,
+            delay,
+            st.failures,
+            st.restarts
+        );
+    }
+
+    /// Begin an orderly shutdown ending in `action`.
+    pub fn begin_shutdown(&mut self, action: PowerAction, now: Millis) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        event!("event=shutdown-begin action={}", action_name(action));
+        self.shutdown = Some((action, now));
+        self.advance_shutdown(now);
+    }
+
+    /// The action of a shutdown that has finished stopping every service.
+    pub fn finished(&self) -> Option<PowerAction> {
+        let (action, _) = self.shutdown?;
+        self.svcs
+            .iter()
+            .all(|s| matches!(s.state, State::Stopped))
+            .then_some(action)
+    }
+
+    fn advance_shutdown(&mut self, now: Millis) {
+        let grace = u64::from(self.cfg.shutdown_grace_ms);
+        let alive: heapless::Vec<bool, MAX_SERVICES> = self
+            .svcs
+            .iter()
+            .map(|s| matches!(s.state, State::Running { .. } | State::Stopping { .. }))
+            .collect();
+        for k in (0..self.order.len()).rev() {
+            let Some(i) = self.order.get(k).map(|&i| usize::from(i)) else {
+                continue;
+            };
+            let Some(name) = self.cfg.services.get(i).map(|s| s.name.clone()) else {
+                continue;
+            };
+            let Some(state) = self.svcs.get(i).map(|s| s.state) else {
+                continue;
+            };
+            match state {
+                State::Waiting | State::Backoff { .. } | State::Done => {
+                    if cgroup::populated(&name) {
+                        cgroup::kill_all(&name);
+                    }
+                    st_set(&mut self.svcs, i, State::Stopped);
+                }
+                State::Running { pid, .. } if policy::may_stop(&self.cfg, i, &alive) => {
+                    event!("event=service-stop name={} pid={} signal=TERM", name, pid);
+                    cgroup::signal_all(&name, rustix::process::Signal::TERM);
+                    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                        let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+                    }
+                    st_set(
+                        &mut self.svcs,
+                        i,
+                        State::Stopping {
+                            pid: Some(pid),
+                            kill_at: now.after(grace),
+                            killed: false,
+                            since: now,
+                        },
+                    );
+                }
+                State::Stopping {
+                    pid,
+                    kill_at,
+                    killed,
+                    since,
+                } => {
+                    if !killed && now >= kill_at {
+                        event!(
+                            "event=service-kill name={} reason=grace-expired grace_ms={}",
+                            name,
+                            grace
+                        );
+                        cgroup::kill_all(&name);
+                        if let Some(p) = pid.and_then(rustix::process::Pid::from_raw) {
+                            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                        }
+                        st_set(
+                            &mut self.svcs,
+                            i,
+                            State::Stopping {
+                                pid,
+                                kill_at,
+                                killed: true,
+                                since,
+                            },
+                        );
+                    } else if pid.is_none() && !cgroup::populated(&name) {
+                        event!(
+                            "event=service-stopped name={} after_ms={}",
+                            name,
+                            now.since(since)
+                        );
+                        cgroup::remove(&name);
+                        st_set(&mut self.svcs, i, State::Stopped);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The earliest time the loop must wake even if nothing happens.
+    pub fn deadline(&self, now: Millis) -> Option<Millis> {
+        let mut next: Option<Millis> = None;
+        let mut take = |t: Millis| next = Some(next.map_or(t, |n| n.min(t)));
+        for (i, s) in self.svcs.iter().enumerate() {
+            match s.state {
+                State::Backoff { until } => take(until),
+                State::Stopping {
+                    kill_at,
+                    killed,
+                    pid,
+                    ..
+                } => {
+                    if !killed && pid.is_some() {
+                        take(kill_at);
+                    } else {
+                        take(now.after(POLL_MS));
+                    }
+                }
+                State::Running { ready: false, .. } => {
+                    if matches!(
+                        self.cfg.services.get(i).map(|c| &c.ready),
+                        Some(Ready::File(_))
+                    ) {
+                        take(now.after(POLL_MS));
+                    }
+                }
+                _ => {}
+            }
+        }
+        next
+    }
+}
+
+fn st_set(svcs: &mut heapless::Vec<Svc, MAX_SERVICES>, i: usize, state: State) {
+    if let Some(s) = svcs.get_mut(i) {
+        s.state = state;
+    }
+}
+
+fn raw(fd: &OwnedFd) -> i32 {
+    use rustix::fd::AsRawFd;
+    fd.as_raw_fd()
+}
+
+/// Lower-case name of an action, for logs.
+pub fn action_name(a: PowerAction) -> &'static str {
+    match a {
+        PowerAction::Ignore => "ignore",
+        PowerAction::Reboot => "reboot",
+        PowerAction::Halt => "halt",
+        PowerAction::Poweroff => "poweroff",
+    }
+}
