@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Install what building and booting Quilt under QEMU needs on a fresh Debian
+# bookworm machine (CI, a new developer box). Idempotent: installs only what is
+# missing, and runs `apt-get update` only then. Needs root (or sudo).
+#
+# Usage: tools/setup.sh
+set -euo pipefail
+
+# command-or-file  Debian package
+# A path is checked with -e, a bare name with `command -v`.
+required=(
+	"qemu-system-x86_64 qemu-system-x86" # boots the tests' kernel (TCG/KVM)
+	"cpio cpio"                          # tests check our cpio writer against it
+	"file file"
+	"/bin/busybox busybox-static" # the harness copies this static busybox into images
+	"xz xz-utils"                 # decompress the kernel payload / .ko.xz modules
+	"zstd zstd"
+	"bzip2 bzip2"
+	"depmod kmod"             # qemu/fetch-kernel.sh regenerates modules.dep
+	"apt-get apt"             # qemu/fetch-kernel.sh uses `apt-get download`
+	"dpkg-deb dpkg"
+	"flock util-linux"
+	"shellcheck shellcheck"   # lint for our scripts
+)
+
+sudo_cmd=()
+if [[ "$(id -u)" -ne 0 ]]; then
+	sudo_cmd=(sudo)
+fi
+
+missing=()
+for entry in "${required[@]}"; do
+	read -r probe pkg <<<"$entry"
+	if [[ "$probe" == /* ]]; then
+		[[ -e "$probe" ]] && continue
+	else
+		command -v "$probe" >/dev/null 2>&1 && continue
+	fi
+	missing+=("$pkg")
+done
+
+if ((${#missing[@]} > 0)); then
+	echo "setup: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	"${sudo_cmd[@]}" apt-get update -q
+	"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+	echo "setup: system packages present" >&2
+fi
+
+# Rust target for the static PID 1 build (tools/build-init.sh).
+if command -v rustup >/dev/null 2>&1; then
+	if ! rustup target list --installed | grep -qx x86_64-unknown-linux-gnu; then
+		rustup target add x86_64-unknown-linux-gnu
+	fi
+fi
+
+# --- npm packages -------------------------------------------------------------
+# Bun (from npm) goes here when the issue that needs it lands: check
+# `command -v bun` first, then `npm install -g bun` (install nodejs/npm above
+# via the `required` table if missing).
