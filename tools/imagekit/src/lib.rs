@@ -1,1 +1,13 @@
-//! Image assembly helpers (initramfs cpio, kernel module closure).
+//! Image assembly helpers for the host: an initramfs (newc cpio) writer and a
+//! kernel-module closure resolver.
+//!
+//! Used by the QEMU system tests and, later, by the board image tooling. It
+//! fetches nothing: callers hand it a kernel's module tree and host files.
+//! Output is deterministic (fixed mtimes, inode numbers assigned in path
+//! order, root-owned) so the same inputs give byte-identical images.
+
+mod initramfs;
+mod modules;
+
+pub use initramfs::{ImageError, Initramfs};
+pub use modules::{Compression, Module, ModuleClosure, ModuleError, ModuleTree};
