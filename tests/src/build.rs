@@ -1,0 +1,193 @@
+//! Things built or fetched once per test process: the kernel, PID 1, other
+//! workspace binaries, and the scratch directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crate::{HarnessError, Result};
+
+/// The workspace root (where `Cargo.toml`, `qemu/` and `tools/` live).
+pub fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                repo_root().join(dir)
+            }
+        }
+        None => repo_root().join("target"),
+    }
+}
+
+/// This process's scratch directory, `target/quilt-tests/<pid>/`. Images and
+/// VM logs go here and are kept after the run for debugging; directories of
+/// processes that no longer exist are removed the first time this is called.
+pub fn work_dir() -> Result<PathBuf> {
+    static DIR: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = target_dir().join("quilt-tests");
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let stale = name
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+                if stale {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = base.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir)
+            .map(|()| dir.clone())
+            .map_err(|e| format!("creating {}: {e}", dir.display()))
+    })
+    .clone()
+    .map_err(|detail| HarnessError::Setup {
+        what: "creating the test scratch directory".into(),
+        detail,
+    })
+}
+
+/// A fresh, uniquely named directory under [`work_dir`].
+pub(crate) fn unique_dir(prefix: &str) -> Result<PathBuf> {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = work_dir()?.join(format!("{prefix}-{}", N.fetch_add(1, Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir).map_err(HarnessError::io("creating", &dir))?;
+    Ok(dir)
+}
+
+/// Run a command; on failure return its output as the error detail.
+fn run(what: &str, cmd: &mut Command) -> std::result::Result<String, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("starting {:?}: {e}", cmd.get_program()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{what} exited with {}\n--- stderr ---\n{}\n--- stdout ---\n{stdout}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ))
+    }
+}
+
+/// Debian's stock kernel, as unpacked by `qemu/fetch-kernel.sh`.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    /// ELF kernel that QEMU boots directly (fast path on microvm).
+    pub vmlinux: PathBuf,
+    /// The bzImage as shipped.
+    pub vmlinuz: PathBuf,
+    /// `lib/modules/<version>` tree with `modules.dep`.
+    pub modules_dir: PathBuf,
+    /// Kernel release, e.g. `6.1.0-56-amd64`.
+    pub version: String,
+}
+
+/// The test kernel; runs `qemu/fetch-kernel.sh` once per process (it returns
+/// at once when `.cache/kernel/x86_64/` is complete).
+pub fn kernel() -> Result<Kernel> {
+    static K: OnceLock<std::result::Result<Kernel, String>> = OnceLock::new();
+    K.get_or_init(|| {
+        let root = repo_root();
+        run(
+            "qemu/fetch-kernel.sh",
+            Command::new(root.join("qemu/fetch-kernel.sh")).arg("x86_64"),
+        )?;
+        let dir = root.join(".cache/kernel/x86_64");
+        let version = std::fs::read_to_string(dir.join("version"))
+            .map_err(|e| format!("reading {}/version: {e}", dir.display()))?
+            .trim()
+            .to_owned();
+        Ok(Kernel {
+            vmlinux: dir.join("vmlinux"),
+            vmlinuz: dir.join("vmlinuz"),
+            modules_dir: dir.join("modules"),
+            version,
+        })
+    })
+    .clone()
+    .map_err(|detail| HarnessError::Setup {
+        what: "fetching the kernel (qemu/fetch-kernel.sh)".into(),
+        detail,
+    })
+}
+
+type BuildCache = Mutex<HashMap<(String, String), std::result::Result<PathBuf, String>>>;
+
+fn cached_build(
+    cache: &'static OnceLock<BuildCache>,
+    package: &str,
+    bin: &str,
+    build: impl FnOnce() -> std::result::Result<PathBuf, String>,
+) -> Result<PathBuf> {
+    let cache = cache.get_or_init(Default::default);
+    // Holding the lock while building serializes builds in this process,
+    // which cargo's own target-dir lock would do anyway.
+    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry((package.to_owned(), bin.to_owned()))
+        .or_insert_with(build)
+        .clone()
+        .map_err(|detail| HarnessError::Setup {
+            what: format!("building {package} ({bin})"),
+            detail,
+        })
+}
+
+/// A static x86_64 release binary for the guest, built once per process with
+/// `tools/build-init.sh -p <package> --bin <bin>`.
+pub fn guest_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    static CACHE: OnceLock<BuildCache> = OnceLock::new();
+    cached_build(&CACHE, package, bin, || {
+        let out = run(
+            "tools/build-init.sh",
+            Command::new(repo_root().join("tools/build-init.sh"))
+                .args(["-p", package, "--bin", bin]),
+        )?;
+        out.lines()
+            .last()
+            .map(PathBuf::from)
+            .ok_or_else(|| "tools/build-init.sh printed no path".to_owned())
+    })
+}
+
+/// PID 1: `target/x86_64-unknown-linux-gnu/release/quilt-init`, statically
+/// linked, built once per process.
+pub fn quilt_init_binary() -> Result<PathBuf> {
+    guest_binary("quilt-init", "quilt-init")
+}
+
+/// A host-side workspace binary (e.g. the `quilt` CLI), built once per
+/// process in the dev profile (it shares artifacts with the test build).
+pub fn host_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    static CACHE: OnceLock<BuildCache> = OnceLock::new();
+    cached_build(&CACHE, package, bin, || {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        run(
+            "cargo build",
+            Command::new(cargo)
+                .current_dir(repo_root())
+                .args(["build", "-p", package, "--bin", bin]),
+        )?;
+        let path = target_dir().join("debug").join(bin);
+        if path.exists() {
+            Ok(path)
+        } else {
+            Err(format!("{} was not produced", path.display()))
+        }
+    })
+}

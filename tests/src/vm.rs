@@ -1,0 +1,561 @@
+//! One QEMU guest: start, watch its two serial channels, stop.
+//!
+//! Wiring (QEMU 7.2, `-M microvm`):
+//! - console: `-chardev file,id=con,path=<dir>/console.log -serial chardev:con`
+//!   is microvm's built-in ISA UART at 0x3f8, `ttyS0` in the guest.
+//! - result channel: microvm creates only that one UART, so a second `-serial`
+//!   is ignored; we add a second 16550 explicitly with
+//!   `-chardev file,id=chan,path=<dir>/channel.log
+//!    -device isa-serial,chardev=chan,iobase=0x2f8,irq=3`. The kernel's 8250
+//!   driver probes the legacy port, so it is `/dev/ttyS1` with no module and
+//!   no PCI (checked by the harness self-test).
+//! - `-no-reboot` always: a guest reboot ends QEMU, so does `panic=-1`
+//!   (kernel panic → immediate reboot → QEMU exits 0; [`Exit::end`] tells a
+//!   panic from a power-off by the console text).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+
+use crate::build::{kernel, unique_dir};
+use crate::{HarnessError, Result};
+
+/// How many console lines an error carries.
+const TAIL_LINES: usize = 40;
+const POLL: Duration = Duration::from_millis(20);
+
+/// CPU emulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// KVM when [`kvm_usable`], else TCG. `QUILT_ACCEL=tcg|kvm` overrides.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// Options for [`Vm::boot`].
+#[derive(Debug, Clone)]
+pub struct VmOpts {
+    /// Guest RAM in MiB.
+    pub mem_mb: u32,
+    /// Guest CPUs.
+    pub cpus: u32,
+    /// Appended to the kernel command line after the harness's own
+    /// `console=ttyS0 quiet panic=-1 tsc_early_khz=...`.
+    pub append: String,
+    /// Extra QEMU arguments, e.g. `["-device", "i6300esb"]` (with `pcie`).
+    pub extra_args: Vec<String>,
+    /// `-M microvm,pcie=on`: a PCIe host bridge (ECAM via ACPI), needed for
+    /// PCI devices such as `i6300esb`. Off by default: the kernel then skips
+    /// PCI probing, which boots a little faster.
+    pub pcie: bool,
+    pub accel: Accel,
+    /// Hard cap on the VM's life: every wait ends by then, and QEMU is
+    /// killed when a wait runs into it.
+    pub timeout: Duration,
+    /// Boot this ELF kernel instead of the cached Debian one.
+    pub kernel: Option<PathBuf>,
+}
+
+impl Default for VmOpts {
+    fn default() -> Self {
+        Self {
+            mem_mb: 512,
+            cpus: 1,
+            append: String::new(),
+            extra_args: Vec::new(),
+            pcie: false,
+            accel: Accel::Auto,
+            timeout: Duration::from_secs(120),
+            kernel: None,
+        }
+    }
+}
+
+/// What [`Vm::wait_for_console`] and friends look for in a line.
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    /// The line contains this text.
+    Substring(String),
+    /// The regex matches somewhere in the line.
+    Regex(Regex),
+}
+
+impl Pattern {
+    /// A regex pattern.
+    pub fn regex(re: &str) -> Result<Self> {
+        Ok(Pattern::Regex(Regex::new(re)?))
+    }
+
+    fn matches(&self, line: &str) -> bool {
+        match self {
+            Pattern::Substring(s) => line.contains(s.as_str()),
+            Pattern::Regex(r) => r.is_match(line),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Pattern::Substring(s) => format!("{s:?}"),
+            Pattern::Regex(r) => format!("/{}/", r.as_str()),
+        }
+    }
+}
+
+impl From<&str> for Pattern {
+    fn from(s: &str) -> Self {
+        Pattern::Substring(s.to_owned())
+    }
+}
+
+impl From<String> for Pattern {
+    fn from(s: String) -> Self {
+        Pattern::Substring(s)
+    }
+}
+
+impl From<Regex> for Pattern {
+    fn from(r: Regex) -> Self {
+        Pattern::Regex(r)
+    }
+}
+
+/// How the guest ended, read from the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestEnd {
+    /// `reboot: Power down` (e.g. `poweroff -f`, or PID 1 powering off).
+    PowerOff,
+    /// `reboot: Restarting system`.
+    Reboot,
+    /// `Kernel panic - not syncing` (PID 1 exited, or a real panic).
+    Panic,
+    /// None of these: QEMU was killed or crashed.
+    Unknown,
+}
+
+/// How QEMU ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Exit {
+    pub status: ExitStatus,
+    pub end: GuestEnd,
+    /// Wall time from QEMU start to exit.
+    pub wall: Duration,
+}
+
+impl Exit {
+    /// QEMU exited 0 after the guest powered off.
+    pub fn powered_off(&self) -> bool {
+        self.status.success() && self.end == GuestEnd::PowerOff
+    }
+}
+
+/// A captured output of the guest, read incrementally.
+#[derive(Debug)]
+struct Stream {
+    name: &'static str,
+    path: PathBuf,
+    /// Bytes of the file already consumed by a successful wait.
+    cursor: usize,
+}
+
+impl Stream {
+    fn text(&self) -> String {
+        let raw = std::fs::read(&self.path).unwrap_or_default();
+        String::from_utf8_lossy(&raw).replace('\r', "")
+    }
+
+    /// The first not-yet-consumed line matching `pattern`; consumes up to and
+    /// including it. A final line without `\n` counts only once QEMU is gone.
+    fn scan(&mut self, pattern: &Pattern, finished: bool) -> Option<String> {
+        let raw = std::fs::read(&self.path).unwrap_or_default();
+        let mut pos = self.cursor.min(raw.len());
+        while pos < raw.len() {
+            let rest = raw.get(pos..)?;
+            let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+                Some(n) => (rest.get(..n)?, pos + n + 1),
+                None if finished => (rest, raw.len()),
+                None => return None,
+            };
+            let line = String::from_utf8_lossy(line).replace('\r', "");
+            if pattern.matches(&line) {
+                self.cursor = next;
+                return Some(line);
+            }
+            pos = next;
+        }
+        None
+    }
+}
+
+/// A running (or finished) QEMU guest. Dropping it kills QEMU.
+#[derive(Debug)]
+pub struct Vm {
+    child: Child,
+    dir: PathBuf,
+    console: Stream,
+    channel: Stream,
+    started: Instant,
+    deadline: Instant,
+    exit: Option<(ExitStatus, Instant)>,
+    command_line: String,
+    accel: Accel,
+}
+
+/// Whether `-accel kvm` can boot a stock kernel here: the CPU has vmx/svm,
+/// `/dev/kvm` opens read-write, and it is not the nested `kvm_pvm` flavour
+/// (which cannot boot an unmodified kernel).
+pub fn kvm_usable() -> bool {
+    static USABLE: OnceLock<bool> = OnceLock::new();
+    *USABLE.get_or_init(|| {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let hw = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+        hw && !Path::new("/sys/module/kvm_pvm").exists()
+            && std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/kvm")
+                .is_ok()
+    })
+}
+
+/// Host TSC frequency in kHz from `/proc/cpuinfo` ("cpu MHz" × 1000). Passed
+/// as `tsc_early_khz=`: without it microvm guests hang in TSC calibration in
+/// about one boot in five.
+pub fn host_tsc_khz() -> Option<u64> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    // Whole kHz; the value is far below f64's exact-integer range.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Some((mhz * 1000.0) as u64)
+}
+
+fn resolve_accel(requested: Accel) -> Accel {
+    match requested {
+        Accel::Auto => match std::env::var("QUILT_ACCEL").as_deref() {
+            Ok("tcg") => Accel::Tcg,
+            Ok("kvm") => Accel::Kvm,
+            _ if kvm_usable() => Accel::Kvm,
+            _ => Accel::Tcg,
+        },
+        other => other,
+    }
+}
+
+impl Vm {
+    /// Start QEMU on `image` (an initramfs from [`crate::ImageBuilder`]).
+    /// Files go to a fresh directory under the test scratch dir:
+    /// `console.log`, `channel.log`, `qemu.log` (QEMU's own stderr) and
+    /// `cmdline.txt`.
+    pub fn boot(image: &Path, opts: VmOpts) -> Result<Vm> {
+        let vmlinux = match &opts.kernel {
+            Some(k) => k.clone(),
+            None => kernel()?.vmlinux,
+        };
+        let dir = unique_dir("vm")?;
+        let console_path = dir.join("console.log");
+        let channel_path = dir.join("channel.log");
+        let accel = resolve_accel(opts.accel);
+
+        let mut append = String::from("console=ttyS0 quiet panic=-1");
+        if let Some(khz) = host_tsc_khz() {
+            append.push_str(&format!(" tsc_early_khz={khz}"));
+        }
+        if !opts.append.is_empty() {
+            append.push(' ');
+            append.push_str(&opts.append);
+        }
+
+        let machine = if opts.pcie {
+            "microvm,pcie=on"
+        } else {
+            "microvm"
+        };
+        let path_arg = |p: &Path| p.to_string_lossy().into_owned();
+        let mut args: Vec<String> = vec![
+            "-M".into(),
+            machine.into(),
+            "-accel".into(),
+            if accel == Accel::Kvm { "kvm" } else { "tcg" }.into(),
+            "-cpu".into(),
+            "max".into(),
+            "-smp".into(),
+            opts.cpus.to_string(),
+            "-m".into(),
+            opts.mem_mb.to_string(),
+            "-no-user-config".into(),
+            "-display".into(),
+            "none".into(),
+            "-monitor".into(),
+            "none".into(),
+            "-nic".into(),
+            "none".into(),
+            "-no-reboot".into(),
+            "-kernel".into(),
+            path_arg(&vmlinux),
+            "-initrd".into(),
+            path_arg(image),
+            "-append".into(),
+            append,
+            "-chardev".into(),
+            format!("file,id=con,path={}", console_path.display()),
+            "-serial".into(),
+            "chardev:con".into(),
+            "-chardev".into(),
+            format!("file,id=chan,path={}", channel_path.display()),
+            "-device".into(),
+            "isa-serial,chardev=chan,iobase=0x2f8,irq=3".into(),
+        ];
+        args.extend(opts.extra_args.iter().cloned());
+
+        let program = "qemu-system-x86_64";
+        let command_line = std::iter::once(program.to_owned())
+            .chain(args.iter().map(|a| shell_quote(a)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let cmdline_path = dir.join("cmdline.txt");
+        std::fs::write(&cmdline_path, format!("{command_line}\n"))
+            .map_err(HarnessError::io("writing", &cmdline_path))?;
+        let log_path = dir.join("qemu.log");
+        let log = File::create(&log_path).map_err(HarnessError::io("creating", &log_path))?;
+        let log2 = log
+            .try_clone()
+            .map_err(HarnessError::io("duplicating", &log_path))?;
+
+        let started = Instant::now();
+        let child = Command::new(program)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|source| HarnessError::Spawn {
+                program: program.into(),
+                source,
+            })?;
+        Ok(Vm {
+            child,
+            dir,
+            console: Stream {
+                name: "console",
+                path: console_path,
+                cursor: 0,
+            },
+            channel: Stream {
+                name: "channel",
+                path: channel_path,
+                cursor: 0,
+            },
+            started,
+            deadline: started + opts.timeout,
+            exit: None,
+            command_line,
+            accel,
+        })
+    }
+
+    /// This VM's directory (logs, command line).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The QEMU command line, shell-quoted.
+    pub fn command_line(&self) -> &str {
+        &self.command_line
+    }
+
+    /// The accelerator in use (never `Auto`).
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// Wall time since QEMU was started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Everything the guest wrote to its console so far (`\r` removed).
+    pub fn console_text(&self) -> String {
+        self.console.text()
+    }
+
+    /// Everything the guest wrote to `/dev/ttyS1` so far.
+    pub fn channel_text(&self) -> String {
+        self.channel.text()
+    }
+
+    /// Wait for a console line matching `pattern` and return it. Only lines
+    /// after the one an earlier successful wait matched are searched, so
+    /// successive waits follow the boot in order.
+    pub fn wait_for_console(
+        &mut self,
+        pattern: impl Into<Pattern>,
+        timeout: Duration,
+    ) -> Result<String> {
+        self.wait_for(false, &pattern.into(), timeout)
+    }
+
+    /// Like [`Self::wait_for_console`], on the result channel (`/dev/ttyS1`).
+    pub fn wait_for_channel(
+        &mut self,
+        pattern: impl Into<Pattern>,
+        timeout: Duration,
+    ) -> Result<String> {
+        self.wait_for(true, &pattern.into(), timeout)
+    }
+
+    fn wait_for(&mut self, channel: bool, pattern: &Pattern, timeout: Duration) -> Result<String> {
+        let start = Instant::now();
+        let until = (start + timeout).min(self.deadline);
+        loop {
+            let finished = self.poll_exit().is_some();
+            let stream = if channel {
+                &mut self.channel
+            } else {
+                &mut self.console
+            };
+            if let Some(line) = stream.scan(pattern, finished) {
+                return Ok(line);
+            }
+            let waited_for = format!("{} to show {}", stream.name, pattern.describe());
+            if let Some(status) = self.poll_exit() {
+                return Err(HarnessError::Exited {
+                    waited_for,
+                    status,
+                    tail: self.tail(),
+                });
+            }
+            if Instant::now() >= until {
+                if Instant::now() >= self.deadline {
+                    self.kill();
+                }
+                return Err(HarnessError::Timeout {
+                    waited_for,
+                    after: start.elapsed(),
+                    tail: self.tail(),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn poll_exit(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exit = Some((status, Instant::now()));
+            }
+        }
+        self.exit.map(|(s, _)| s)
+    }
+
+    /// Wait for QEMU to exit (the guest powered off, rebooted or panicked).
+    /// On timeout QEMU is killed and the error carries the console tail.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Exit> {
+        let start = Instant::now();
+        let until = (start + timeout).min(self.deadline);
+        loop {
+            if let Some(status) = self.poll_exit() {
+                let at = self.exit.map_or_else(Instant::now, |(_, at)| at);
+                return Ok(Exit {
+                    status,
+                    end: self.guest_end(),
+                    wall: at.duration_since(self.started),
+                });
+            }
+            if Instant::now() >= until {
+                self.kill();
+                return Err(HarnessError::Timeout {
+                    waited_for: "qemu to exit (killed it)".into(),
+                    after: start.elapsed(),
+                    tail: self.tail(),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn guest_end(&self) -> GuestEnd {
+        let text = self.console_text();
+        if text.contains("Kernel panic - not syncing") {
+            GuestEnd::Panic
+        } else if text.contains("reboot: Power down") {
+            GuestEnd::PowerOff
+        } else if text.contains("reboot: Restarting system") {
+            GuestEnd::Reboot
+        } else {
+            GuestEnd::Unknown
+        }
+    }
+
+    /// Kill QEMU now (idempotent).
+    pub fn kill(&mut self) {
+        if self.poll_exit().is_none() {
+            let _ = self.child.kill();
+            if let Ok(status) = self.child.wait() {
+                self.exit = Some((status, Instant::now()));
+            }
+        }
+    }
+
+    /// The last console lines, the channel's last lines and QEMU's stderr,
+    /// for error messages.
+    fn tail(&self) -> String {
+        let mut out = format!(
+            "--- last {TAIL_LINES} console lines ({}) ---\n",
+            self.console.path.display()
+        );
+        let console = self.console_text();
+        let lines: Vec<&str> = console.lines().collect();
+        for l in lines.iter().skip(lines.len().saturating_sub(TAIL_LINES)) {
+            out.push_str(l);
+            out.push('\n');
+        }
+        let channel = self.channel_text();
+        if !channel.is_empty() {
+            out.push_str("--- last 10 channel lines ---\n");
+            let lines: Vec<&str> = channel.lines().collect();
+            for l in lines.iter().skip(lines.len().saturating_sub(10)) {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        let qemu = std::fs::read_to_string(self.dir.join("qemu.log")).unwrap_or_default();
+        if !qemu.trim().is_empty() {
+            out.push_str("--- qemu stderr ---\n");
+            out.push_str(qemu.trim_end());
+            out.push('\n');
+        }
+        out.push_str(&format!("--- qemu command ---\n{}", self.command_line));
+        out
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
