@@ -5,7 +5,7 @@ use std::process::Command;
 
 use quilt_imagekit::{Initramfs, ModuleTree};
 
-use crate::build::{kernel, quilt_init_binary, unique_dir};
+use crate::build::{guest_binary, kernel, quilt_init_binary, unique_dir};
 use crate::{HarnessError, Result};
 
 /// Where Debian's busybox-static puts its binary (tools/setup.sh installs it).
@@ -87,6 +87,19 @@ impl ImageBuilder {
     /// A file with the given contents.
     pub fn bytes(self, dst: &str, data: impl Into<Vec<u8>>, mode: u32) -> Self {
         self.step(|img| img.bytes(dst, data, mode).map(drop))
+    }
+
+    /// A static binary of this workspace, built for the guest with
+    /// `tools/build-init.sh -p <package> --bin <bin>` (e.g. an in-guest
+    /// checker program), copied to `dst` with mode 0755.
+    pub fn guest_bin(mut self, dst: &str, package: &str, bin: &str) -> Self {
+        match guest_binary(package, bin) {
+            Ok(path) => self.file(dst, path, 0o755),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                self
+            }
+        }
     }
 
     /// A symlink `dst -> target`.

@@ -14,6 +14,7 @@
 //!   panic from a power-off by the console text).
 
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -171,8 +172,12 @@ impl Stream {
     /// The first not-yet-consumed line matching `pattern`; consumes up to and
     /// including it. A final line without `\n` counts only once QEMU is gone.
     fn scan(&mut self, pattern: &Pattern, finished: bool) -> Option<String> {
-        let raw = std::fs::read(&self.path).unwrap_or_default();
-        let mut pos = self.cursor.min(raw.len());
+        // Only the unconsumed part is read, so long boots stay cheap to poll.
+        let mut raw = Vec::new();
+        let mut file = File::open(&self.path).ok()?;
+        file.seek(SeekFrom::Start(self.cursor as u64)).ok()?;
+        file.read_to_end(&mut raw).ok()?;
+        let mut pos = 0;
         while pos < raw.len() {
             let rest = raw.get(pos..)?;
             let (line, next) = match rest.iter().position(|&b| b == b'\n') {
@@ -182,7 +187,7 @@ impl Stream {
             };
             let line = String::from_utf8_lossy(line).replace('\r', "");
             if pattern.matches(&line) {
-                self.cursor = next;
+                self.cursor += next;
                 return Some(line);
             }
             pos = next;
@@ -395,6 +400,11 @@ impl Vm {
     /// Everything the guest wrote to `/dev/ttyS1` so far.
     pub fn channel_text(&self) -> String {
         self.channel.text()
+    }
+
+    /// The `quilt:` lines of the console so far (see [`crate::quilt_events`]).
+    pub fn events(&self) -> Vec<crate::Event> {
+        crate::quilt_events(&self.console_text())
     }
 
     /// Wait for a console line matching `pattern` and return it. Only lines
