@@ -6,13 +6,16 @@
 # Usage: tools/setup.sh
 set -euo pipefail
 
-# command-or-file  Debian package
-# A path is checked with -e, a bare name with `command -v`.
+# probe  Debian package
+# A probe "pkg:NAME" asks dpkg whether NAME is installed, a path is checked
+# with -e, a bare name with `command -v`.
 required=(
 	"qemu-system-x86_64 qemu-system-x86" # boots the tests' kernel (TCG/KVM)
 	"cpio cpio"                          # tests check our cpio writer against it
 	"file file"
-	"/bin/busybox busybox-static" # the harness copies this static busybox into images
+	# The harness copies /bin/busybox into images, so it must be the static
+	# build: Debian's plain `busybox` package has the same path, dynamic.
+	"pkg:busybox-static busybox-static"
 	"xz xz-utils"                 # decompress the kernel payload / .ko.xz modules
 	"zstd zstd"
 	"bzip2 bzip2"
@@ -31,7 +34,10 @@ fi
 missing=()
 for entry in "${required[@]}"; do
 	read -r probe pkg <<<"$entry"
-	if [[ "$probe" == /* ]]; then
+	if [[ "$probe" == pkg:* ]]; then
+		status="$(dpkg-query -W -f='${Status}' "${probe#pkg:}" 2>/dev/null || true)"
+		[[ "$status" == "install ok installed" ]] && continue
+	elif [[ "$probe" == /* ]]; then
 		[[ -e "$probe" ]] && continue
 	else
 		command -v "$probe" >/dev/null 2>&1 && continue
