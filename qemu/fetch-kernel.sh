@@ -2,8 +2,11 @@
 # Download Debian's stock kernel and unpack what the QEMU boot tests need into
 # .cache/kernel/<arch>/:
 #   vmlinuz   the boot image as Debian ships it (bzImage on x86_64)
-#   vmlinux   the ELF kernel pulled out of vmlinuz (x86_64): QEMU's microvm
+#   vmlinux   x86_64: the ELF kernel pulled out of vmlinuz; QEMU's microvm
 #             boots it directly, which is the fastest and most reliable path
+#   Image     aarch64: the raw arm64 Image (Debian's vmlinuz, gunzipped if
+#             it is compressed), what `qemu-system-aarch64 -M virt -kernel`
+#             boots
 #   modules/  the lib/modules/<version> tree (kernel/**/*.ko) with the
 #             modules.dep that depmod writes at install time
 #   version   the kernel release string, e.g. 6.1.0-56-amd64
@@ -11,7 +14,8 @@
 # Idempotent: a complete cache is left alone. Needs apt-get, dpkg-deb, depmod
 # (kmod) and the decompressors installed by tools/setup.sh; no root needed.
 #
-# Usage: qemu/fetch-kernel.sh [x86_64]
+# Usage: qemu/fetch-kernel.sh [x86_64|aarch64]
+# aarch64 needs dpkg's arm64 architecture: run `tools/setup.sh --arm64` once.
 set -euo pipefail
 
 arch="${1:-x86_64}"
@@ -23,18 +27,27 @@ x86_64)
 	debarch=amd64
 	flavour=amd64
 	;;
-# aarch64 goes here: debarch=arm64, flavour=arm64, after
-# `dpkg --add-architecture arm64 && apt-get update`; its vmlinuz is a gzip'd
-# `Image`, so unpack it with gunzip instead of extract_elf below.
+aarch64)
+	debarch=arm64
+	flavour=arm64
+	if ! dpkg --print-foreign-architectures | grep -qx arm64 &&
+		[[ "$(dpkg --print-architecture)" != arm64 ]]; then
+		echo "fetch-kernel: dpkg has no arm64 architecture; run 'tools/setup.sh --arm64'" >&2
+		exit 1
+	fi
+	;;
 *)
-	echo "fetch-kernel: unsupported arch '$arch' (supported: x86_64)" >&2
+	echo "fetch-kernel: unsupported arch '$arch' (supported: x86_64, aarch64)" >&2
 	exit 2
 	;;
 esac
 
 complete() {
 	[[ -s "$out/version" && -s "$out/vmlinuz" && -s "$out/modules/modules.dep" ]] &&
-		{ [[ "$arch" != x86_64 ]] || [[ -s "$out/vmlinux" ]]; }
+		case "$arch" in
+		x86_64) [[ -s "$out/vmlinux" ]] ;;
+		aarch64) [[ -s "$out/Image" ]] ;;
+		esac
 }
 complete && exit 0
 
@@ -123,9 +136,22 @@ rm -rf "$stage"
 mkdir -p "$stage"
 cp "$vmlinuz" "$stage/vmlinuz"
 mv "$work/root/lib/modules/$version" "$stage/modules"
-if [[ "$arch" == x86_64 ]]; then
-	extract_elf "$stage/vmlinuz" "$stage/vmlinux"
-fi
+case "$arch" in
+x86_64) extract_elf "$stage/vmlinuz" "$stage/vmlinux" ;;
+aarch64)
+	# Either the raw Image (EFI-stub "MZ" header, "ARMd" magic at 0x38; what
+	# bookworm ships) or that Image gzip'd.
+	if [[ "$(head -c2 "$stage/vmlinuz" | od -An -tx1 | tr -d ' \n')" == 1f8b ]]; then
+		gzip -dc "$stage/vmlinuz" >"$stage/Image"
+	else
+		ln "$stage/vmlinuz" "$stage/Image"
+	fi
+	[[ "$(tail -c "+57" "$stage/Image" | head -c4)" == ARMd ]] || {
+		echo "fetch-kernel: $pkg's vmlinuz is not an arm64 Image" >&2
+		exit 1
+	}
+	;;
+esac
 echo "$version" >"$stage/version"
 rm -rf "$out"
 mv "$stage" "$out"

@@ -3,8 +3,22 @@
 # bookworm machine (CI, a new developer box). Idempotent: installs only what is
 # missing, and runs `apt-get update` only then. Needs root (or sudo).
 #
-# Usage: tools/setup.sh
+# Usage: tools/setup.sh [--arm64]
+#   --arm64  also prepare aarch64 boots: add dpkg's arm64 architecture (so
+#            qemu/fetch-kernel.sh aarch64 can `apt-get download` the arm64
+#            kernel) and install qemu-system-arm.
 set -euo pipefail
+
+arm64=false
+for arg in "$@"; do
+	case "$arg" in
+	--arm64) arm64=true ;;
+	*)
+		echo "usage: $0 [--arm64]" >&2
+		exit 2
+		;;
+	esac
+done
 
 # probe  Debian package
 # A probe "pkg:NAME" asks dpkg whether NAME is installed, a path is checked
@@ -31,6 +45,17 @@ if [[ "$(id -u)" -ne 0 ]]; then
 	sudo_cmd=(sudo)
 fi
 
+if "$arm64"; then
+	required+=("qemu-system-aarch64 qemu-system-arm")
+fi
+
+need_update=false
+if "$arm64" && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+	echo "setup: adding dpkg architecture arm64" >&2
+	"${sudo_cmd[@]}" dpkg --add-architecture arm64
+	need_update=true
+fi
+
 missing=()
 for entry in "${required[@]}"; do
 	read -r probe pkg <<<"$entry"
@@ -45,10 +70,12 @@ for entry in "${required[@]}"; do
 	missing+=("$pkg")
 done
 
-if ((${#missing[@]} > 0)); then
-	echo "setup: installing ${missing[*]}" >&2
+if ((${#missing[@]} > 0)) || "$need_update"; then
 	export DEBIAN_FRONTEND=noninteractive
 	"${sudo_cmd[@]}" apt-get update -q
+fi
+if ((${#missing[@]} > 0)); then
+	echo "setup: installing ${missing[*]}" >&2
 	"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
 	echo "setup: system packages present" >&2
