@@ -77,6 +77,25 @@ impl Default for VmOpts {
     }
 }
 
+impl VmOpts {
+    /// Add a QEMU device (`-device <spec>`), e.g. `"i6300esb"`. PCI devices
+    /// also need [`Self::pcie`].
+    pub fn device(mut self, spec: &str) -> Self {
+        self.extra_args.push("-device".into());
+        self.extra_args.push(spec.into());
+        self
+    }
+
+    /// Append words to the kernel command line.
+    pub fn cmdline(mut self, words: &str) -> Self {
+        if !self.append.is_empty() {
+            self.append.push(' ');
+        }
+        self.append.push_str(words);
+        self
+    }
+}
+
 /// What [`Vm::wait_for_console`] and friends look for in a line.
 #[derive(Debug, Clone)]
 pub enum Pattern {

@@ -43,10 +43,10 @@ fn busybox_init_reports_over_channel_loads_modules_and_powers_off() -> Result<()
             &image,
             VmOpts {
                 pcie: true,
-                extra_args: vec!["-device".into(), "i6300esb".into()],
                 timeout: Duration::from_secs(90),
                 ..VmOpts::default()
-            },
+            }
+            .device("i6300esb"),
         )?;
         let line = vm.wait_for_channel(
             Pattern::regex(r"init-uptime=[0-9.]+")?,
