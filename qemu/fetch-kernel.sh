@@ -109,6 +109,12 @@ extract_elf() {
 }
 
 pkg="$(pick_package)"
+# Empty package lists (a fresh container, or apt's cache cleaned): refresh
+# once when we may.
+if [[ -z "$pkg" && "$(id -u)" -eq 0 ]]; then
+	apt-get update -q >&2
+	pkg="$(pick_package)"
+fi
 if [[ -z "$pkg" ]]; then
 	echo "fetch-kernel: no linux-image-*-$flavour-unsigned package; run 'apt-get update' (tools/setup.sh)" >&2
 	exit 1
