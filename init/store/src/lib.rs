@@ -1,0 +1,5 @@
+//! stub (filled below)
+pub mod error;
+pub mod io;
+pub mod trustdir;
+pub use error::StoreError;
