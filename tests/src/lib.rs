@@ -13,6 +13,29 @@
 //! `.cache/kernel/`), `tools/build-init.sh` (static PID 1), and
 //! `tools/setup.sh` (QEMU, cpio, busybox-static, ...).
 //!
+//! ```no_run
+//! use std::time::Duration;
+//! use quilt_system_tests::{ImageBuilder, Result, Vm, VmOpts};
+//!
+//! fn boots_to_ready() -> Result<()> {
+//!     let image = ImageBuilder::new() // quilt-init at /init
+//!         .busybox()
+//!         .modules(&["i6300esb"])
+//!         .config_toml(r#"
+//! [[service]]
+//! name = "probe"
+//! exec = ["/bin/sh", "-c", "echo ok > /dev/ttyS1"]
+//! "#)
+//!         .build()?;
+//!     let mut vm = Vm::boot(&image, VmOpts { pcie: true, ..VmOpts::default() }.device("i6300esb"))?;
+//!     vm.wait_for_console("event=pid1-entry", Duration::from_secs(30))?;
+//!     vm.wait_for_channel("ok", Duration::from_secs(30))?;
+//!     let t = vm.events().iter().find_map(|e| (e.name() == Some("boot-ready")).then(|| e.t()));
+//!     println!("boot-ready at {t:?}");
+//!     Ok(())
+//! }
+//! ```
+//!
 //! Errors print the tail of the console, so `.unwrap()` or `?` in a test is
 //! enough to see why a boot went wrong; per-VM files stay in
 //! `target/quilt-tests/<pid>/` for a look after the fact.
