@@ -87,7 +87,6 @@ pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, path: &[Hash], root:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec;
 
     fn leaves(n: usize) -> Vec<Hash> {
         (0..n).map(|i| hash::leaf(&[i as u8])).collect()
@@ -127,7 +126,7 @@ mod tests {
             &hash::leaf(b""),
             0,
             0,
-            &vec![],
+            &[],
             &root(&[])
         ));
     }
