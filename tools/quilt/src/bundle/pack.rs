@@ -52,8 +52,12 @@ fn read_tool_toml(dir: &Path) -> anyhow::Result<(HeaderFields, Vec<String>)> {
             path.display()
         )
     })?;
-    let t: ToolToml =
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let t: ToolToml = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map_or(0, |s| {
+            text.get(..s.start).unwrap_or("").matches('\n').count() + 1
+        });
+        anyhow::anyhow!("{} line {line}: {}", path.display(), e.message().trim())
+    })?;
     let d = Limits::default();
     let fields = HeaderFields {
         name: t.name,
