@@ -436,3 +436,22 @@ fn trust_dir_loads_keys_and_policy() {
         Err(StoreError::NoKeys { .. })
     ));
 }
+
+#[test]
+fn the_example_policy_in_the_image_parses_as_documented() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../rootfs/etc/quilt/trust/policy"
+    ))
+    .unwrap();
+    let p = Policy::parse(&text).unwrap();
+    assert_eq!(p.root_threshold, 2);
+    assert_eq!(p.threshold_for("agents/weather"), 1);
+    assert_eq!(p.threshold_for("firmware"), 2);
+    assert_eq!(p.threshold_for("trust"), 2);
+    assert_eq!(p.threshold_for("other"), 2);
+    let (a, b, c) = (key(1), key(2), key(3));
+    // 2-of-3 is reachable with three keys, not with one.
+    assert!(Trust::new(vec![a.public(), b.public(), c.public()], p.clone()).is_ok());
+    assert!(Trust::new(vec![a.public()], p).is_err());
+}
