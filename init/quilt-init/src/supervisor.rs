@@ -13,6 +13,9 @@ use std::ffi::CString;
 
 /// How often to look for a ready file or a drained cgroup.
 const POLL_MS: u64 = 20;
+/// Beyond the grace period, how long a shutdown may wait for processes
+/// that survive `cgroup.kill` before init goes down without them.
+const SHUTDOWN_SLACK_MS: u64 = 5_000;
 
 /// Where a service is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -431,7 +434,11 @@ impl Supervisor {
         if self.shutdown.is_some() {
             return;
         }
-        event!("event=shutdown-begin action={}", action_name(action));
+        event!(
+            "event=shutdown-begin action={} orphans_reaped={}",
+            action_name(action),
+            self.orphans_reaped
+        );
         self.shutdown = Some((action, now));
         self.advance_shutdown(now);
     }
@@ -445,7 +452,45 @@ impl Supervisor {
             .then_some(action)
     }
 
+    /// Run shutdown passes until nothing changes: a service that stopped
+    /// in this pass may unblock the ones it depended on at once.
     fn advance_shutdown(&mut self, now: Millis) {
+        if let Some((_, began)) = self.shutdown {
+            let limit = u64::from(self.cfg.shutdown_grace_ms).saturating_add(SHUTDOWN_SLACK_MS);
+            if now.since(began) >= limit {
+                self.abandon_shutdown();
+                return;
+            }
+        }
+        for _ in 0..=MAX_SERVICES {
+            let before: heapless::Vec<State, MAX_SERVICES> =
+                self.svcs.iter().map(|s| s.state).collect();
+            self.shutdown_pass(now);
+            if self.svcs.iter().map(|s| s.state).eq(before.iter().copied()) {
+                break;
+            }
+        }
+    }
+
+    /// The shutdown took longer than any grace allows (a process stuck in
+    /// the kernel, say): stop waiting, so the board still goes down.
+    fn abandon_shutdown(&mut self) {
+        for i in 0..self.svcs.len() {
+            let Some(name) = self.cfg.services.get(i).map(|s| s.name.clone()) else {
+                continue;
+            };
+            if !matches!(self.svcs.get(i).map(|s| s.state), Some(State::Stopped)) {
+                event!(
+                    "event=service-abandoned name={} reason=shutdown-timeout",
+                    name
+                );
+                cgroup::kill_all(&name);
+                st_set(&mut self.svcs, i, State::Stopped);
+            }
+        }
+    }
+
+    fn shutdown_pass(&mut self, now: Millis) {
         let grace = u64::from(self.cfg.shutdown_grace_ms);
         let alive: heapless::Vec<bool, MAX_SERVICES> = self
             .svcs
@@ -531,6 +576,13 @@ impl Supervisor {
     pub fn deadline(&self, now: Millis) -> Option<Millis> {
         let mut next: Option<Millis> = None;
         let mut take = |t: Millis| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some((_, began)) = self.shutdown {
+            // Never sleep through a shutdown: at worst, wake at its limit.
+            take(
+                began
+                    .after(u64::from(self.cfg.shutdown_grace_ms).saturating_add(SHUTDOWN_SLACK_MS)),
+            );
+        }
         for (i, s) in self.svcs.iter().enumerate() {
             match s.state {
                 State::Backoff { until } => take(until),
