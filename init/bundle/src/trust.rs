@@ -251,20 +251,15 @@ impl Trust {
         })
     }
 
-    /// Counts distinct trusted signers over `domain || body` after checking
-    /// every signature; refuses below `need`.
+    /// Counts distinct trusted keys among `signers` (whose signatures the
+    /// caller has already checked); refuses below `need`.
     fn authorise(
         &self,
         what: &'static str,
         name: &str,
-        domain: &[u8],
-        env: &Envelope,
+        signers: &[PublicKey],
         need: u8,
     ) -> Result<(), Error> {
-        if env.sigs.is_empty() {
-            return Err(Error::Unsigned { what });
-        }
-        let signers = sig::verify_all(domain, &env.body, &env.sigs)?;
         let trusted = signers.iter().filter(|k| self.keys.contains(k)).count();
         if trusted >= usize::from(need) {
             return Ok(());
@@ -289,10 +284,10 @@ impl Trust {
         if env.sigs.is_empty() {
             return Err(Error::Unsigned { what: "bundle" });
         }
-        sig::verify_all(sig::DOMAIN_BUNDLE, &env.body, &env.sigs)?;
+        let signers = sig::verify_all(sig::DOMAIN_BUNDLE, &env.body, &env.sigs)?;
         let header = Header::decode(&env.body)?;
         let need = self.policy.threshold_for(&header.name);
-        self.authorise("bundle", &header.name, sig::DOMAIN_BUNDLE, env, need)?;
+        self.authorise("bundle", &header.name, &signers, need)?;
         check_compat(&header, ctx)?;
         if let (Some(nb), Some(now)) = (header.not_before, ctx.now) {
             if now < nb {
@@ -316,7 +311,7 @@ impl Trust {
                 what: "trust update",
             });
         }
-        sig::verify_all(sig::DOMAIN_TRUST, &env.body, &env.sigs)?;
+        let signers = sig::verify_all(sig::DOMAIN_TRUST, &env.body, &env.sigs)?;
         let upd: TrustUpdate = decode_exact(&env.body, "trust update")?;
         if upd.format != 1 {
             return Err(Error::UnsupportedFormat {
@@ -327,8 +322,7 @@ impl Trust {
         self.authorise(
             "trust update",
             "trust",
-            sig::DOMAIN_TRUST,
-            &env,
+            &signers,
             self.policy.root_threshold,
         )?;
         if upd.sequence <= self.sequence {
@@ -343,8 +337,7 @@ impl Trust {
         next.authorise(
             "trust update",
             "trust (new keys)",
-            sig::DOMAIN_TRUST,
-            &env,
+            &signers,
             next.policy.root_threshold,
         )?;
         Ok(next)
@@ -358,7 +351,7 @@ impl Trust {
                 what: "downgrade permit",
             });
         }
-        sig::verify_all(sig::DOMAIN_PERMIT, &env.body, &env.sigs)?;
+        let signers = sig::verify_all(sig::DOMAIN_PERMIT, &env.body, &env.sigs)?;
         let p: DowngradePermit = decode_exact(&env.body, "downgrade permit")?;
         if p.format != 1 {
             return Err(Error::UnsupportedFormat {
@@ -369,8 +362,7 @@ impl Trust {
         self.authorise(
             "downgrade permit",
             &p.name,
-            sig::DOMAIN_PERMIT,
-            &env,
+            &signers,
             self.policy.root_threshold,
         )?;
         check_expiry("downgrade permit", p.expires, ctx)?;
