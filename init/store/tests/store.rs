@@ -455,3 +455,33 @@ fn the_example_policy_in_the_image_parses_as_documented() {
     assert!(Trust::new(vec![a.public(), b.public(), c.public()], p.clone()).is_ok());
     assert!(Trust::new(vec![a.public()], p).is_err());
 }
+
+#[test]
+fn a_rotted_chunk_is_healed_by_the_next_install_that_carries_it() {
+    let d = tempfile::tempdir().unwrap();
+    let k = key(1);
+    let t = trust(&[&k], "");
+    let mut s = open(d.path(), &t);
+    s.install(&tool("agents/a", 1, 1, &[&k])[..], &ctx(), None)
+        .unwrap();
+    // Rot every stored chunk in place (same length).
+    let mut rotted = 0;
+    for fan in std::fs::read_dir(d.path().join("chunks")).unwrap() {
+        for c in std::fs::read_dir(fan.unwrap().path()).unwrap() {
+            let p = c.unwrap().path();
+            let mut b = std::fs::read(&p).unwrap();
+            b[0] ^= 0xff;
+            std::fs::write(&p, b).unwrap();
+            rotted += 1;
+        }
+    }
+    assert_eq!(s.fsck().unwrap().problems.len(), rotted);
+    // v2 shares big.bin: those chunks are rewritten, not trusted.
+    let r = s
+        .install(&tool("agents/a", 2, 2, &[&k])[..], &ctx(), None)
+        .unwrap();
+    assert_eq!(r.bytes_reused, 0, "{r:?}");
+    s.gc().unwrap();
+    assert!(s.fsck().unwrap().problems.is_empty());
+    s.materialize("agents/a", &d.path().join("out")).unwrap();
+}
