@@ -1,7 +1,6 @@
 //! Initramfs assembly for a test boot.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use quilt_imagekit::{Initramfs, ModuleTree};
 
@@ -117,39 +116,11 @@ impl ImageBuilder {
     /// ...). Kernel-started `/init` scripts get no `PATH`; busybox `sh`
     /// defaults to `/sbin:/usr/sbin:/bin:/usr/bin`, so plain names work.
     pub fn busybox(mut self) -> Self {
-        let list = Command::new(HOST_BUSYBOX).arg("--list").output();
-        let applets = match list {
-            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
-            Ok(out) => {
-                self.error.get_or_insert(HarnessError::Setup {
-                    what: format!("{HOST_BUSYBOX} --list"),
-                    detail: format!("exited with {}", out.status),
-                });
-                return self;
-            }
-            Err(source) => {
-                self.error.get_or_insert(HarnessError::Spawn {
-                    program: format!("{HOST_BUSYBOX} (busybox-static)"),
-                    source,
-                });
-                return self;
-            }
-        };
-        if !has_no_interpreter(Path::new(HOST_BUSYBOX)) {
+        if let Err(e) = quilt_imagekit::add_busybox(&mut self.image, Path::new(HOST_BUSYBOX)) {
             self.error.get_or_insert(HarnessError::Setup {
-                what: format!("checking {HOST_BUSYBOX}"),
-                detail: "it is dynamically linked (Debian's `busybox`); the guest has no \
-                         libc: install busybox-static (tools/setup.sh)"
-                    .into(),
+                what: format!("adding {HOST_BUSYBOX} (busybox-static, tools/setup.sh)"),
+                detail: e.to_string(),
             });
-            return self;
-        }
-        self = self.file("/bin/busybox", HOST_BUSYBOX, 0o755);
-        for applet in applets.lines().map(str::trim) {
-            if applet.is_empty() || applet == "busybox" || applet.contains('/') {
-                continue;
-            }
-            self = self.symlink(&format!("/bin/{applet}"), "busybox");
         }
         self
     }
@@ -180,59 +151,5 @@ impl ImageBuilder {
         let path = unique_dir("image")?.join("initrd.cpio");
         self.image.write_file(&path)?;
         Ok(path)
-    }
-}
-
-/// Whether an ELF64 little-endian file has no `PT_INTERP` program header,
-/// i.e. runs without a dynamic loader. Unreadable or non-ELF64 files count as
-/// "no".
-fn has_no_interpreter(path: &Path) -> bool {
-    const PT_INTERP: u32 = 3;
-    let Ok(data) = std::fs::read(path) else {
-        return false;
-    };
-    let u16_at = |o: usize| {
-        data.get(o..o + 2)
-            .and_then(|b| b.try_into().ok())
-            .map(u16::from_le_bytes)
-    };
-    let u32_at = |o: usize| {
-        data.get(o..o + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-    };
-    let u64_at = |o: usize| {
-        data.get(o..o + 8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-    };
-    // "\x7fELF", class 2 (64-bit), data 1 (little-endian).
-    if data.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
-        return false;
-    }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
-    else {
-        return false;
-    };
-    let Ok(phoff) = usize::try_from(phoff) else {
-        return false;
-    };
-    (0..usize::from(phnum))
-        .all(|i| u32_at(phoff + i * usize::from(phentsize)).is_some_and(|t| t != PT_INTERP))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tells_static_from_dynamic_elf() {
-        // The test binary itself is dynamically linked (default gnu target).
-        let me = std::env::current_exe().unwrap_or_default();
-        assert!(!has_no_interpreter(&me));
-        if Path::new(HOST_BUSYBOX).exists() {
-            assert!(has_no_interpreter(Path::new(HOST_BUSYBOX)));
-        }
-        assert!(!has_no_interpreter(Path::new("/nonexistent")));
     }
 }

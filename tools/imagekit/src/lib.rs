@@ -8,6 +8,8 @@
 
 mod initramfs;
 mod modules;
+mod overlay;
 
 pub use initramfs::{ImageError, Initramfs};
 pub use modules::{Compression, Module, ModuleClosure, ModuleError, ModuleTree};
+pub use overlay::{add_busybox, add_tree, is_static_elf, OverlayError};

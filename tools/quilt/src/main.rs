@@ -4,6 +4,7 @@
 
 mod bundle;
 mod config_cmd;
+mod image_cmd;
 mod key;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Cmd {
     /// Compile and check the boot configuration read by quilt-init.
     #[command(subcommand)]
     Config(config_cmd::ConfigCmd),
+    /// Assemble bootable images (initramfs for QEMU and boards).
+    #[command(subcommand)]
+    Image(image_cmd::ImageCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,6 +40,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Key(c) => key::run(c),
         Cmd::Bundle(c) => bundle::run(c),
         Cmd::Config(c) => config_cmd::run(c),
+        Cmd::Image(c) => image_cmd::run(c),
     };
     match result {
         Ok(code) => code,

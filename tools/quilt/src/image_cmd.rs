@@ -1,0 +1,138 @@
+//! `quilt image …`: assemble what a board or QEMU boots.
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use quilt_imagekit::{add_busybox, add_tree, is_static_elf, Initramfs, ModuleTree};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum ImageCmd {
+    /// Build an initramfs (uncompressed newc cpio: fastest to unpack under
+    /// emulation) with quilt-init as /init.
+    ///
+    /// The boot config is compiled and checked on the way in, and the
+    /// kernel modules it lists are added with their dependencies and a
+    /// trimmed modules.dep, so the image boots with exactly what the config
+    /// needs. Example:
+    ///
+    ///   quilt image initramfs --init target/x86_64-unknown-linux-gnu/release/quilt-init \
+    ///     --config rootfs/etc/quilt/boot.toml --rootfs rootfs \
+    ///     --modules .cache/kernel/x86_64/modules --busybox /bin/busybox --out initrd.cpio
+    #[command(verbatim_doc_comment)]
+    Initramfs {
+        /// The static quilt-init binary (tools/build-init.sh builds it).
+        #[arg(long)]
+        init: PathBuf,
+        /// TOML boot config; compiled to /etc/quilt/boot.bin.
+        #[arg(long)]
+        config: PathBuf,
+        /// Directory trees copied in as they are (repeatable; later wins).
+        #[arg(long)]
+        rootfs: Vec<PathBuf>,
+        /// A kernel's /lib/modules/<version> tree; needed if the config
+        /// lists modules.
+        #[arg(long)]
+        modules: Option<PathBuf>,
+        /// Kernel release the modules belong to (default: the `version`
+        /// file next to --modules, as qemu/fetch-kernel.sh writes it).
+        #[arg(long)]
+        kernel_version: Option<String>,
+        /// A static busybox to add with its applet links.
+        #[arg(long)]
+        busybox: Option<PathBuf>,
+        /// Extra files as HOST:GUEST[:MODE] (mode in octal, default 0755).
+        #[arg(long = "add", value_name = "HOST:GUEST[:MODE]")]
+        add: Vec<String>,
+        /// Where to write the archive.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+pub fn run(cmd: ImageCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ImageCmd::Initramfs {
+            init,
+            config,
+            rootfs,
+            modules,
+            kernel_version,
+            busybox,
+            add,
+            out,
+        } => {
+            if !is_static_elf(&init) {
+                bail!(
+                    "{} is not a static 64-bit ELF; an initramfs has no libc. Build it with tools/build-init.sh",
+                    init.display()
+                );
+            }
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("reading {}", config.display()))?;
+            let bin = quilt_config::compile(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+            let cfg = quilt_config::decode(&bin)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+
+            let mut img = Initramfs::new();
+            for d in [
+                "/dev",
+                "/proc",
+                "/sys",
+                "/run",
+                "/etc/quilt",
+                "/var/lib/quilt",
+            ] {
+                img.dir(d)?;
+            }
+            img.dir_mode("/tmp", 0o1777)?;
+            if let Some(bb) = &busybox {
+                add_busybox(&mut img, bb).with_context(|| format!("adding {}", bb.display()))?;
+            }
+            for r in &rootfs {
+                add_tree(&mut img, r).with_context(|| format!("adding tree {}", r.display()))?;
+            }
+            img.file("/init", &init, 0o755)?;
+            img.bytes("/etc/quilt/boot.bin", bin, 0o644)?;
+            let names: Vec<&str> = cfg.modules.iter().map(|m| m.as_str()).collect();
+            if !names.is_empty() {
+                let Some(dir) = &modules else {
+                    bail!("the config loads modules ({}); pass --modules DIR (a kernel's lib/modules/<version>)", names.join(", "));
+                };
+                let version = match &kernel_version {
+                    Some(v) => v.clone(),
+                    None => std::fs::read_to_string(dir.join("../version"))
+                        .map(|v| v.trim().to_owned())
+                        .with_context(|| {
+                            format!("no {}/../version; pass --kernel-version", dir.display())
+                        })?,
+                };
+                let tree = ModuleTree::open(dir, &version)?;
+                tree.closure(&names)?.add_to(&mut img)?;
+            }
+            for spec in &add {
+                let mut parts = spec.splitn(3, ':');
+                let (Some(host), Some(guest)) = (parts.next(), parts.next()) else {
+                    bail!("--add {spec:?}: expected HOST:GUEST[:MODE]");
+                };
+                let mode = match parts.next() {
+                    Some(m) => u32::from_str_radix(m, 8)
+                        .with_context(|| format!("--add {spec:?}: mode {m:?} is not octal"))?,
+                    None => 0o755,
+                };
+                img.file(guest, host, mode)?;
+            }
+            img.write_file(&out)?;
+            let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            eprintln!(
+                "wrote {} ({:.1} MiB, {} services, {} modules)",
+                out.display(),
+                size as f64 / 1048576.0,
+                cfg.services.len(),
+                names.len()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
