@@ -26,6 +26,9 @@ pub enum Error {
     },
     /// A postcard-encoded structure did not decode (or left bytes over).
     Malformed { what: &'static str },
+    /// A structure that decodes but is not in its one canonical encoding
+    /// (e.g. a varint with redundant continuation bytes).
+    NonCanonical { what: &'static str },
     /// A name or path that is not valid UTF-8.
     NotUtf8 { what: &'static str },
     /// An unknown format version.
@@ -130,6 +133,10 @@ impl fmt::Display for Error {
                 write!(f, "{what} is {size} bytes, over the cap of {max}; refusing to read it")
             }
             Malformed { what } => write!(f, "malformed {what}: it does not decode exactly"),
+            NonCanonical { what } => write!(
+                f,
+                "{what} is not canonically encoded (padded varints or similar); re-pack it with quilt"
+            ),
             NotUtf8 { what } => write!(f, "{what} holds a name that is not valid UTF-8"),
             UnsupportedFormat { what, version } => write!(
                 f,

@@ -100,7 +100,11 @@ impl Header {
             }
         }
         let h = match postcard::take_from_bytes::<Header>(bytes) {
-            Ok((h, [])) => h,
+            // Signatures cover bytes, so a padded varint changes nothing a
+            // signer did not sign; refusing it anyway keeps one header,
+            // one encoding (no malleability for caches or logs keyed on it).
+            Ok((h, [])) if h.encode().is_ok_and(|b| b == bytes) => h,
+            Ok((_, [])) => return Err(Error::NonCanonical { what: "header" }),
             Ok(_) => return Err(Error::Malformed { what: "header" }),
             Err(postcard::Error::DeserializeBadUtf8) => {
                 return Err(Error::NotUtf8 { what: "header" })
@@ -287,6 +291,22 @@ mod tests {
             Header::decode(&future),
             Err(Error::UnsupportedFormat { version: 2, .. })
         ));
+    }
+
+    #[test]
+    fn padded_varints_are_refused() {
+        // Found by the header fuzzer: a limit of 0 written as `80 00`.
+        let b = sample().encode().unwrap();
+        let n = b.len();
+        // The last four bytes are: tokens len, not_before, expires (0, 0, 0)
+        // preceded by open_files; pad the tokens length.
+        let mut padded = b[..n - 3].to_vec();
+        padded.extend_from_slice(&[0x80, 0x00, 0, 0]);
+        assert_eq!(
+            Header::decode(&padded),
+            Err(Error::NonCanonical { what: "header" })
+        );
+        assert!(Header::decode(&b).is_ok());
     }
 
     #[test]

@@ -74,7 +74,10 @@ impl Manifest {
     /// Decodes a manifest that must fill `bytes` exactly. Does not validate.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         match postcard::take_from_bytes::<Manifest>(bytes) {
-            Ok((m, [])) => Ok(m),
+            // One manifest, one byte string: postcard accepts padded
+            // varints, so re-encode and compare.
+            Ok((m, [])) if m.encode().is_ok_and(|b| b == bytes) => Ok(m),
+            Ok((_, [])) => Err(Error::NonCanonical { what: "manifest" }),
             Ok(_) => Err(Error::Malformed { what: "manifest" }),
             Err(postcard::Error::DeserializeBadUtf8) => Err(Error::NotUtf8 { what: "manifest" }),
             Err(_) => Err(Error::Malformed { what: "manifest" }),
@@ -479,6 +482,16 @@ mod tests {
             },
         };
         assert!(matches!(m(vec![big]), Err(Error::BadChunkLength { .. })));
+    }
+
+    #[test]
+    fn non_canonical_encodings_are_refused() {
+        // Found by the manifest fuzzer: mode 88 written as `d8 00`.
+        assert_eq!(
+            Manifest::decode(&[1, 2, 113, 32, 0, 216, 0]),
+            Err(Error::NonCanonical { what: "manifest" })
+        );
+        assert!(Manifest::decode(&[1, 2, 113, 32, 0, 88]).is_ok());
     }
 
     #[test]

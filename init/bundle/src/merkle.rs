@@ -122,12 +122,6 @@ mod tests {
             }
             assert!(inclusion_proof(&l, n).is_none());
         }
-        assert!(!verify_inclusion(
-            &hash::leaf(b""),
-            0,
-            0,
-            &[],
-            &root(&[])
-        ));
+        assert!(!verify_inclusion(&hash::leaf(b""), 0, 0, &[], &root(&[])));
     }
 }

@@ -211,12 +211,13 @@ pub struct DowngradePermit {
     pub expires: Option<u64>,
 }
 
-fn decode_exact<T: serde::de::DeserializeOwned>(
+fn decode_exact<T: serde::de::DeserializeOwned + Serialize>(
     bytes: &[u8],
     what: &'static str,
 ) -> Result<T, Error> {
     match postcard::take_from_bytes::<T>(bytes) {
-        Ok((v, [])) => Ok(v),
+        Ok((v, [])) if postcard::to_allocvec(&v).is_ok_and(|b| b == bytes) => Ok(v),
+        Ok((_, [])) => Err(Error::NonCanonical { what }),
         Err(postcard::Error::DeserializeBadUtf8) => Err(Error::NotUtf8 { what }),
         _ => Err(Error::Malformed { what }),
     }
