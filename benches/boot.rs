@@ -133,10 +133,10 @@ fn main() {
         peer.push(busybox_boot());
     }
     let col = |s: &[Sample], f: fn(&Sample) -> f64| median(s.iter().map(f).collect());
-    println!(
-        "boot under QEMU TCG, {} kernel, median of {n} (guest seconds since kernel start)",
-        "Debian 6.1"
-    );
+    let kernel = quilt_system_tests::kernel()
+        .map(|k| k.version)
+        .unwrap_or_default();
+    println!("boot under QEMU, kernel {kernel}, median of {n} (guest seconds since kernel start)");
     println!(
         "{:<14} {:>8} {:>11} {:>11} {:>9}",
         "init", "pid1", "first exec", "power down", "wall s"
