@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Every test: installs what it needs, then hygiene checks (rustfmt, clippy
+# and a shell linter), unit and property tests, and the system tests that boot the
+# real kernel in QEMU with quilt-init as PID 1. .ci/run calls this.
+#
+# Usage: tests/run.sh [cargo test args...]   e.g. tests/run.sh -p quilt-init
+# The last line is "tests: N passed, N failed".
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "prerequisites"
+tools/setup.sh
+qemu/fetch-kernel.sh x86_64
+
+step "format, lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+mapfile -t scripts < <(git ls-files '*.sh' '.ci/run' 'buildroot-external/**/*.sh' 'board/**/*.sh' | sort -u)
+shellcheck "${scripts[@]}"
+
+step "tests (unit, property, CLI, QEMU system tests)"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+echo
+awk '/^test result:/ {
+	for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i }
+} END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
