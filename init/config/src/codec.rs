@@ -45,6 +45,9 @@ impl fmt::Display for DecodeError {
     }
 }
 
+#[cfg(feature = "std")]
+impl std::error::Error for DecodeError {}
+
 /// Decode and validate a compiled config.
 pub fn decode(bytes: &[u8]) -> Result<BootConfig, DecodeError> {
     let (magic, rest) = bytes.split_at_checked(4).ok_or(DecodeError::Truncated)?;
@@ -150,6 +153,3 @@ mod tests {
         assert_eq!(decode(&bytes), Err(DecodeError::BadMagic));
     }
 }
-
-#[cfg(feature = "std")]
-impl std::error::Error for DecodeError {}
