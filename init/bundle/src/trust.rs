@@ -404,6 +404,11 @@ pub fn sign_document(
 }
 
 impl TrustUpdate {
+    /// Decodes an update body (exact, canonical); does not check signatures.
+    pub fn decode(body: &[u8]) -> Result<Self, Error> {
+        decode_exact(body, "trust update")
+    }
+
     /// Encodes and signs this update.
     pub fn sign(&self, signers: &[&crate::sig::SecretKey]) -> Result<Vec<u8>, Error> {
         let body = postcard::to_allocvec(self).map_err(|_| Error::Malformed {
@@ -414,6 +419,11 @@ impl TrustUpdate {
 }
 
 impl DowngradePermit {
+    /// Decodes a permit body (exact, canonical); does not check signatures.
+    pub fn decode(body: &[u8]) -> Result<Self, Error> {
+        decode_exact(body, "downgrade permit")
+    }
+
     /// Encodes and signs this permit.
     pub fn sign(&self, signers: &[&crate::sig::SecretKey]) -> Result<Vec<u8>, Error> {
         let body = postcard::to_allocvec(self).map_err(|_| Error::Malformed {

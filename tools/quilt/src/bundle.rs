@@ -142,6 +142,12 @@ fn host_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Replaces `path` with `bytes` via a temp file, fsync and rename.
+pub(crate) fn write_replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    pack::write_replace(path, &mut |f| f.write_all(bytes))
+}
+
 /// Opens a file as a bundle byte source.
 pub(crate) fn source(path: &Path) -> anyhow::Result<ReadSource<BufReader<File>>> {
     let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;

@@ -5,6 +5,9 @@
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use quilt_bundle::envelope::{Envelope, MAGIC_PERMIT, MAGIC_TRUST};
+use quilt_bundle::sig;
+use quilt_bundle::trust::{DowngradePermit, TrustUpdate};
 use quilt_bundle::{PublicKey, SecretKey};
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -30,6 +33,56 @@ pub enum KeyCmd {
         /// A BASE.key or BASE.pub file.
         file: PathBuf,
     },
+    /// Write an unsigned key-rotation (trust update) document.
+    ///
+    /// NEW_TRUST is a trust dir (*.pub and optional policy) describing the
+    /// keys and policy after rotation. Boards accept the document only when
+    /// it carries root-threshold signatures of their CURRENT root keys and
+    /// root-threshold signatures of the NEW keys, and its sequence is above
+    /// the last one they applied. Collect signatures with `quilt key cosign`.
+    #[command(verbatim_doc_comment)]
+    Rotate {
+        /// Trust dir holding the new keys and policy.
+        new_trust: PathBuf,
+        /// Must exceed the sequence of the last rotation (the image's is 0).
+        #[arg(long)]
+        sequence: u64,
+        /// Refuse the document from this UNIX time on (boards with a clock).
+        #[arg(long)]
+        expires: Option<u64>,
+        /// Where to write the document.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Write an unsigned downgrade permit: lets boards install VERSION of
+    /// NAME although a newer version was installed. Needs root-threshold
+    /// signatures (`quilt key cosign`); each permit works once per board.
+    #[command(verbatim_doc_comment)]
+    Permit {
+        /// Bundle name, e.g. firmware.
+        #[arg(long)]
+        name: String,
+        /// The older version to allow.
+        #[arg(long)]
+        version: u64,
+        /// Per-name counter, above any permit used before for this name.
+        #[arg(long)]
+        sequence: u64,
+        /// Refuse the permit from this UNIX time on (boards with a clock).
+        #[arg(long)]
+        expires: Option<u64>,
+        /// Where to write the permit.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Add your signature to a trust update or downgrade permit, in place.
+    Cosign {
+        /// The document from `quilt key rotate` or `quilt key permit`.
+        file: PathBuf,
+        /// Your secret key (BASE.key).
+        #[arg(long, value_name = "BASE.key")]
+        key: PathBuf,
+    },
 }
 
 pub fn run(cmd: KeyCmd) -> anyhow::Result<ExitCode> {
@@ -46,7 +99,108 @@ pub fn run(cmd: KeyCmd) -> anyhow::Result<ExitCode> {
             println!("id {}\npublic {}", pk.id(), pk.to_hex());
             Ok(ExitCode::SUCCESS)
         }
+        KeyCmd::Rotate {
+            new_trust,
+            sequence,
+            expires,
+            out,
+        } => {
+            let t = quilt_store::trustdir::load(&new_trust).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let doc = TrustUpdate {
+                format: 1,
+                sequence,
+                keys: t.keys.clone(),
+                policy: t.policy,
+                expires,
+            }
+            .sign(&[])?;
+            write_new(&out, &doc)?;
+            println!(
+                "wrote {} (trust update, sequence {sequence}, {} keys, unsigned); collect signatures with `quilt key cosign {} --key KEY.key`",
+                out.display(),
+                t.keys.len(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        KeyCmd::Permit {
+            name,
+            version,
+            sequence,
+            expires,
+            out,
+        } => {
+            quilt_bundle::header::check_name(&name)?;
+            let doc = DowngradePermit {
+                format: 1,
+                name,
+                version,
+                sequence,
+                expires,
+            }
+            .sign(&[])?;
+            write_new(&out, &doc)?;
+            println!(
+                "wrote {} (downgrade permit, unsigned); collect signatures with `quilt key cosign {} --key KEY.key`",
+                out.display(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        KeyCmd::Cosign { file, key } => cosign(&file, &key),
     }
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("creating {} (refusing to overwrite)", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn cosign(file: &Path, key: &Path) -> anyhow::Result<ExitCode> {
+    let sk = read_secret(key)?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let magic = bytes.get(..8).unwrap_or_default();
+    let (magic, domain, what) = if magic == MAGIC_TRUST {
+        (MAGIC_TRUST, sig::DOMAIN_TRUST, "trust update")
+    } else if magic == MAGIC_PERMIT {
+        (MAGIC_PERMIT, sig::DOMAIN_PERMIT, "downgrade permit")
+    } else {
+        bail!("{} is not a trust update or downgrade permit (bad magic); bundles are signed with `quilt bundle sign`", file.display());
+    };
+    let mut env =
+        Envelope::parse_exact(&magic, what, &bytes).with_context(|| file.display().to_string())?;
+    // Only a well-formed document is worth a signature.
+    if magic == MAGIC_TRUST {
+        TrustUpdate::decode(&env.body).with_context(|| file.display().to_string())?;
+    } else {
+        DowngradePermit::decode(&env.body).with_context(|| file.display().to_string())?;
+    }
+    let s = sk.sign(domain, &env.body);
+    if env.sigs.iter().any(|e| e.key == s.key) {
+        bail!(
+            "{}: key {} already signed this {what}",
+            file.display(),
+            s.key.id()
+        );
+    }
+    env.sigs.push(s);
+    let mut out = Vec::with_capacity(env.encoded_len());
+    env.encode_into(&magic, &mut out)
+        .with_context(|| file.display().to_string())?;
+    crate::bundle::write_replace(file, &out)?;
+    println!(
+        "signed {} ({what}) with key {}; it now carries {} signature(s)",
+        file.display(),
+        sk.public().id(),
+        env.sigs.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn with_ext(base: &Path, ext: &str) -> PathBuf {

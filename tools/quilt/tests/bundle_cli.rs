@@ -291,3 +291,83 @@ fn every_verb_has_help() {
         assert!(out.contains(word), "{verb:?} --help lacks {word:?}: {out}");
     }
 }
+
+#[test]
+fn rotation_and_permit_documents_are_made_cosigned_and_accepted_by_the_store() {
+    let f = Fixture::new();
+    f.keys(&["a", "b", "c"]);
+    f.trust(&["a", "b"]);
+    std::fs::write(f.path("trust/policy"), "root-threshold 2\n").unwrap();
+    std::fs::create_dir(f.path("next")).unwrap();
+    for k in ["b", "c"] {
+        std::fs::copy(
+            f.path(&format!("{k}.pub")),
+            f.path(&format!("next/{k}.pub")),
+        )
+        .unwrap();
+    }
+    std::fs::write(f.path("next/policy"), "root-threshold 2\n").unwrap();
+    ok(
+        &[
+            "key",
+            "rotate",
+            "next",
+            "--sequence",
+            "1",
+            "--out",
+            "upd.bin",
+        ],
+        f.root(),
+    );
+    ok(&["key", "cosign", "upd.bin", "--key", "a.key"], f.root());
+    ok(&["key", "cosign", "upd.bin", "--key", "b.key"], f.root());
+    let e = fails(&["key", "cosign", "upd.bin", "--key", "b.key"], f.root());
+    assert!(e.contains("already signed"), "{e}");
+
+    let trust = quilt_store::trustdir::load(&f.path("trust")).unwrap();
+    let store_dir = f.path("store");
+    let mut store = quilt_store::Store::open(&store_dir, trust).unwrap();
+    let ctx = quilt_bundle::Context::default();
+    // Current threshold met (a, b) but only one new key (b): refused.
+    let doc = std::fs::read(f.path("upd.bin")).unwrap();
+    assert!(store.apply_trust_update(&doc, &ctx).is_err());
+    ok(&["key", "cosign", "upd.bin", "--key", "c.key"], f.root());
+    let doc = std::fs::read(f.path("upd.bin")).unwrap();
+    store.apply_trust_update(&doc, &ctx).unwrap();
+    assert_eq!(store.trust().sequence, 1);
+    assert_eq!(store.trust().keys.len(), 2);
+
+    ok(
+        &[
+            "key",
+            "permit",
+            "--name",
+            "agents/weather",
+            "--version",
+            "3",
+            "--sequence",
+            "1",
+            "--out",
+            "p.bin",
+        ],
+        f.root(),
+    );
+    ok(&["key", "cosign", "p.bin", "--key", "b.key"], f.root());
+    let p = std::fs::read(f.path("p.bin")).unwrap();
+    assert!(
+        store.trust().verify_permit(&p, &ctx).is_err(),
+        "one signature is below threshold"
+    );
+    ok(&["key", "cosign", "p.bin", "--key", "c.key"], f.root());
+    let p = std::fs::read(f.path("p.bin")).unwrap();
+    let permit = store.trust().verify_permit(&p, &ctx).unwrap();
+    assert_eq!(
+        (permit.name.as_str(), permit.version),
+        ("agents/weather", 3)
+    );
+    let e = fails(&["key", "cosign", "w.qb", "--key", "a.key"], f.root());
+    assert!(
+        e.contains("reading") || e.contains("not a trust update"),
+        "{e}"
+    );
+}
