@@ -527,6 +527,15 @@ impl Store {
         Ok(report)
     }
 
+    /// The signed header of the installed bundle `name` (entry, runtime,
+    /// limits, tokens): what a runner needs to start it.
+    pub fn header(&self, name: &str) -> Result<Header, StoreError> {
+        let inst = self.state.installed(name).ok_or(StoreError::NotInstalled {
+            name: name.to_string(),
+        })?;
+        Ok(self.read_record(&inst.root)?.0)
+    }
+
     /// Writes the installed bundle `name` out as a directory tree at `dest`
     /// (which must not exist), re-checking every chunk on the way. The tree
     /// is built beside `dest` and renamed into place, so `dest` appears whole.

@@ -1,0 +1,246 @@
+//! The container's first process between clone and exec. Only raw libc
+//! calls over memory the parent prepared; any failure is reported as
+//! (stage, step, errno) on the error pipe and ends in `_exit(127)`.
+
+use crate::plan::{Op, Plan};
+use crate::Stdio;
+use rustix::fd::AsRawFd;
+
+/// Where setup stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// A filesystem step of the plan (its index says which).
+    Mount(u8),
+    /// `pivot_root` into the new root.
+    Pivot,
+    /// Hostname, loopback.
+    Namespaces,
+    /// rlimits.
+    Limits,
+    /// Wiring stdio.
+    Fds,
+    /// Dropping capabilities.
+    Caps,
+    /// setgroups/setresgid/setresuid.
+    Credentials,
+    /// `no_new_privs` and the seccomp filter.
+    Seccomp,
+    /// Changing to the working directory.
+    Chdir,
+    /// execve.
+    Exec,
+}
+
+impl Stage {
+    fn code(self) -> [u8; 2] {
+        match self {
+            Stage::Mount(i) => [0, i],
+            Stage::Pivot => [1, 0],
+            Stage::Namespaces => [2, 0],
+            Stage::Limits => [3, 0],
+            Stage::Fds => [4, 0],
+            Stage::Caps => [5, 0],
+            Stage::Credentials => [6, 0],
+            Stage::Seccomp => [7, 0],
+            Stage::Chdir => [8, 0],
+            Stage::Exec => [9, 0],
+        }
+    }
+
+    /// Decode the first report byte pair.
+    pub(crate) fn from_code(a: u8, b: u8) -> Stage {
+        match a {
+            0 => Stage::Mount(b),
+            1 => Stage::Pivot,
+            2 => Stage::Namespaces,
+            3 => Stage::Limits,
+            4 => Stage::Fds,
+            5 => Stage::Caps,
+            6 => Stage::Credentials,
+            7 => Stage::Seccomp,
+            8 => Stage::Chdir,
+            _ => Stage::Exec,
+        }
+    }
+
+    /// Lower-case name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Mount(_) => "mount",
+            Stage::Pivot => "pivot_root",
+            Stage::Namespaces => "namespaces",
+            Stage::Limits => "rlimits",
+            Stage::Fds => "fds",
+            Stage::Caps => "capabilities",
+            Stage::Credentials => "credentials",
+            Stage::Seccomp => "seccomp",
+            Stage::Chdir => "chdir",
+            Stage::Exec => "exec",
+        }
+    }
+}
+
+/// Reset what a fork inherits from PID 1 that exec would keep: the blocked
+/// signal mask and ignored dispositions (Rust ignores SIGPIPE).
+///
+/// # Safety
+/// Only async-signal-safe calls; for the child of a fork/clone.
+pub unsafe fn reset_signals() {
+    // SAFETY: sigset_t is plain data, filled by sigemptyset before use.
+    let mut empty: libc::sigset_t = unsafe { core::mem::zeroed() };
+    // SAFETY: valid pointer to a local sigset_t; null old set allowed.
+    unsafe {
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, core::ptr::null_mut());
+    }
+    for s in 1..32 {
+        if s != libc::SIGKILL && s != libc::SIGSTOP {
+            // SAFETY: SIG_DFL is always a valid disposition.
+            unsafe { libc::signal(s, libc::SIG_DFL) };
+        }
+    }
+}
+
+fn opt(p: &Option<std::ffi::CString>) -> *const libc::c_char {
+    p.as_ref().map_or(core::ptr::null(), |c| c.as_ptr())
+}
+
+/// Bring `lo` up in the new network namespace.
+///
+/// # Safety
+/// Async-signal-safe; child only.
+unsafe fn loopback_up() -> bool {
+    // SAFETY: plain socket/ioctl/close on a local ifreq.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return false;
+        }
+        let mut req: libc::ifreq = core::mem::zeroed();
+        for (d, c) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *c as libc::c_char;
+        }
+        req.ifr_ifru.ifru_flags =
+            (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as libc::c_short;
+        let ok = libc::ioctl(s, libc::SIOCSIFFLAGS as _, &req) == 0;
+        libc::close(s);
+        ok
+    }
+}
+
+/// Set up and exec. Never returns.
+///
+/// # Safety
+/// Call only in the child of `clone3` from a single-threaded parent.
+pub(crate) unsafe fn run(plan: &Plan, stdio: Stdio<'_>, err_w: i32) -> ! {
+    // SAFETY: every call below is a raw libc call over memory the parent
+    // prepared and still owns in our copy of its address space.
+    unsafe {
+        reset_signals();
+        // Keep the error pipe clear of 0..=2.
+        let err_w = libc::fcntl(err_w, libc::F_DUPFD_CLOEXEC, 10);
+        if err_w < 0 {
+            libc::_exit(127);
+        }
+        let fail = |stage: Stage| -> ! {
+            let e = (*libc::__errno_location()).to_ne_bytes();
+            let [a, b] = stage.code();
+            let msg = [a, b, e[0], e[1], e[2], e[3]];
+            libc::write(err_w, msg.as_ptr().cast(), msg.len());
+            libc::_exit(127)
+        };
+        libc::setsid();
+        for (i, op) in plan.ops.iter().enumerate() {
+            let ok = match op {
+                Op::Mount {
+                    src,
+                    dst,
+                    fstype,
+                    flags,
+                    data,
+                } => {
+                    libc::mount(
+                        opt(src),
+                        dst.as_ptr(),
+                        opt(fstype),
+                        *flags,
+                        opt(data).cast(),
+                    ) == 0
+                }
+                Op::Mknod { path, mode, dev } => libc::mknod(path.as_ptr(), *mode, *dev) == 0,
+                Op::Mkdir { path, mode } => libc::mkdir(path.as_ptr(), *mode) == 0,
+                Op::Symlink { target, path } => libc::symlink(target.as_ptr(), path.as_ptr()) == 0,
+            };
+            if !ok {
+                fail(Stage::Mount(u8::try_from(i).unwrap_or(u8::MAX)));
+            }
+        }
+        // pivot_root(".", "."): the old root ends up stacked under the new
+        // one and is detached at once; no directory for it is needed.
+        if libc::chdir(plan.staging.as_ptr()) != 0
+            || libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0
+            || libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0
+            || libc::chdir(c"/".as_ptr()) != 0
+        {
+            fail(Stage::Pivot);
+        }
+        let host = plan.hostname.as_bytes();
+        if libc::sethostname(host.as_ptr().cast(), host.len()) != 0 {
+            fail(Stage::Namespaces);
+        }
+        if plan.new_net && !loopback_up() {
+            fail(Stage::Namespaces);
+        }
+        let nofile = libc::rlimit {
+            rlim_cur: plan.nofile,
+            rlim_max: plan.nofile,
+        };
+        let core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &nofile) != 0
+            || libc::setrlimit(libc::RLIMIT_CORE, &core) != 0
+        {
+            fail(Stage::Limits);
+        }
+        if libc::dup2(stdio.stdin.as_raw_fd(), 0) < 0
+            || libc::dup2(stdio.stdout.as_raw_fd(), 1) < 0
+            || libc::dup2(stdio.stderr.as_raw_fd(), 2) < 0
+        {
+            fail(Stage::Fds);
+        }
+        // Empty the bounding and ambient sets while we still hold
+        // CAP_SETPCAP; switching to a non-zero uid then clears the rest.
+        for cap in 0..=63 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
+                && *libc::__errno_location() != libc::EINVAL
+            {
+                fail(Stage::Caps);
+            }
+        }
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+        if libc::setgroups(0, core::ptr::null()) != 0
+            || libc::setresgid(plan.gid, plan.gid, plan.gid) != 0
+            || libc::setresuid(plan.uid, plan.uid, plan.uid) != 0
+        {
+            fail(Stage::Credentials);
+        }
+        if libc::chdir(plan.cwd.as_ptr()) != 0 {
+            fail(Stage::Chdir);
+        }
+        // apply_filter sets no_new_privs first, then installs the program.
+        if seccompiler::apply_filter(&plan.bpf).is_err() {
+            fail(Stage::Seccomp);
+        }
+        let path = plan.argv_ptrs.first().copied().unwrap_or(core::ptr::null());
+        libc::execve(path, plan.argv_ptrs.as_ptr(), plan.env_ptrs.as_ptr());
+        fail(Stage::Exec)
+    }
+}

@@ -1,0 +1,134 @@
+//! Containers as quilt-init starts them: one `clone3` into new PID, mount,
+//! UTS, IPC, network and cgroup namespaces, born inside its cgroup
+//! (`CLONE_INTO_CGROUP`), then in the child: a read-only root built from a
+//! runtime layer and bind mounts, a size-limited `/tmp`, a minimal `/dev`,
+//! `/proc`, `pivot_root`, loopback up, rlimits, every capability dropped,
+//! `no_new_privs`, a seccomp filter, exec.
+//!
+//! Everything the child needs (paths, argv, the BPF program) is prepared in
+//! the parent by [`Plan::new`]; between clone and exec the child only makes
+//! raw libc calls over that prepared memory, and reports a failure as
+//! (stage, errno) over a close-on-exec pipe, like `std::process` does.
+//!
+//! No runc, crun or containerd: this crate is the runtime.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod child;
+mod plan;
+pub mod seccomp;
+
+pub use child::{reset_signals, Stage};
+pub use plan::{Bind, Plan, PlanError, Spec};
+
+use rustix::fd::{AsRawFd, BorrowedFd};
+
+const CLONE_NEWNS: u64 = libc::CLONE_NEWNS as u64;
+const CLONE_NEWUTS: u64 = libc::CLONE_NEWUTS as u64;
+const CLONE_NEWIPC: u64 = libc::CLONE_NEWIPC as u64;
+const CLONE_NEWPID: u64 = libc::CLONE_NEWPID as u64;
+const CLONE_NEWNET: u64 = libc::CLONE_NEWNET as u64;
+const CLONE_NEWCGROUP: u64 = libc::CLONE_NEWCGROUP as u64;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` (version 2, with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// The stdio of the container's first process.
+#[derive(Clone, Copy)]
+pub struct Stdio<'a> {
+    /// fd 0.
+    pub stdin: BorrowedFd<'a>,
+    /// fd 1.
+    pub stdout: BorrowedFd<'a>,
+    /// fd 2.
+    pub stderr: BorrowedFd<'a>,
+}
+
+/// A started container. `failed` is set when setup stopped before exec;
+/// the pid must still be reaped (it exits 127).
+#[derive(Debug)]
+pub struct Spawned {
+    /// Pid of the container's PID 1, as seen from the host.
+    pub pid: i32,
+    /// Where and why setup failed.
+    pub failed: Option<(Stage, i32)>,
+}
+
+/// Start a container from a prepared plan, inside the cgroup `cgroup` (an
+/// open cgroup v2 directory).
+pub fn spawn(plan: &Plan, stdio: Stdio<'_>, cgroup: BorrowedFd<'_>) -> std::io::Result<Spawned> {
+    let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let mut flags = CLONE_NEWNS
+        | CLONE_NEWUTS
+        | CLONE_NEWIPC
+        | CLONE_NEWPID
+        | CLONE_NEWCGROUP
+        | CLONE_INTO_CGROUP;
+    if plan.new_net {
+        flags |= CLONE_NEWNET;
+    }
+    let args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: `args` is a valid clone_args of the size passed; with no stack
+    // given, clone3 behaves like fork and returns twice. The child branch
+    // never returns.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            core::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if ret == 0 {
+        // SAFETY: we are the freshly cloned child of a single-threaded parent.
+        unsafe { child::run(plan, stdio, err_w.as_raw_fd()) }
+    }
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    drop(err_w);
+    let mut report = [0u8; 6];
+    let mut got = 0;
+    while got < report.len() {
+        match rustix::io::read(&err_r, report.get_mut(got..).unwrap_or(&mut [])) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+    let failed = (got == report.len()).then(|| {
+        let [s, i, a, b, c, d] = report;
+        (Stage::from_code(s, i), i32::from_ne_bytes([a, b, c, d]))
+    });
+    Ok(Spawned {
+        pid: ret as i32,
+        failed,
+    })
+}

@@ -1,0 +1,410 @@
+//! Turning a container description into everything the child needs,
+//! prepared before the clone: C strings, pointer arrays, mount operations,
+//! the seccomp program.
+
+use crate::seccomp;
+use std::ffi::CString;
+use std::path::Path;
+
+/// A host path bound into the container.
+#[derive(Debug, Clone, Copy)]
+pub struct Bind<'a> {
+    /// Host path.
+    pub src: &'a Path,
+    /// Absolute path inside the container; must exist in the layer.
+    pub dst: &'a str,
+    /// Read-write instead of read-only.
+    pub writable: bool,
+}
+
+/// What a container is.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec<'a> {
+    /// Hostname inside (UTS namespace).
+    pub hostname: &'a str,
+    /// The runtime layer, bound read-only as `/`. It must hold the mount
+    /// points `tmp`, `dev`, `proc` and every bind's `dst`.
+    pub layer: &'a Path,
+    /// Extra binds (the bundle at `/app`, volumes).
+    pub binds: &'a [Bind<'a>],
+    /// Size cap of the `/tmp` tmpfs in bytes.
+    pub tmp_bytes: u64,
+    /// argv; `argv[0]` is a path inside the container.
+    pub argv: &'a [&'a str],
+    /// `KEY=value` environment.
+    pub env: &'a [&'a str],
+    /// Working directory inside.
+    pub cwd: &'a str,
+    /// Credentials inside; root (0) is refused.
+    pub uid: u32,
+    /// Group id inside.
+    pub gid: u32,
+    /// A network namespace of its own (loopback only).
+    pub new_net: bool,
+    /// `RLIMIT_NOFILE`.
+    pub nofile: u64,
+    /// An empty host directory used as the mount point of the new root
+    /// (one is enough for every container: mounts are per namespace).
+    pub staging: &'a Path,
+}
+
+/// Why a spec cannot become a plan.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PlanError {
+    /// A string holds a NUL byte.
+    Nul(&'static str),
+    /// A container path is not absolute or climbs with `..`.
+    BadPath(String),
+    /// uid 0 inside would keep root's powers over files.
+    Root,
+    /// No argv.
+    EmptyArgv,
+    /// The seccomp program could not be built.
+    Seccomp(String),
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanError::Nul(what) => write!(f, "{what} contains a NUL byte"),
+            PlanError::BadPath(p) => {
+                write!(f, "container path {p:?} must be absolute and free of `..`")
+            }
+            PlanError::Root => write!(f, "containers never run as uid/gid 0"),
+            PlanError::EmptyArgv => write!(f, "empty argv"),
+            PlanError::Seccomp(e) => write!(f, "building the seccomp filter: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// One filesystem step in the child, on host paths under `staging`.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Mount {
+        src: Option<CString>,
+        dst: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
+    Mknod {
+        path: CString,
+        mode: libc::mode_t,
+        dev: libc::dev_t,
+    },
+    Mkdir {
+        path: CString,
+        mode: libc::mode_t,
+    },
+    Symlink {
+        target: CString,
+        path: CString,
+    },
+}
+
+/// Everything prepared; the child reads it and allocates nothing.
+pub struct Plan {
+    pub(crate) ops: Vec<Op>,
+    pub(crate) staging: CString,
+    pub(crate) hostname: CString,
+    pub(crate) cwd: CString,
+    _argv: Vec<CString>,
+    pub(crate) argv_ptrs: Vec<*const libc::c_char>,
+    _env: Vec<CString>,
+    pub(crate) env_ptrs: Vec<*const libc::c_char>,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) new_net: bool,
+    pub(crate) nofile: u64,
+    pub(crate) bpf: seccompiler::BpfProgram,
+    descriptions: Vec<String>,
+}
+
+fn cstr(s: &str, what: &'static str) -> Result<CString, PlanError> {
+    CString::new(s).map_err(|_| PlanError::Nul(what))
+}
+
+fn host(p: &Path, what: &'static str) -> Result<CString, PlanError> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| PlanError::Nul(what))
+}
+
+fn inside(staging: &Path, p: &str) -> Result<CString, PlanError> {
+    if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
+        return Err(PlanError::BadPath(p.to_owned()));
+    }
+    host(&staging.join(p.trim_start_matches('/')), "path")
+}
+
+const NOSUID: libc::c_ulong = libc::MS_NOSUID;
+const NODEV: libc::c_ulong = libc::MS_NODEV;
+const NOEXEC: libc::c_ulong = libc::MS_NOEXEC;
+
+impl Plan {
+    /// Prepare a spec. Fails on anything the child could only fail on later.
+    pub fn new(spec: &Spec<'_>) -> Result<Plan, PlanError> {
+        if spec.uid == 0 || spec.gid == 0 {
+            return Err(PlanError::Root);
+        }
+        if spec.argv.is_empty() {
+            return Err(PlanError::EmptyArgv);
+        }
+        let st = spec.staging;
+        let mut ops = Vec::new();
+        let mut descriptions = Vec::new();
+        let mut push = |op: Op, what: String| {
+            ops.push(op);
+            descriptions.push(what);
+        };
+        push(
+            Op::Mount {
+                src: None,
+                dst: cstr("/", "root")?,
+                fstype: None,
+                flags: libc::MS_REC | libc::MS_PRIVATE,
+                data: None,
+            },
+            "make / private".into(),
+        );
+        push(
+            Op::Mount {
+                src: Some(host(spec.layer, "layer")?),
+                dst: host(st, "staging")?,
+                fstype: None,
+                flags: libc::MS_BIND | libc::MS_REC,
+                data: None,
+            },
+            format!("bind runtime layer {}", spec.layer.display()),
+        );
+        for b in spec.binds {
+            let dst = inside(st, b.dst)?;
+            push(
+                Op::Mount {
+                    src: Some(host(b.src, "bind source")?),
+                    dst: dst.clone(),
+                    fstype: None,
+                    flags: libc::MS_BIND | libc::MS_REC,
+                    data: None,
+                },
+                format!("bind {} at {}", b.src.display(), b.dst),
+            );
+            let ro = if b.writable { 0 } else { libc::MS_RDONLY };
+            push(
+                Op::Mount {
+                    src: None,
+                    dst,
+                    fstype: None,
+                    flags: libc::MS_REMOUNT | libc::MS_BIND | ro | NOSUID | NODEV,
+                    data: None,
+                },
+                format!(
+                    "remount {} {}",
+                    b.dst,
+                    if b.writable { "nosuid" } else { "read-only" }
+                ),
+            );
+        }
+        push(
+            Op::Mount {
+                src: Some(cstr("tmpfs", "tmp")?),
+                dst: inside(st, "/tmp")?,
+                fstype: Some(cstr("tmpfs", "tmp")?),
+                flags: NOSUID | NODEV,
+                data: Some(cstr(
+                    &format!("size={},mode=1777", spec.tmp_bytes.max(4096)),
+                    "tmp",
+                )?),
+            },
+            "tmpfs at /tmp".into(),
+        );
+        push(
+            Op::Mount {
+                src: Some(cstr("tmpfs", "dev")?),
+                dst: inside(st, "/dev")?,
+                fstype: Some(cstr("tmpfs", "dev")?),
+                flags: NOSUID | NOEXEC,
+                data: Some(cstr("size=64k,mode=755", "dev")?),
+            },
+            "tmpfs at /dev".into(),
+        );
+        for (name, major, minor) in [
+            ("null", 1, 3),
+            ("zero", 1, 5),
+            ("full", 1, 7),
+            ("random", 1, 8),
+            ("urandom", 1, 9),
+            ("tty", 5, 0),
+        ] {
+            push(
+                Op::Mknod {
+                    path: inside(st, &format!("/dev/{name}"))?,
+                    mode: libc::S_IFCHR | 0o666,
+                    dev: libc::makedev(major, minor),
+                },
+                format!("mknod /dev/{name}"),
+            );
+        }
+        for d in ["/dev/pts", "/dev/shm"] {
+            push(
+                Op::Mkdir {
+                    path: inside(st, d)?,
+                    mode: 0o755,
+                },
+                format!("mkdir {d}"),
+            );
+        }
+        push(
+            Op::Mount {
+                src: Some(cstr("devpts", "pts")?),
+                dst: inside(st, "/dev/pts")?,
+                fstype: Some(cstr("devpts", "pts")?),
+                flags: NOSUID | NOEXEC,
+                data: Some(cstr("newinstance,ptmxmode=0666,mode=0620", "pts")?),
+            },
+            "devpts at /dev/pts".into(),
+        );
+        for (target, link) in [
+            ("pts/ptmx", "/dev/ptmx"),
+            ("/proc/self/fd", "/dev/fd"),
+            ("/proc/self/fd/0", "/dev/stdin"),
+            ("/proc/self/fd/1", "/dev/stdout"),
+            ("/proc/self/fd/2", "/dev/stderr"),
+        ] {
+            push(
+                Op::Symlink {
+                    target: cstr(target, "link")?,
+                    path: inside(st, link)?,
+                },
+                format!("symlink {link}"),
+            );
+        }
+        push(
+            Op::Mount {
+                src: Some(cstr("proc", "proc")?),
+                dst: inside(st, "/proc")?,
+                fstype: Some(cstr("proc", "proc")?),
+                flags: NOSUID | NODEV | NOEXEC,
+                data: None,
+            },
+            "proc at /proc".into(),
+        );
+        // Last: the root itself read-only (its submounts keep their own flags).
+        push(
+            Op::Mount {
+                src: None,
+                dst: host(st, "staging")?,
+                fstype: None,
+                flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | NOSUID | NODEV,
+                data: None,
+            },
+            "remount / read-only".into(),
+        );
+        let argv: Vec<CString> = spec
+            .argv
+            .iter()
+            .map(|a| cstr(a, "argv"))
+            .collect::<Result<_, _>>()?;
+        let env: Vec<CString> = spec
+            .env
+            .iter()
+            .map(|e| cstr(e, "env"))
+            .collect::<Result<_, _>>()?;
+        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(core::ptr::null());
+        let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+        env_ptrs.push(core::ptr::null());
+        let bpf = seccomp::filter().map_err(|e| PlanError::Seccomp(e.to_string()))?;
+        if !spec.cwd.starts_with('/') {
+            return Err(PlanError::BadPath(spec.cwd.to_owned()));
+        }
+        Ok(Plan {
+            ops,
+            staging: host(st, "staging")?,
+            hostname: cstr(spec.hostname, "hostname")?,
+            cwd: cstr(spec.cwd, "cwd")?,
+            _argv: argv,
+            argv_ptrs,
+            _env: env,
+            env_ptrs,
+            uid: spec.uid,
+            gid: spec.gid,
+            new_net: spec.new_net,
+            nofile: spec.nofile,
+            bpf,
+            descriptions,
+        })
+    }
+
+    /// Human description of setup step `i` (for failure reports).
+    pub fn describe(&self, i: usize) -> &str {
+        self.descriptions.get(i).map_or("setup", String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec<'a>(binds: &'a [Bind<'a>]) -> Spec<'a> {
+        Spec {
+            hostname: "t",
+            layer: Path::new("/layer"),
+            binds,
+            tmp_bytes: 1 << 20,
+            argv: &["/bin/bun", "/app/index.ts"],
+            env: &["PATH=/bin"],
+            cwd: "/app",
+            uid: 1000,
+            gid: 1000,
+            new_net: true,
+            nofile: 1024,
+            staging: Path::new("/run/quilt/root"),
+        }
+    }
+
+    #[test]
+    fn plans_binds_under_the_staging_root() {
+        let binds = [Bind {
+            src: Path::new("/run/quilt/bundles/hello"),
+            dst: "/app",
+            writable: false,
+        }];
+        let p = Plan::new(&spec(&binds)).unwrap();
+        assert!(p
+            .descriptions
+            .iter()
+            .any(|d| d == "bind /run/quilt/bundles/hello at /app"));
+        assert!(p.ops.iter().any(
+            |o| matches!(o, Op::Mount { dst, .. } if dst.as_bytes() == b"/run/quilt/root/app")
+        ));
+        assert_eq!(
+            p.descriptions.last().map(String::as_str),
+            Some("remount / read-only")
+        );
+        assert_eq!(p.argv_ptrs.len(), 3);
+    }
+
+    #[test]
+    fn refuses_root_escapes_and_nul() {
+        let bad = [Bind {
+            src: Path::new("/x"),
+            dst: "/app/../../etc",
+            writable: false,
+        }];
+        assert!(matches!(Plan::new(&spec(&bad)), Err(PlanError::BadPath(_))));
+        let rel = [Bind {
+            src: Path::new("/x"),
+            dst: "app",
+            writable: false,
+        }];
+        assert!(matches!(Plan::new(&spec(&rel)), Err(PlanError::BadPath(_))));
+        let mut s = spec(&[]);
+        s.uid = 0;
+        assert_eq!(Plan::new(&s).err(), Some(PlanError::Root));
+        let mut s = spec(&[]);
+        s.argv = &["/bin/\0x"];
+        assert_eq!(Plan::new(&s).err(), Some(PlanError::Nul("argv")));
+    }
+}
