@@ -563,7 +563,8 @@ fn pid1_binary_is_static_and_within_budget() {
         "quilt-init size: {size} bytes ({:.2} MiB)",
         size as f64 / 1048576.0
     );
-    // Goal is 1 MiB; glibc-static + std alone is ~1.09 MB here (see README).
-    // This budget catches regressions.
-    assert!(size <= 1_500_000, "quilt-init grew to {size} bytes");
+    // Goal is 1 MiB; glibc-static + std alone is ~1.09 MB here, and bundle
+    // verification, the store and the container runtime bring it to ~1.6 MB
+    // (see README). This budget catches regressions.
+    assert!(size <= 1_700_000, "quilt-init grew to {size} bytes");
 }

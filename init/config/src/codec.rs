@@ -106,6 +106,8 @@ mod tests {
             limits: Limits::default(),
             console: true,
             on_exit: PowerAction::Ignore,
+            bundle: None,
+            input: None,
         };
         s.exec.push(Arg::try_from("/bin/demo").unwrap()).unwrap();
         let mut c = BootConfig {
@@ -116,6 +118,7 @@ mod tests {
             fatal: Fatal::default(),
             watchdog: Watchdog::default(),
             services: heapless::Vec::new(),
+            bundles: Bundles::default(),
         };
         c.services.push(s).unwrap();
         c

@@ -48,6 +48,66 @@ pub struct BootConfig {
     /// Supervised services, started in dependency order.
     #[serde(default, rename = "service")]
     pub services: Vec<Service, MAX_SERVICES>,
+    /// Where signed bundles come from and where they run.
+    #[serde(default)]
+    pub bundles: Bundles,
+}
+
+/// Bundle locations. Defaults match the image layout (`rootfs/`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundles {
+    /// `.qb` files shipped in the image, installed at boot if the trust
+    /// store accepts them.
+    #[serde(default = "default_bundle_dir")]
+    pub dir: Path,
+    /// The content-addressed store (on the data partition on boards).
+    #[serde(default = "default_store")]
+    pub store: Path,
+    /// Trusted `*.pub` keys and `policy`.
+    #[serde(default = "default_trust")]
+    pub trust: Path,
+    /// The Bun runtime layer: the read-only root of every tool container.
+    #[serde(default = "default_runtime")]
+    pub runtime: Path,
+    /// Board name checked against a bundle's `boards` list.
+    #[serde(default)]
+    pub board: Option<Name>,
+}
+
+fn path_of(s: &str) -> Path {
+    let mut p = Path::new();
+    // All defaults are far below the capacity.
+    let _ = p.push_str(s);
+    p
+}
+
+fn default_bundle_dir() -> Path {
+    path_of("/usr/share/quilt/bundles")
+}
+
+fn default_store() -> Path {
+    path_of("/var/lib/quilt/store")
+}
+
+fn default_trust() -> Path {
+    path_of("/etc/quilt/trust")
+}
+
+fn default_runtime() -> Path {
+    path_of("/usr/lib/quilt/runtime/bun")
+}
+
+impl Default for Bundles {
+    fn default() -> Self {
+        Bundles {
+            dir: default_bundle_dir(),
+            store: default_store(),
+            trust: default_trust(),
+            runtime: default_runtime(),
+            board: None,
+        }
+    }
 }
 
 /// A power state change PID 1 can make.
@@ -192,7 +252,9 @@ fn default_backoff_max_ms() -> u32 {
 pub struct Service {
     /// Unique name: `[a-z0-9_-]`, also the cgroup's name.
     pub name: Name,
-    /// argv; `exec[0]` is an absolute path.
+    /// argv; `exec[0]` is an absolute path. For a `bundle` service, extra
+    /// arguments passed to the tool's entry.
+    #[serde(default)]
     pub exec: Vec<Arg, MAX_ARGS>,
     /// `KEY=value` entries; the environment is otherwise empty but for PATH.
     #[serde(default)]
@@ -232,4 +294,11 @@ pub struct Service {
     /// without).
     #[serde(default = "ignore")]
     pub on_exit: PowerAction,
+    /// Run this installed bundle under Bun in its own container instead of
+    /// `exec` on the host.
+    #[serde(default)]
+    pub bundle: Option<Name>,
+    /// A file fed to the service on stdin (e.g. a tool's JSON input).
+    #[serde(default)]
+    pub input: Option<Path>,
 }

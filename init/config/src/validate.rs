@@ -44,9 +44,14 @@ impl fmt::Display for ConfigError {
                 )
             }
             ConfigError::DuplicateName(n) => write!(f, "two services are named {n:?}"),
-            ConfigError::EmptyExec(n) => write!(f, "service {n:?} has an empty exec"),
+            ConfigError::EmptyExec(n) => {
+                write!(f, "service {n:?} needs an exec or a bundle")
+            }
             ConfigError::RelativePath(n) => {
-                write!(f, "service {n:?}: exec[0] and cwd must be absolute paths")
+                write!(
+                    f,
+                    "service {n:?}: exec[0], cwd and input must be absolute paths"
+                )
             }
             ConfigError::BadEnv(n) => write!(f, "service {n:?}: env entries must be KEY=value"),
             ConfigError::UnknownDependency {
@@ -84,9 +89,14 @@ fn check_service(s: &Service) -> Result<(), ConfigError> {
         return err(ConfigError::BadName);
     }
     match s.exec.first() {
+        // A bundle service runs the bundle's entry; exec is optional extra args.
+        _ if s.bundle.is_some() => {}
         None => return err(ConfigError::EmptyExec),
         Some(p) if !p.starts_with('/') => return err(ConfigError::RelativePath),
         Some(_) => {}
+    }
+    if s.input.as_ref().is_some_and(|c| !c.starts_with('/')) {
+        return err(ConfigError::RelativePath);
     }
     if s.cwd.as_ref().is_some_and(|c| !c.starts_with('/')) {
         return err(ConfigError::RelativePath);

@@ -16,6 +16,7 @@
 )]
 
 mod boot;
+mod bundles;
 mod cgroup;
 mod clock;
 mod cmdline;
@@ -69,7 +70,9 @@ fn main() {
     };
     let fatal_cfg = cfg.fatal.clone();
     let n = cfg.services.len();
-    let sup = supervisor::Supervisor::new(cfg);
+    let _ = std::fs::create_dir_all(supervisor::STAGING);
+    let tools = bundles::bring_up(&cfg.bundles);
+    let sup = supervisor::Supervisor::new(cfg, tools.as_ref());
     let lp = match evloop::Loop::new(sup, wd, cl.hang_after_s) {
         Ok(lp) => lp,
         Err(e) => fatal::fatal(

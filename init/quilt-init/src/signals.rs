@@ -55,23 +55,3 @@ pub fn next(fd: &OwnedFd) -> Option<i32> {
         _ => None,
     }
 }
-
-/// In a freshly forked child, before exec: unblock everything and restore
-/// default dispositions (Rust's runtime ignores SIGPIPE, which exec keeps).
-///
-/// # Safety
-/// Only async-signal-safe calls; call it in the child of a fork/clone.
-pub unsafe fn reset_for_child() {
-    // SAFETY: sigset_t is plain data, filled by sigemptyset before use.
-    let mut empty: libc::sigset_t = unsafe { core::mem::zeroed() };
-    // SAFETY: valid pointer to a local sigset_t.
-    unsafe { libc::sigemptyset(&mut empty) };
-    // SAFETY: valid set; null old set allowed.
-    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, core::ptr::null_mut()) };
-    for s in 1..32 {
-        if s != libc::SIGKILL && s != libc::SIGSTOP {
-            // SAFETY: SIG_DFL is always a valid disposition.
-            unsafe { libc::signal(s, libc::SIG_DFL) };
-        }
-    }
-}

@@ -5,7 +5,6 @@
 //! and reports a failure through a close-on-exec pipe: EOF means the exec
 //! happened, five bytes mean it did not (stage, errno).
 
-use crate::signals;
 use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::ffi::{CStr, CString};
 
@@ -197,7 +196,7 @@ unsafe fn child(
     // SAFETY: every call below is an async-signal-safe libc call on fds and
     // C strings that stay valid (they belong to the parent's copied memory).
     unsafe {
-        signals::reset_for_child();
+        quilt_container::reset_signals();
         // Keep the error pipe clear of the fd numbers about to be filled (0..=9).
         let err_w = libc::fcntl(err_w, libc::F_DUPFD_CLOEXEC, 10);
         if err_w < 0 {

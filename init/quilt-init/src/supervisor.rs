@@ -1,6 +1,7 @@
 //! Supervised services: start in dependency order once their dependencies
 //! are ready, restart with backoff, stop in reverse order at shutdown.
 
+use crate::bundles::Tools;
 use crate::cgroup;
 use crate::clock::Millis;
 use crate::event;
@@ -55,6 +56,8 @@ pub struct Svc {
     pub ready_pipe: Option<OwnedFd>,
     cgroup: Option<OwnedFd>,
     oom_seen: u64,
+    /// For a bundle service: the prepared container, or why there is none.
+    container: Option<Result<quilt_container::Plan, String>>,
 }
 
 /// What the supervisor wants the event loop to do.
@@ -79,6 +82,8 @@ pub struct Supervisor {
     dev_null: Option<OwnedFd>,
     shutdown: Option<(PowerAction, Millis)>,
     first_exec_logged: bool,
+    /// A power action decided outside `on_exit` (a one-shot that could not start).
+    pending: Option<PowerAction>,
     /// Orphans reaped that were not any service's main process.
     pub orphans_reaped: u64,
     /// fds to (un)register, drained by the event loop.
@@ -91,7 +96,7 @@ fn cstring(s: &str) -> CString {
 
 impl Supervisor {
     /// Set up capture pipes and cgroups for every configured service.
-    pub fn new(cfg: Box<BootConfig>) -> Supervisor {
+    pub fn new(cfg: Box<BootConfig>, tools: Option<&Tools>) -> Supervisor {
         let order = quilt_config::start_order(&cfg).unwrap_or_default();
         let mut svcs = heapless::Vec::new();
         let mut requests = heapless::Vec::new();
@@ -106,7 +111,9 @@ impl Supervisor {
             if let Some(o) = &output {
                 let _ = requests.push(Request::Watch(raw(&o.read), TOKEN_OUT + i as u64));
             }
-            let cgroup = match cgroup::create(&s.name, &s.limits) {
+            let container = s.bundle.as_ref().map(|b| container_plan(s, b, tools));
+            let limits = merged_limits(s, tools);
+            let cgroup = match cgroup::create(&s.name, &limits) {
                 Ok(fd) => Some(fd),
                 Err(e) => {
                     event!("event=cgroup-create-failed name={} error={}", s.name, e);
@@ -121,6 +128,7 @@ impl Supervisor {
                 ready_pipe: None,
                 cgroup,
                 oom_seen: 0,
+                container,
             });
         }
         Supervisor {
@@ -130,6 +138,7 @@ impl Supervisor {
             dev_null: spawn::dev_null().ok(),
             shutdown: None,
             first_exec_logged: false,
+            pending: None,
             orphans_reaped: 0,
             requests,
         }
@@ -188,9 +197,34 @@ impl Supervisor {
                 _ => {}
             }
         }
+        if let Some(action) = self.pending.take() {
+            self.begin_shutdown(action, now);
+        }
+    }
+
+    /// A start that never reached exec: restart later, or give up for good
+    /// as if it had exited 127.
+    fn start_failed(&mut self, i: usize, now: Millis) {
+        let Some(svc) = self.cfg.services.get(i) else {
+            return;
+        };
+        if policy::should_restart(svc.restart, ExitCode(127)) {
+            self.backoff(i, now, 0);
+        } else {
+            let (name, on_exit) = (svc.name.clone(), svc.on_exit);
+            st_set(&mut self.svcs, i, State::Done);
+            event!("event=service-done name={} status=127", name);
+            if on_exit != PowerAction::Ignore {
+                self.pending = Some(on_exit);
+            }
+        }
     }
 
     fn start(&mut self, i: usize, now: Millis) {
+        if self.svcs.get(i).is_some_and(|s| s.container.is_some()) {
+            self.start_container(i, now);
+            return;
+        }
         let Some(svc) = self.cfg.services.get(i) else {
             return;
         };
@@ -277,7 +311,111 @@ impl Supervisor {
             }
             Err(e) => {
                 event!("event=service-start-failed name={} error={}", svc.name, e);
-                self.backoff(i, now, 0);
+                self.start_failed(i, now);
+            }
+        }
+    }
+
+    /// Start a bundle service: its tool in a fresh container.
+    fn start_container(&mut self, i: usize, now: Millis) {
+        let Some(svc) = self.cfg.services.get(i) else {
+            return;
+        };
+        let name = svc.name.clone();
+        let Some(st) = self.svcs.get(i) else { return };
+        let plan = match st.container.as_ref() {
+            Some(Ok(p)) => p,
+            Some(Err(why)) => {
+                event!("event=service-start-failed name={} error=\"{}\"", name, why);
+                self.start_failed(i, now);
+                return;
+            }
+            None => return,
+        };
+        let input = match svc.input.as_deref() {
+            Some(path) => match rustix::fs::open(
+                path,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            ) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    event!(
+                        "event=service-start-failed name={} error=\"input {}: {}\"",
+                        name,
+                        path,
+                        e
+                    );
+                    self.start_failed(i, now);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let (Some(out), Some(null), Some(cg)) = (
+            st.output.as_ref(),
+            self.dev_null.as_ref(),
+            st.cgroup.as_ref(),
+        ) else {
+            event!(
+                "event=service-start-failed name={} error=\"no output pipe, /dev/null or cgroup\"",
+                name
+            );
+            self.start_failed(i, now);
+            return;
+        };
+        let stdio = quilt_container::Stdio {
+            stdin: input.as_ref().map_or(null.as_fd(), |f| f.as_fd()),
+            stdout: out.write.as_fd(),
+            stderr: out.write.as_fd(),
+        };
+        match quilt_container::spawn(plan, stdio, cg.as_fd()) {
+            Ok(sp) => {
+                if let Some((stage, errno)) = sp.failed {
+                    let step = match stage {
+                        quilt_container::Stage::Mount(k) => plan.describe(usize::from(k)),
+                        _ => "",
+                    };
+                    event!(
+                        "event=service-exec-failed name={} pid={} stage={} step=\"{}\" error=\"{}\"",
+                        name,
+                        sp.pid,
+                        stage.name(),
+                        step,
+                        std::io::Error::from_raw_os_error(errno)
+                    );
+                } else {
+                    if !self.first_exec_logged {
+                        self.first_exec_logged = true;
+                        event!("event=first-exec name={} pid={}", name, sp.pid);
+                    }
+                    event!(
+                        "event=service-start name={} pid={} placement=clone3 container=1",
+                        name,
+                        sp.pid
+                    );
+                }
+                let ok = sp.failed.is_none();
+                st_set(
+                    &mut self.svcs,
+                    i,
+                    State::Running {
+                        pid: sp.pid,
+                        since: now,
+                        ready: false,
+                    },
+                );
+                if ok {
+                    self.mark_ready(i);
+                }
+            }
+            Err(e) => {
+                event!(
+                    "event=service-start-failed name={} error=\"clone3: {}\"",
+                    name,
+                    e
+                );
+                self.start_failed(i, now);
             }
         }
     }
@@ -611,6 +749,89 @@ impl Supervisor {
         }
         next
     }
+}
+
+/// Where every container's new root is mounted (in its own namespace).
+pub const STAGING: &str = "/run/quilt/root";
+/// The uid/gid tools run as.
+const TOOL_ID: u32 = 1000;
+/// /tmp of a tool when its manifest sets no memory limit.
+const DEFAULT_TMP: u64 = 64 << 20;
+
+/// Prepare the container of a bundle service, or say why it cannot run.
+fn container_plan(
+    svc: &quilt_config::Service,
+    bundle: &str,
+    tools: Option<&Tools>,
+) -> Result<quilt_container::Plan, String> {
+    let tools = tools.ok_or("no trusted bundles on this board (trust store missing)")?;
+    let tool = tools.get(bundle).ok_or_else(|| {
+        format!("bundle {bundle:?} is not installed (refused or absent; see bundle-refused lines)")
+    })?;
+    let h = &tool.header;
+    if h.runtime != "bun" {
+        return Err(format!(
+            "bundle {bundle:?} wants runtime {:?}; this board runs \"bun\"",
+            h.runtime
+        ));
+    }
+    let entry = format!("/app/{}", h.entry.trim_start_matches('/'));
+    let mut argv: Vec<&str> = vec!["/bin/bun", "run", "--no-install", &entry];
+    argv.extend(svc.exec.iter().map(|a| a.as_str()));
+    let mut env: Vec<&str> = vec!["PATH=/bin", "HOME=/tmp", "TMPDIR=/tmp", "NO_COLOR=1"];
+    env.extend(svc.env.iter().map(|e| e.as_str()));
+    let binds = [quilt_container::Bind {
+        src: &tool.tree,
+        dst: "/app",
+        writable: false,
+    }];
+    let tmp_bytes = match h.limits.memory_mib {
+        0 => DEFAULT_TMP,
+        m => (u64::from(m) << 20) / 4,
+    };
+    let spec = quilt_container::Spec {
+        hostname: &svc.name,
+        layer: &tools.runtime,
+        binds: &binds,
+        tmp_bytes,
+        argv: &argv,
+        env: &env,
+        cwd: "/app",
+        uid: if svc.uid == 0 { TOOL_ID } else { svc.uid },
+        gid: if svc.gid == 0 { TOOL_ID } else { svc.gid },
+        new_net: true,
+        nofile: match h.limits.open_files {
+            0 => 1024,
+            n => u64::from(n),
+        },
+        staging: std::path::Path::new(STAGING),
+    };
+    quilt_container::Plan::new(&spec).map_err(|e| e.to_string())
+}
+
+/// The config's limits, filled in from the bundle manifest where the
+/// config leaves them open.
+fn merged_limits(svc: &quilt_config::Service, tools: Option<&Tools>) -> quilt_config::Limits {
+    let mut l = svc.limits.clone();
+    let Some(h) = svc
+        .bundle
+        .as_ref()
+        .and_then(|b| tools?.get(b))
+        .map(|t| &t.header)
+    else {
+        return l;
+    };
+    if l.memory_max.is_none() && h.limits.memory_mib > 0 {
+        l.memory_max = Some(u64::from(h.limits.memory_mib) << 20);
+    }
+    if l.pids_max.is_none() && h.limits.tasks > 0 {
+        l.pids_max = Some(h.limits.tasks);
+    }
+    if l.cpu_quota_us.is_none() && h.limits.cpu_percent > 0 {
+        l.cpu_quota_us = Some(u32::from(h.limits.cpu_percent) * 1000);
+        l.cpu_period_us = Some(100_000);
+    }
+    l
 }
 
 fn st_set(svcs: &mut heapless::Vec<Svc, MAX_SERVICES>, i: usize, state: State) {

@@ -1,0 +1,131 @@
+//! Signed bundles at boot: every `.qb` shipped in the image is offered to
+//! the store, which installs only what the trust store accepts (signatures,
+//! threshold, architecture, board, version); each installed bundle is then
+//! written out as a read-only tree for its containers. A refused bundle is
+//! logged with the reason and nothing of it runs.
+
+use crate::event;
+use quilt_bundle::{Context, Header};
+use quilt_config::Bundles as Cfg;
+use quilt_store::Store;
+use std::path::{Path, PathBuf};
+
+/// Where installed bundles are written out for containers.
+pub const TREES: &str = "/run/quilt/bundles";
+/// Most `.qb` files looked at in the image directory.
+const MAX_FILES: usize = 64;
+
+/// An installed bundle ready to run.
+pub struct Tool {
+    /// Its signed header (entry, runtime, limits, tokens).
+    pub header: Header,
+    /// Its content, materialized.
+    pub tree: PathBuf,
+}
+
+/// Everything that can run from bundles.
+pub struct Tools {
+    /// Installed bundles by name.
+    pub tools: Vec<Tool>,
+    /// The runtime layer every container's root is made of.
+    pub runtime: PathBuf,
+}
+
+impl Tools {
+    /// The installed bundle `name`.
+    pub fn get(&self, name: &str) -> Option<&Tool> {
+        self.tools.iter().find(|t| t.header.name == name)
+    }
+}
+
+fn now_secs() -> Option<u64> {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    u64::try_from(t.tv_sec).ok()
+}
+
+/// Install the image's bundles and materialize every installed one.
+pub fn bring_up(cfg: &Cfg) -> Option<Tools> {
+    let trust = match quilt_store::trustdir::load(Path::new(cfg.trust.as_str())) {
+        Ok(t) => t,
+        Err(e) => {
+            if Path::new(cfg.dir.as_str()).exists() {
+                event!(
+                    "event=trust-unavailable dir={} error=\"{}\" effect=no-bundle-runs",
+                    cfg.trust,
+                    e
+                );
+            }
+            return None;
+        }
+    };
+    let _ = std::fs::create_dir_all(cfg.store.as_str());
+    let mut store = match Store::open(Path::new(cfg.store.as_str()), trust) {
+        Ok(s) => s,
+        Err(e) => {
+            event!("event=store-unavailable dir={} error=\"{}\"", cfg.store, e);
+            return None;
+        }
+    };
+    let ctx = Context {
+        now: now_secs(),
+        arch: Some(std::env::consts::ARCH),
+        board: cfg.board.as_deref(),
+    };
+    for file in image_bundles(Path::new(cfg.dir.as_str())) {
+        let shown = file.display();
+        match std::fs::File::open(&file) {
+            Ok(f) => match store.install(std::io::BufReader::new(f), &ctx, None) {
+                Ok(r) => event!(
+                    "event=bundle-installed name={} version={} chunks={} chunks_written={} file={}",
+                    r.name,
+                    r.version,
+                    r.chunks,
+                    r.chunks_written,
+                    shown
+                ),
+                Err(e) => event!("event=bundle-refused file={} reason=\"{}\"", shown, e),
+            },
+            Err(e) => event!(
+                "event=bundle-refused file={} reason=\"cannot open: {}\"",
+                shown,
+                e
+            ),
+        }
+    }
+    let _ = std::fs::create_dir_all(TREES);
+    let mut tools = Vec::new();
+    let names: Vec<String> = store.installed().iter().map(|i| i.name.clone()).collect();
+    for name in names {
+        let tree = Path::new(TREES).join(&name);
+        let _ = std::fs::remove_dir_all(&tree);
+        let header = match store.header(&name) {
+            Ok(h) => h,
+            Err(e) => {
+                event!("event=bundle-unreadable name={} error=\"{}\"", name, e);
+                continue;
+            }
+        };
+        match store.materialize(&name, &tree) {
+            Ok(()) => tools.push(Tool { header, tree }),
+            Err(e) => event!("event=bundle-unreadable name={} error=\"{}\"", name, e),
+        }
+    }
+    Some(Tools {
+        tools,
+        runtime: PathBuf::from(cfg.runtime.as_str()),
+    })
+}
+
+/// The `.qb` files of the image directory, sorted, at most [`MAX_FILES`].
+fn image_bundles(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "qb"))
+        .take(MAX_FILES)
+        .collect();
+    v.sort();
+    v
+}
