@@ -1,0 +1,16 @@
+#!/bin/sh
+# Build the fuzz targets and run each for a bounded time (default 180 s),
+# seeded from fuzz/seeds/. Needs the nightly toolchain and cargo-fuzz
+# (`cargo install cargo-fuzz`). Usage: fuzz/run.sh [SECONDS] [TARGET...]
+set -eu
+cd "$(dirname "$0")"
+secs=${1:-180}
+[ $# -gt 0 ] && shift
+targets=${*:-header manifest reader}
+cargo +nightly fuzz build
+for t in $targets; do
+    mkdir -p "corpus/$t"
+    cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
+    cargo +nightly fuzz run "$t" "corpus/$t" -- \
+        -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536
+done
