@@ -485,3 +485,20 @@ fn a_rotted_chunk_is_healed_by_the_next_install_that_carries_it() {
     assert!(s.fsck().unwrap().problems.is_empty());
     s.materialize("agents/a", &d.path().join("out")).unwrap();
 }
+
+#[test]
+fn reoffering_an_installed_bundle_reads_only_its_checked_header() {
+    let d = tempfile::tempdir().unwrap();
+    let k = key(1);
+    let t = trust(&[&k], "");
+    let mut s = open(d.path(), &t);
+    let qb = tool("agents/a", 1, 1, &[&k]);
+    s.install(&qb[..], &ctx(), None).unwrap();
+    // A boot-time re-offer: signatures, manifest and root are still checked…
+    let mut forged = qb.clone();
+    forged[20] ^= 1;
+    assert!(s.install(&forged[..], &ctx(), None).is_err());
+    // …but the chunk section is not needed, so a cut copy is a no-op.
+    let r = s.install(&qb[..qb.len() - 1000], &ctx(), None).unwrap();
+    assert!(r.already_installed && r.chunks_written == 0);
+}
