@@ -161,3 +161,14 @@ pub fn read_key(name: &str, file: &str, key: &str) -> Option<u64> {
         }
     })
 }
+
+/// Read a single-number control file such as `memory.current`.
+pub fn read_u64(name: &str, file: &str) -> Option<u64> {
+    let mut buf = [0u8; 64];
+    let n = crate::mounts::read_into(path(name, file).as_str(), &mut buf).ok()?;
+    core::str::from_utf8(buf.get(..n)?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}

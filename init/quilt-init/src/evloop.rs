@@ -2,14 +2,18 @@
 //! nearest deadline, and the services' pipes. Nothing in PID 1 blocks
 //! anywhere else once boot is done.
 
+use crate::bundles::Tools;
 use crate::clock::Millis;
+use crate::control::{self, Action, Control};
 use crate::event;
 use crate::policy::ExitCode;
+use crate::runs::{self, Runs};
 use crate::signals;
 use crate::supervisor::{self, Request, Supervisor, TOKEN_OUT, TOKEN_READY};
 use crate::watchdog::Watchdog;
 use core::mem::MaybeUninit;
 use quilt_config::PowerAction;
+use quilt_proto::Reply;
 use rustix::event::epoll;
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::process::WaitOptions;
@@ -27,6 +31,10 @@ pub struct Loop {
     watchdog: Option<Watchdog>,
     /// Test hook: wedge the loop at this time (see `quilt.debug.hang_after`).
     hang_at: Option<Millis>,
+    control: Option<Control>,
+    runs: Runs,
+    tools: Option<Tools>,
+    actions: Vec<Action>,
 }
 
 impl Loop {
@@ -35,6 +43,7 @@ impl Loop {
         sup: Supervisor,
         watchdog: Option<Watchdog>,
         hang_after_s: Option<u32>,
+        tools: Option<Tools>,
     ) -> std::io::Result<Loop> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let sigfd = signals::open()?;
@@ -55,6 +64,26 @@ impl Loop {
             epoll::EventFlags::IN,
         )?;
         let hang_at = hang_after_s.map(|s| Millis::now().after(u64::from(s) * 1000));
+        let control = match Control::open() {
+            Ok(c) => {
+                epoll::add(
+                    &epoll,
+                    c.listener(),
+                    epoll::EventData::new_u64(control::TOKEN_LISTEN),
+                    epoll::EventFlags::IN,
+                )?;
+                event!("event=control-listening path={}", control::PATH);
+                Some(c)
+            }
+            Err(e) => {
+                event!(
+                    "event=control-unavailable path={} error={}",
+                    control::PATH,
+                    e
+                );
+                None
+            }
+        };
         Ok(Loop {
             epoll,
             sigfd,
@@ -62,6 +91,10 @@ impl Loop {
             sup,
             watchdog,
             hang_at,
+            control,
+            runs: Runs::new(),
+            tools,
+            actions: Vec::new(),
         })
     }
 
@@ -71,6 +104,8 @@ impl Loop {
         loop {
             let now = Millis::now();
             self.sup.tick(now);
+            self.runs.tick(now);
+            self.serve(now);
             self.apply_requests();
             if let Some(w) = self.watchdog.as_mut() {
                 w.tick(now);
@@ -120,6 +155,21 @@ impl Loop {
             t if (TOKEN_READY..TOKEN_READY + 0x100).contains(&t) => {
                 self.sup.on_ready_pipe((t - TOKEN_READY) as usize)
             }
+            control::TOKEN_LISTEN => {
+                if let Some(c) = self.control.as_mut() {
+                    c.on_listen();
+                }
+            }
+            t if (control::TOKEN_CLIENT..control::TOKEN_CLIENT + control::MAX_CLIENTS as u64)
+                .contains(&t) =>
+            {
+                if let Some(c) = self.control.as_mut() {
+                    c.on_client((t - control::TOKEN_CLIENT) as usize, &mut self.actions);
+                }
+            }
+            t if (runs::TOKEN..runs::TOKEN + 2 * runs::MAX_RUNS as u64).contains(&t) => {
+                self.runs.on_pipe(t)
+            }
             _ => {}
         }
     }
@@ -156,6 +206,9 @@ impl Loop {
             match rustix::process::wait(WaitOptions::NOHANG) {
                 Ok(Some((pid, status))) => {
                     let code = ExitCode::from_wait(status);
+                    if self.runs.on_exit(pid.as_raw_nonzero().get(), code) {
+                        continue;
+                    }
                     if let Some(action) = self.sup.on_exit(pid.as_raw_nonzero().get(), code, now) {
                         self.sup.begin_shutdown(action, now);
                     }
@@ -168,7 +221,69 @@ impl Loop {
         }
     }
 
+    /// Act on decoded control requests and deliver finished runs.
+    fn serve(&mut self, now: Millis) {
+        let Some(ctl) = self.control.as_mut() else {
+            return;
+        };
+        for action in self.actions.drain(..) {
+            match action {
+                Action::Reply(slot, reply) => ctl.send(slot, &reply),
+                Action::List(slot) => ctl.send(slot, &Reply::Services(self.sup.info(now))),
+                Action::Run {
+                    client,
+                    bundle,
+                    input,
+                    timeout_ms,
+                } => {
+                    match self.runs.start(
+                        self.tools.as_ref(),
+                        &bundle,
+                        &input,
+                        timeout_ms,
+                        client,
+                        now,
+                    ) {
+                        Ok(id) => event!(
+                            "event=run-start id={} bundle={} input_bytes={}",
+                            id,
+                            bundle,
+                            input.len()
+                        ),
+                        Err(e) => ctl.send(client, &control::refuse(e.code, &e.message)),
+                    }
+                }
+            }
+        }
+        for done in self.runs.take_done() {
+            ctl.send(done.client, &Reply::Ran(done.result));
+        }
+        for slot in ctl.gone.iter() {
+            self.runs.cancel_client(*slot);
+        }
+        ctl.gone.clear();
+    }
+
     fn apply_requests(&mut self) {
+        let extra = self
+            .control
+            .as_mut()
+            .map(|c| core::mem::take(&mut c.watch))
+            .unwrap_or_default();
+        for (fd, token) in extra.iter().chain(self.runs.watch.iter()) {
+            // SAFETY: as below; control and runs queue fds they own and keep
+            // open until at least the end of this loop turn.
+            let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
+            if let Err(e) = epoll::add(
+                &self.epoll,
+                fd,
+                epoll::EventData::new_u64(*token),
+                epoll::EventFlags::IN,
+            ) {
+                event!("event=epoll-add-failed token={} error={}", token, e);
+            }
+        }
+        self.runs.watch.clear();
         for r in self.sup.requests.iter() {
             match *r {
                 Request::Watch(fd, token) => {
@@ -192,6 +307,9 @@ impl Loop {
 
     fn arm_timer(&self, now: Millis) {
         let mut next = self.sup.deadline(now);
+        if let Some(d) = self.runs.deadline() {
+            next = Some(next.map_or(d, |n| n.min(d)));
+        }
         for d in [
             self.watchdog.as_ref().and_then(|w| w.feeder.deadline()),
             self.hang_at,

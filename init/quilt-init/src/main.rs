@@ -20,6 +20,7 @@ mod bundles;
 mod cgroup;
 mod clock;
 mod cmdline;
+mod control;
 mod evloop;
 mod fatal;
 mod log;
@@ -29,6 +30,7 @@ mod output;
 mod policy;
 mod power;
 mod ring;
+mod runs;
 mod signals;
 mod spawn;
 mod supervisor;
@@ -73,7 +75,7 @@ fn main() {
     let _ = std::fs::create_dir_all(supervisor::STAGING);
     let tools = bundles::bring_up(&cfg.bundles);
     let sup = supervisor::Supervisor::new(cfg, tools.as_ref());
-    let lp = match evloop::Loop::new(sup, wd, cl.hang_after_s) {
+    let lp = match evloop::Loop::new(sup, wd, cl.hang_after_s, tools) {
         Ok(lp) => lp,
         Err(e) => fatal::fatal(
             format_args!("cannot set up the event loop: {e}"),

@@ -144,6 +144,35 @@ impl Supervisor {
         }
     }
 
+    /// Services as the control API's `List` shows them.
+    pub fn info(&self, now: Millis) -> Vec<quilt_proto::ServiceInfo> {
+        self.cfg
+            .services
+            .iter()
+            .zip(self.svcs.iter())
+            .map(|(c, s)| {
+                let (state, pid, uptime_ms) = match s.state {
+                    State::Waiting => ("waiting", None, None),
+                    State::Running { pid, since, .. } => {
+                        ("running", Some(pid), Some(now.since(since)))
+                    }
+                    State::Backoff { .. } => ("backoff", None, None),
+                    State::Stopping { pid, .. } => ("stopping", pid, None),
+                    State::Done => ("done", None, None),
+                    State::Stopped => ("stopped", None, None),
+                };
+                quilt_proto::ServiceInfo {
+                    name: c.name.as_str().into(),
+                    state: state.into(),
+                    pid,
+                    restarts: s.restarts,
+                    uptime_ms,
+                    memory_bytes: cgroup::read_u64(&c.name, "memory.current"),
+                }
+            })
+            .collect()
+    }
+
     /// The config in force.
     pub fn config(&self) -> &BootConfig {
         &self.cfg
@@ -758,8 +787,30 @@ const TOOL_ID: u32 = 1000;
 /// /tmp of a tool when its manifest sets no memory limit.
 const DEFAULT_TMP: u64 = 64 << 20;
 
+/// A service with every field at its default, to fill in.
+pub(crate) fn blank_service() -> quilt_config::Service {
+    quilt_config::Service {
+        name: heapless::String::new(),
+        exec: heapless::Vec::new(),
+        env: heapless::Vec::new(),
+        cwd: None,
+        uid: 0,
+        gid: 0,
+        after: heapless::Vec::new(),
+        restart: quilt_config::Restart::Never,
+        backoff_ms: 100,
+        backoff_max_ms: 30_000,
+        ready: Ready::Started,
+        limits: quilt_config::Limits::default(),
+        console: false,
+        on_exit: PowerAction::Ignore,
+        bundle: None,
+        input: None,
+    }
+}
+
 /// Prepare the container of a bundle service, or say why it cannot run.
-fn container_plan(
+pub(crate) fn container_plan(
     svc: &quilt_config::Service,
     bundle: &str,
     tools: Option<&Tools>,
@@ -811,7 +862,10 @@ fn container_plan(
 
 /// The config's limits, filled in from the bundle manifest where the
 /// config leaves them open.
-fn merged_limits(svc: &quilt_config::Service, tools: Option<&Tools>) -> quilt_config::Limits {
+pub(crate) fn merged_limits(
+    svc: &quilt_config::Service,
+    tools: Option<&Tools>,
+) -> quilt_config::Limits {
     let mut l = svc.limits.clone();
     let Some(h) = svc
         .bundle
