@@ -15,7 +15,7 @@ pub const MAX_MODULES: usize = 32;
 /// A service or module name.
 pub type Name = String<32>;
 /// One argv or env entry.
-pub type Arg = String<128>;
+pub type Arg = String<256>;
 /// An absolute path.
 pub type Path = String<128>;
 
