@@ -148,10 +148,16 @@ pub(crate) fn write_replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     pack::write_replace(path, &mut |f| f.write_all(bytes))
 }
 
+/// Read buffer for bundle files. Chunks are at least 16 KiB (but for small
+/// files' tails), and `BufReader` hands reads at least this large straight
+/// to the file, so chunk bytes land in the reader's chunk buffer with no
+/// extra copy; the header's small reads are still buffered.
+pub(crate) const READ_BUF: usize = 16 * 1024;
+
 /// Opens a file as a bundle byte source.
 pub(crate) fn source(path: &Path) -> anyhow::Result<ReadSource<BufReader<File>>> {
     let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    Ok(ReadSource::new(BufReader::with_capacity(1 << 20, f)))
+    Ok(ReadSource::new(BufReader::with_capacity(READ_BUF, f)))
 }
 
 /// Turns a format error into a one-line error naming the file, keeping the

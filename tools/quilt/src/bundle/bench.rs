@@ -255,7 +255,7 @@ fn run_in(args: &BenchArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         })?);
         samples[3].push(time(1, || {
             let f = std::fs::File::open(&path)?;
-            let mut src = ReadSource::new(BufReader::with_capacity(1 << 20, f));
+            let mut src = ReadSource::new(BufReader::with_capacity(super::READ_BUF, f));
             let mut r = BundleReader::open(&mut src, &trust, &Context::default())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut buf = vec![0u8; CHUNK_MAX as usize];
