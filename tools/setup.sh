@@ -89,6 +89,16 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 
 # --- npm packages -------------------------------------------------------------
-# Bun (from npm) goes here when the issue that needs it lands: check
-# `command -v bun` first, then `npm install -g bun` (install nodejs/npm above
-# via the `required` table if missing).
+# Bun, the tools' runtime, from its npm package at the version pinned in
+# tools/fetch-bun.sh, into .cache/bun/<arch>/ (not installed system-wide: the
+# image's runtime layer and the host tests use exactly that binary).
+if ! command -v npm >/dev/null 2>&1; then
+	echo "setup: installing npm" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	"${sudo_cmd[@]}" apt-get update -q
+	"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends npm
+fi
+"$(dirname "${BASH_SOURCE[0]}")/fetch-bun.sh" x86_64 >/dev/null
+if "$arm64"; then
+	"$(dirname "${BASH_SOURCE[0]}")/fetch-bun.sh" aarch64 >/dev/null
+fi
