@@ -153,3 +153,117 @@ impl ImageBuilder {
         Ok(path)
     }
 }
+
+/// The host's Bun for x86_64 guests, from `tools/fetch-bun.sh` (the pinned
+/// npm package, cached in `.cache/bun/x86_64/`); fetched once per process.
+pub fn bun_binary() -> Result<PathBuf> {
+    static BUN: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
+        std::sync::OnceLock::new();
+    BUN.get_or_init(|| {
+        let script = crate::build::repo_root().join("tools/fetch-bun.sh");
+        let out = std::process::Command::new(&script)
+            .arg("x86_64")
+            .output()
+            .map_err(|e| format!("starting {}: {e}", script.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "exited with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            ));
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .map(PathBuf::from)
+            .ok_or_else(|| "tools/fetch-bun.sh printed no path".to_owned())
+    })
+    .clone()
+    .map_err(|detail| HarnessError::Setup {
+        what: "fetching Bun (tools/fetch-bun.sh)".into(),
+        detail,
+    })
+}
+
+/// Bun tool images: the runtime layer, tool directories and signed bundles.
+impl ImageBuilder {
+    /// The Bun runtime layer (`quilt_imagekit::BunLayer`: `bin/bun`, its
+    /// glibc closure, the loader, `etc/`, empty mount points) at
+    /// `quilt_imagekit::BUN_LAYER_PREFIX`, built from [`bun_binary`].
+    pub fn bun_runtime(mut self) -> Self {
+        let added = bun_binary().and_then(|bun| {
+            quilt_imagekit::BunLayer::new(bun)
+                .add_to(&mut self.image)
+                .map_err(|e| HarnessError::Setup {
+                    what: "adding the Bun runtime layer".into(),
+                    detail: error_chain(&e),
+                })
+        });
+        if let Err(e) = added {
+            self.error.get_or_insert(e);
+        }
+        self
+    }
+
+    /// Copy a host directory (e.g. `examples/hello`) to `dst`, keeping
+    /// permission bits and symlinks.
+    pub fn tree(mut self, dst: &str, src: impl AsRef<Path>) -> Self {
+        if let Err(e) = copy_tree(&mut self.image, dst, src.as_ref()) {
+            self.error.get_or_insert(e);
+        }
+        self
+    }
+
+    /// `examples/<name>` packed, signed by the process's test key and
+    /// verified ([`crate::signed_example`]), installed where quilt-init's
+    /// `[bundles]` defaults look: `/usr/share/quilt/bundles/<name>.qb`, with
+    /// the test key's `.pub` and policy in `/etc/quilt/trust/`.
+    pub fn signed_example(mut self, name: &str) -> Self {
+        match crate::bundles::signed_example(name) {
+            Ok((qb, trust)) => {
+                self = self.file(&format!("/usr/share/quilt/bundles/{name}.qb"), qb, 0o644);
+                self.tree("/etc/quilt/trust", trust)
+            }
+            Err(e) => {
+                self.error.get_or_insert(e);
+                self
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn copy_tree(image: &mut Initramfs, dst: &str, src: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let entries = std::fs::read_dir(src).map_err(HarnessError::io("listing", src))?;
+    image.dir(dst)?;
+    for e in entries {
+        let e = e.map_err(HarnessError::io("listing", src))?;
+        let path = e.path();
+        let to = format!(
+            "{}/{}",
+            dst.trim_end_matches('/'),
+            e.file_name().to_string_lossy()
+        );
+        let meta = std::fs::symlink_metadata(&path).map_err(HarnessError::io("reading", &path))?;
+        if meta.is_dir() {
+            copy_tree(image, &to, &path)?;
+        } else if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path).map_err(HarnessError::io("reading", &path))?;
+            image.symlink(&to, &target.to_string_lossy())?;
+        } else {
+            image.file(&to, &path, meta.permissions().mode() & 0o7777)?;
+        }
+    }
+    Ok(())
+}

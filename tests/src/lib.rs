@@ -41,6 +41,7 @@
 //! `target/quilt-tests/<pid>/` for a look after the fact.
 
 mod build;
+mod bundles;
 mod error;
 mod events;
 mod image;
@@ -49,9 +50,12 @@ mod vm;
 pub use build::{
     guest_binary, host_binary, kernel, quilt_init_binary, repo_root, work_dir, Kernel,
 };
+pub use bundles::{
+    example_dir, quilt, quilt_cli, signed_bundle, signed_example, test_key, SignedBundle,
+};
 pub use error::HarnessError;
 pub use events::{quilt_events, Event};
-pub use image::ImageBuilder;
+pub use image::{bun_binary, ImageBuilder};
 pub use vm::{host_tsc_khz, kvm_usable, Accel, Exit, GuestEnd, Pattern, Vm, VmOpts};
 
 /// Result type of the harness.
