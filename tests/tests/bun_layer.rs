@@ -1,0 +1,181 @@
+//! Bun runs from the runtime layer alone, in QEMU, under quilt-init.
+//!
+//! The image holds the layer (`ImageBuilder::bun_runtime`: bin/bun, its
+//! glibc closure and loader, etc/, mount points) and the example tools at
+//! `/srv/app`. A root service builds a container-shaped root the way the
+//! spawner does: the layer bind-mounted read-only onto itself, the tools
+//! read-only at `app`, a tmpfs at `tmp`, `/proc` and `/dev` on top; then it
+//! runs each example with `chroot LAYER /bin/bun /app/...` and reports on
+//! `/dev/ttyS1`, timing `bun hello.ts` on the guest clock. A second service,
+//! as uid/gid 1000 and without chroot, runs Bun through the layer's own
+//! loader (`ld-linux --library-path`), which only works if the layer's
+//! symlinks are relative and its library closure complete.
+
+use std::time::Duration;
+
+use quilt_imagekit::BUN_LAYER_PREFIX;
+use quilt_system_tests::{example_dir, ImageBuilder, Vm, VmOpts};
+
+const BOOT: Duration = Duration::from_secs(240);
+const RUNS: usize = 7;
+
+const JSON_IN: &str =
+    r#"{"items":[{"name":"b","category":"x","price":2,"qty":3},{"name":"a","price":1}]}"#;
+const JSON_OUT: &str = concat!(
+    r#"{"ok":true,"count":2,"total":7,"categories":[{"category":"x","count":1,"qty":3,"total":6},"#,
+    r#"{"category":"uncategorized","count":1,"qty":1,"total":1}],"items":["#,
+    r#"{"name":"b","category":"x","price":2,"qty":3,"total":6},"#,
+    r#"{"name":"a","category":"uncategorized","price":1,"qty":1,"total":1}]}"#
+);
+
+fn layer_script() -> String {
+    format!(
+        r#"#!/bin/sh
+L={BUN_LAYER_PREFIX}
+say() {{ echo "$*" > /dev/ttyS1; }}
+# Guest clock (CLOCK_BOOTTIME) in ms; /proc/uptime has 10 ms resolution.
+ms() {{ read -r up _ < /proc/uptime; echo "${{up%.*}}${{up#*.}}0"; }}
+mount --bind $L $L && mount -o remount,bind,ro $L || say fail=ro-bind
+mount --bind /srv/app $L/app && mount -o remount,bind,ro $L/app || say fail=app-bind
+mount -t tmpfs -o size=16m,mode=1777 tmpfs $L/tmp || say fail=tmpfs
+mount -t proc proc $L/proc || say fail=proc
+mount --bind /dev $L/dev || say fail=dev
+if touch $L/probe 2>/dev/null; then say root=writable; else say root=read-only; fi
+say "version=$(chroot $L /bin/bun --version 2>&1)"
+i=0
+while [ $i -lt {RUNS} ]; do
+    i=$((i + 1))
+    t0=$(ms)
+    r=$(echo "{{\"n\":$i}}" | chroot $L /bin/bun /app/hello/hello.ts 2>&1)
+    t1=$(ms)
+    say "hello run=$i ms=$((t1 - t0)) out=$r"
+done
+r=$(echo '{JSON_IN}' | chroot $L /bin/bun /app/json-transform/index.ts 2>&1)
+say "json rc=$? out=$r"
+r=$(echo '{{' | chroot $L /bin/bun /app/json-transform/index.ts 2>&1)
+say "json-bad rc=$? out=$r"
+r=$(echo '{{"text":"quilt","delay_ms":50}}' | chroot $L /bin/bun /app/bun-apis/index.ts 2>&1)
+say "apis rc=$? out=$r"
+say "tmp-left=$(ls -A $L/tmp | wc -l)"
+touch /run/layer.done
+"#
+    )
+}
+
+fn as_user_script() -> String {
+    format!(
+        r#"#!/bin/sh
+L={BUN_LAYER_PREFIX}
+echo "asuser uid=$(id -u) gid=$(id -g)"
+echo "asuser out=$($L/lib64/ld-linux-x86-64.so.2 --library-path $L/lib/x86_64-linux-gnu \
+    $L/bin/bun /srv/app/hello/hello.ts < /dev/null 2>&1)"
+"#
+    )
+}
+
+const CONFIG: &str = r#"
+[[service]]
+name = "layer"
+exec = ["/bin/layer.sh"]
+restart = "never"
+ready = { file = "/run/layer.done" }
+
+[[service]]
+name = "asuser"
+exec = ["/bin/asuser.sh"]
+uid = 1000
+gid = 1000
+after = ["layer"]
+restart = "never"
+on_exit = "poweroff"
+"#;
+
+#[test]
+fn bun_runs_from_the_read_only_runtime_layer() {
+    let mut image = ImageBuilder::new()
+        .busybox()
+        .bun_runtime()
+        .config_toml(CONFIG)
+        .bytes("/bin/layer.sh", layer_script(), 0o755)
+        .bytes("/bin/asuser.sh", as_user_script(), 0o755);
+    for ex in ["hello", "json-transform", "bun-apis"] {
+        image = image.tree(&format!("/srv/app/{ex}"), example_dir(ex));
+    }
+    let image = image.build().unwrap();
+    let mut vm = Vm::boot(
+        &image,
+        VmOpts {
+            // Bun wants more than the kernel's share of 128 MiB.
+            mem_mb: 512,
+            timeout: BOOT,
+            ..VmOpts::default()
+        },
+    )
+    .unwrap();
+    let exit = vm.wait_exit(BOOT).unwrap();
+    let ch = vm.channel_text();
+    let console = vm.console_text();
+    assert!(
+        exit.powered_off(),
+        "{exit:?}\n--- channel ---\n{ch}\n--- console ---\n{console}"
+    );
+    let has = |needle: &str| assert!(ch.contains(needle), "channel lacks {needle:?}:\n{ch}");
+    assert!(!ch.contains("fail="), "a mount failed:\n{ch}");
+    has("root=read-only");
+    has("version=1.4.5");
+
+    let mut times = Vec::new();
+    for i in 1..=RUNS {
+        let line = ch
+            .lines()
+            .find(|l| l.starts_with(&format!("hello run={i} ")))
+            .unwrap_or_else(|| panic!("no hello run {i}:\n{ch}"));
+        assert!(
+            line.ends_with(&format!(r#"out={{"hello":"quilt","input":{{"n":{i}}}}}"#)),
+            "{line}"
+        );
+        let ms: u64 = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("ms="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no ms= in {line}"));
+        times.push(ms);
+    }
+    times.sort_unstable();
+    println!(
+        "bun hello.ts in the guest ({:?}): median {} ms, min {} ms, max {} ms (runs {times:?})",
+        vm.accel(),
+        times[RUNS / 2],
+        times[0],
+        times[RUNS - 1]
+    );
+
+    has(&format!("json rc=0 out={JSON_OUT}"));
+    has(r#"json-bad rc=2 out={"ok":false,"error":"input is not JSON"#);
+    let apis = ch
+        .lines()
+        .find(|l| l.starts_with("apis "))
+        .unwrap_or_else(|| panic!("no apis line:\n{ch}"));
+    for want in [
+        "apis rc=0 out={",
+        r#""roundtrip":true"#,
+        r#""removed":true"#,
+        r#""bytes":5"#,
+        r#""timer_ok":true"#,
+        // SHA-256("quilt")
+        r#""sha256":"b8b2eacffb5d4d4065e73890ca0f4919b710a403c5855c4edc9a5c48cfe45398""#,
+    ] {
+        assert!(apis.contains(want), "apis lacks {want}: {apis}");
+    }
+    has("tmp-left=0");
+
+    // Without chroot, as uid 1000, through the layer's own loader.
+    assert!(
+        console.contains("[asuser] asuser uid=1000 gid=1000"),
+        "{console}"
+    );
+    assert!(
+        console.contains(r#"[asuser] asuser out={"hello":"quilt","input":null}"#),
+        "{console}"
+    );
+}
