@@ -33,11 +33,12 @@ use crate::initramfs::{ImageError, Initramfs};
 /// default.
 pub const BUN_LAYER_PREFIX: &str = "/usr/lib/quilt/runtime/bun";
 
-/// Empty directories in the layer that the container runtime mounts over:
-/// the bundle (`app`), a tmpfs (`tmp`), the minimal `dev`, `proc`, and
-/// `run`. `etc` is a directory of the layer too (below), which a container
-/// may also mount over.
-pub const LAYER_MOUNT_POINTS: [&str; 6] = ["app", "tmp", "dev", "proc", "etc", "run"];
+/// Directories in the layer that the container runtime mounts over: the
+/// bundle (`app`), a tmpfs (`tmp`), the minimal `dev`, `proc`, `run`, and
+/// `sys` (Bun reads `/sys/fs/cgroup` for its memory limit and
+/// `/sys/devices/system/cpu/online`; it starts without them). All are empty
+/// but `etc`, which holds the files below unless a container mounts over it.
+pub const LAYER_MOUNT_POINTS: [&str; 7] = ["app", "tmp", "dev", "proc", "etc", "run", "sys"];
 
 /// Accounts a tool can run as: root (never used by default), `tool`
 /// (uid/gid 1000, the default) and `nobody`. glibc's `getpwuid` and Bun's
@@ -789,6 +790,7 @@ mod tests {
             "/dev",
             "/proc",
             "/run",
+            "/sys",
         ] {
             // Through symlinks: the image must hold each component.
             assert!(
