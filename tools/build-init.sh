@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # Build PID 1 (quilt-init), or another binary meant to run inside the guest,
-# as a static x86_64 release binary and print its path.
+# as a static release binary and print its path.
 #
 # The explicit --target matters: with it, RUSTFLAGS apply only to target
 # units, so +crt-static links the binary statically while proc-macros and
 # build scripts still build as ordinary host code.
 #
-# Usage: tools/build-init.sh [-p PACKAGE [--bin BIN]] [extra cargo args...]
-#   default: -p quilt-init --bin quilt-init
+# x86_64 (default) uses the rustup toolchain on PATH. aarch64 uses Debian's
+# rustc-web/cargo-web (/usr/bin/rustc, /usr/bin/cargo; the aarch64 std comes
+# from libstd-rust-web-dev:arm64, because rustup here cannot download other
+# targets) with aarch64-linux-gnu-gcc as the linker and the static glibc of
+# libc6-dev-arm64-cross; `tools/setup.sh --arm64` installs them. That build
+# has its own target dir (target/debian-rustc/) so the two compilers never
+# invalidate each other's artifacts.
+#
+# Usage: tools/build-init.sh [--arch x86_64|aarch64 | --target TRIPLE]
+#                            [-p PACKAGE [--bin BIN]] [extra cargo args...]
+#   default: --arch x86_64 -p quilt-init --bin quilt-init
 # Cargo's output goes to stderr; the binary's absolute path is the only line
 # on stdout.
 set -euo pipefail
@@ -27,17 +36,58 @@ while (($# > 0)); do
 		bin="$2"
 		shift 2
 		;;
+	--arch)
+		target="$2-unknown-linux-gnu"
+		shift 2
+		;;
+	--target)
+		target="$2"
+		shift 2
+		;;
 	*) break ;;
 	esac
 done
 bin="${bin:-$package}"
 
 cd "$repo_root"
-RUSTFLAGS="-C target-feature=+crt-static" \
-	"$cargo" build --release -p "$package" --bin "$bin" --target "$target" "$@" >&2
-
 target_dir="${CARGO_TARGET_DIR:-target}"
 [[ "$target_dir" == /* ]] || target_dir="$repo_root/$target_dir"
+
+case "$target" in
+x86_64-unknown-linux-gnu)
+	RUSTFLAGS="-C target-feature=+crt-static" \
+		"$cargo" build --release -p "$package" --bin "$bin" --target "$target" "$@" >&2
+	;;
+aarch64-unknown-linux-gnu)
+	debian_cargo="${QUILT_DEBIAN_CARGO:-/usr/bin/cargo}"
+	debian_rustc="${QUILT_DEBIAN_RUSTC:-/usr/bin/rustc}"
+	linker=aarch64-linux-gnu-gcc
+	for tool in "$debian_cargo" "$debian_rustc"; do
+		[[ -x "$tool" ]] || {
+			echo "build-init: $tool missing (Debian's cargo-web/rustc-web); run 'tools/setup.sh --arm64'" >&2
+			exit 1
+		}
+	done
+	command -v "$linker" >/dev/null || {
+		echo "build-init: $linker missing (gcc-aarch64-linux-gnu); run 'tools/setup.sh --arm64'" >&2
+		exit 1
+	}
+	target_dir="$target_dir/debian-rustc"
+	# rustup's proxies and toolchain variables must not leak into the
+	# Debian cargo (RUSTUP_TOOLCHAIN would make a `rustc` on PATH the rustup
+	# one for build scripts); RUSTC pins the compiler explicitly.
+	env -u RUSTUP_TOOLCHAIN -u RUSTUP_HOME -u RUSTC_WRAPPER -u CARGO_BUILD_RUSTC \
+		RUSTC="$debian_rustc" RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR="$target_dir" \
+		RUSTFLAGS="-C target-feature=+crt-static" \
+		CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="$linker" \
+		"$debian_cargo" build --release -p "$package" --bin "$bin" --target "$target" "$@" >&2
+	;;
+*)
+	echo "build-init: unsupported target '$target' (x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu)" >&2
+	exit 2
+	;;
+esac
+
 out="$target_dir/$target/release/$bin"
 [[ -x "$out" ]] || {
 	echo "build-init: $out was not produced" >&2

@@ -4,9 +4,14 @@
 # missing, and runs `apt-get update` only then. Needs root (or sudo).
 #
 # Usage: tools/setup.sh [--arm64]
-#   --arm64  also prepare aarch64 boots: add dpkg's arm64 architecture (so
-#            qemu/fetch-kernel.sh aarch64 can `apt-get download` the arm64
-#            kernel) and install qemu-system-arm.
+#   --arm64  also prepare aarch64 builds and boots: add dpkg's arm64
+#            architecture (so qemu/fetch-kernel.sh and qemu/fetch-busybox.sh
+#            can `apt-get download` the arm64 kernel and busybox), install
+#            qemu-system-arm, and the cross toolchain tools/build-init.sh
+#            --arch aarch64 uses: Debian's rustc-web/cargo-web with the
+#            aarch64 std (libstd-rust-web-dev:arm64; rustup cannot download
+#            other targets here), gcc-aarch64-linux-gnu as the linker and the
+#            static glibc of libc6-dev-arm64-cross.
 set -euo pipefail
 
 arm64=false
@@ -46,7 +51,15 @@ if [[ "$(id -u)" -ne 0 ]]; then
 fi
 
 if "$arm64"; then
-	required+=("qemu-system-aarch64 qemu-system-arm")
+	required+=(
+		"qemu-system-aarch64 qemu-system-arm"
+		# Paths, not names: rustup's rustc/cargo come first on PATH.
+		"/usr/bin/rustc rustc-web"
+		"/usr/bin/cargo cargo-web"
+		"pkg:libstd-rust-web-dev:arm64 libstd-rust-web-dev:arm64"
+		"aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu"
+		"/usr/aarch64-linux-gnu/lib/libc.a libc6-dev-arm64-cross"
+	)
 fi
 
 need_update=false
