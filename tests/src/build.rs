@@ -1,5 +1,6 @@
 //! Things built or fetched once per test process: the kernel, PID 1, other
-//! workspace binaries, and the scratch directory.
+//! workspace binaries, busybox, and the scratch directory, per guest
+//! architecture ([`Arch`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -85,12 +86,52 @@ fn run(what: &str, cmd: &mut Command) -> std::result::Result<String, String> {
     }
 }
 
+/// A guest CPU architecture: which kernel, QEMU, toolchain and busybox a
+/// boot uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Arch {
+    /// `qemu-system-x86_64 -M microvm`, the rustup toolchain.
+    #[default]
+    X86_64,
+    /// `qemu-system-aarch64 -M virt -cpu cortex-a57` (always TCG), Debian's
+    /// rustc-web cross toolchain (`tools/setup.sh --arm64`).
+    Aarch64,
+}
+
+impl Arch {
+    /// The name the scripts take (`qemu/fetch-kernel.sh aarch64`,
+    /// `tools/build-init.sh --arch aarch64`) and `.cache/kernel/<name>/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// The Rust target triple the guest binaries are built for.
+    pub fn triple(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-unknown-linux-gnu",
+            Arch::Aarch64 => "aarch64-unknown-linux-gnu",
+        }
+    }
+
+    /// What `file(1)` says about an ELF binary of this architecture.
+    pub fn file_machine(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86-64",
+            Arch::Aarch64 => "ARM aarch64",
+        }
+    }
+}
+
 /// Debian's stock kernel, as unpacked by `qemu/fetch-kernel.sh`.
 #[derive(Debug, Clone)]
 pub struct Kernel {
-    /// ELF kernel that QEMU boots directly (fast path on microvm).
+    /// The image QEMU's `-kernel` boots: the ELF kernel on x86_64 (fast path
+    /// on microvm), the raw arm64 `Image` on aarch64.
     pub vmlinux: PathBuf,
-    /// The bzImage as shipped.
+    /// The kernel as shipped (bzImage on x86_64, `Image` on aarch64).
     pub vmlinuz: PathBuf,
     /// `lib/modules/<version>` tree with `modules.dep`.
     pub modules_dir: PathBuf,
@@ -98,96 +139,170 @@ pub struct Kernel {
     pub version: String,
 }
 
-/// The test kernel; runs `qemu/fetch-kernel.sh` once per process (it returns
-/// at once when `.cache/kernel/x86_64/` is complete).
+/// The x86_64 test kernel: [`kernel_for`]`(Arch::X86_64)`.
 pub fn kernel() -> Result<Kernel> {
-    static K: OnceLock<std::result::Result<Kernel, String>> = OnceLock::new();
-    K.get_or_init(|| {
-        let root = repo_root();
-        run(
-            "qemu/fetch-kernel.sh",
-            Command::new(root.join("qemu/fetch-kernel.sh")).arg("x86_64"),
-        )?;
-        let dir = root.join(".cache/kernel/x86_64");
-        let version = std::fs::read_to_string(dir.join("version"))
-            .map_err(|e| format!("reading {}/version: {e}", dir.display()))?
-            .trim()
-            .to_owned();
-        Ok(Kernel {
-            vmlinux: dir.join("vmlinux"),
-            vmlinuz: dir.join("vmlinuz"),
-            modules_dir: dir.join("modules"),
-            version,
+    kernel_for(Arch::X86_64)
+}
+
+/// The test kernel for `arch`; runs `qemu/fetch-kernel.sh <arch>` once per
+/// process (it returns at once when `.cache/kernel/<arch>/` is complete).
+pub fn kernel_for(arch: Arch) -> Result<Kernel> {
+    static K: OnceLock<Mutex<HashMap<Arch, std::result::Result<Kernel, String>>>> = OnceLock::new();
+    let mut map = K
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    map.entry(arch)
+        .or_insert_with(|| {
+            let root = repo_root();
+            run(
+                "qemu/fetch-kernel.sh",
+                Command::new(root.join("qemu/fetch-kernel.sh")).arg(arch.name()),
+            )?;
+            let dir = root.join(".cache/kernel").join(arch.name());
+            let version = std::fs::read_to_string(dir.join("version"))
+                .map_err(|e| format!("reading {}/version: {e}", dir.display()))?
+                .trim()
+                .to_owned();
+            let boot = match arch {
+                Arch::X86_64 => "vmlinux",
+                Arch::Aarch64 => "Image",
+            };
+            Ok(Kernel {
+                vmlinux: dir.join(boot),
+                vmlinuz: dir.join("vmlinuz"),
+                modules_dir: dir.join("modules"),
+                version,
+            })
         })
-    })
-    .clone()
-    .map_err(|detail| HarnessError::Setup {
-        what: "fetching the kernel (qemu/fetch-kernel.sh)".into(),
-        detail,
-    })
+        .clone()
+        .map_err(|detail| HarnessError::Setup {
+            what: format!("fetching the {} kernel (qemu/fetch-kernel.sh)", arch.name()),
+            detail,
+        })
+}
+
+/// A static busybox for `arch` guests, from `qemu/fetch-busybox.sh`: the
+/// host's `/bin/busybox` (busybox-static) on x86_64, Debian's
+/// `busybox-static:arm64` unpacked into `.cache/busybox/aarch64/` on aarch64.
+pub fn busybox_for(arch: Arch) -> Result<PathBuf> {
+    static B: OnceLock<Mutex<HashMap<Arch, std::result::Result<PathBuf, String>>>> =
+        OnceLock::new();
+    let mut map = B
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    map.entry(arch)
+        .or_insert_with(|| {
+            let out = run(
+                "qemu/fetch-busybox.sh",
+                Command::new(repo_root().join("qemu/fetch-busybox.sh")).arg(arch.name()),
+            )?;
+            out.lines()
+                .last()
+                .map(PathBuf::from)
+                .ok_or_else(|| "qemu/fetch-busybox.sh printed no path".to_owned())
+        })
+        .clone()
+        .map_err(|detail| HarnessError::Setup {
+            what: format!(
+                "fetching busybox for {} (qemu/fetch-busybox.sh)",
+                arch.name()
+            ),
+            detail,
+        })
 }
 
 type BuildCache = Mutex<HashMap<(String, String), std::result::Result<PathBuf, String>>>;
 
 fn cached_build(
     cache: &'static OnceLock<BuildCache>,
-    package: &str,
-    bin: &str,
+    key: (String, String),
+    what: impl FnOnce() -> String,
     build: impl FnOnce() -> std::result::Result<PathBuf, String>,
 ) -> Result<PathBuf> {
     let cache = cache.get_or_init(Default::default);
     // Holding the lock while building serializes builds in this process,
     // which cargo's own target-dir lock would do anyway.
     let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
-    map.entry((package.to_owned(), bin.to_owned()))
+    map.entry(key)
         .or_insert_with(build)
         .clone()
         .map_err(|detail| HarnessError::Setup {
-            what: format!("building {package} ({bin})"),
+            what: what(),
             detail,
         })
 }
 
-/// A static x86_64 release binary for the guest, built once per process with
-/// `tools/build-init.sh -p <package> --bin <bin>`.
+/// A static x86_64 release binary for the guest: [`guest_binary_for`]
+/// `(Arch::X86_64, ..)`.
 pub fn guest_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    guest_binary_for(Arch::X86_64, package, bin)
+}
+
+/// A static release binary for `arch` guests, built once per process with
+/// `tools/build-init.sh --arch <arch> -p <package> --bin <bin>` (aarch64:
+/// Debian's cross toolchain, artifacts in `target/debian-rustc/`).
+pub fn guest_binary_for(arch: Arch, package: &str, bin: &str) -> Result<PathBuf> {
     static CACHE: OnceLock<BuildCache> = OnceLock::new();
-    cached_build(&CACHE, package, bin, || {
-        let out = run(
-            "tools/build-init.sh",
-            Command::new(repo_root().join("tools/build-init.sh"))
-                .args(["-p", package, "--bin", bin]),
-        )?;
-        out.lines()
-            .last()
-            .map(PathBuf::from)
-            .ok_or_else(|| "tools/build-init.sh printed no path".to_owned())
-    })
+    cached_build(
+        &CACHE,
+        (format!("{}/{package}", arch.name()), bin.to_owned()),
+        || format!("building {package} ({bin}) for {}", arch.name()),
+        || {
+            let out = run(
+                "tools/build-init.sh",
+                Command::new(repo_root().join("tools/build-init.sh")).args([
+                    "--arch",
+                    arch.name(),
+                    "-p",
+                    package,
+                    "--bin",
+                    bin,
+                ]),
+            )?;
+            out.lines()
+                .last()
+                .map(PathBuf::from)
+                .ok_or_else(|| "tools/build-init.sh printed no path".to_owned())
+        },
+    )
 }
 
 /// PID 1: `target/x86_64-unknown-linux-gnu/release/quilt-init`, statically
 /// linked, built once per process.
 pub fn quilt_init_binary() -> Result<PathBuf> {
-    guest_binary("quilt-init", "quilt-init")
+    quilt_init_binary_for(Arch::X86_64)
+}
+
+/// PID 1 for `arch` guests (aarch64:
+/// `target/debian-rustc/aarch64-unknown-linux-gnu/release/quilt-init`).
+pub fn quilt_init_binary_for(arch: Arch) -> Result<PathBuf> {
+    guest_binary_for(arch, "quilt-init", "quilt-init")
 }
 
 /// A host-side workspace binary (e.g. the `quilt` CLI), built once per
 /// process in the dev profile (it shares artifacts with the test build).
 pub fn host_binary(package: &str, bin: &str) -> Result<PathBuf> {
     static CACHE: OnceLock<BuildCache> = OnceLock::new();
-    cached_build(&CACHE, package, bin, || {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        run(
-            "cargo build",
-            Command::new(cargo)
-                .current_dir(repo_root())
-                .args(["build", "-p", package, "--bin", bin]),
-        )?;
-        let path = target_dir().join("debug").join(bin);
-        if path.exists() {
-            Ok(path)
-        } else {
-            Err(format!("{} was not produced", path.display()))
-        }
-    })
+    cached_build(
+        &CACHE,
+        (package.to_owned(), bin.to_owned()),
+        || format!("building {package} ({bin})"),
+        || {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            run(
+                "cargo build",
+                Command::new(cargo)
+                    .current_dir(repo_root())
+                    .args(["build", "-p", package, "--bin", bin]),
+            )?;
+            let path = target_dir().join("debug").join(bin);
+            if path.exists() {
+                Ok(path)
+            } else {
+                Err(format!("{} was not produced", path.display()))
+            }
+        },
+    )
 }

@@ -4,11 +4,37 @@ use std::path::{Path, PathBuf};
 
 use quilt_imagekit::{Initramfs, ModuleTree};
 
-use crate::build::{guest_binary, kernel, quilt_init_binary, unique_dir};
-use crate::{HarnessError, Result};
+use crate::build::{busybox_for, guest_binary_for, kernel_for, quilt_init_binary_for, unique_dir};
+use crate::{Arch, HarnessError, Result};
 
-/// Where Debian's busybox-static puts its binary (tools/setup.sh installs it).
-const HOST_BUSYBOX: &str = "/bin/busybox";
+/// `busybox` and a `/bin/<applet>` symlink per applet. A busybox of another
+/// architecture cannot be asked for `--list`; `qemu/fetch-busybox.sh` puts
+/// the list in an `applets` file next to it.
+fn add_busybox(image: &mut Initramfs, busybox: &Path) -> std::result::Result<(), String> {
+    let list = busybox.with_file_name("applets");
+    if !list.exists() {
+        return quilt_imagekit::add_busybox(image, busybox)
+            .map(drop)
+            .map_err(|e| e.to_string());
+    }
+    if !quilt_imagekit::is_static_elf(busybox) {
+        return Err("not a static ELF binary".into());
+    }
+    let applets =
+        std::fs::read_to_string(&list).map_err(|e| format!("reading {}: {e}", list.display()))?;
+    image
+        .file("/bin/busybox", busybox, 0o755)
+        .map_err(|e| e.to_string())?;
+    for applet in applets.lines().map(str::trim) {
+        if applet.is_empty() || applet == "busybox" || applet.contains('/') {
+            continue;
+        }
+        image
+            .symlink(&format!("/bin/{applet}"), "busybox")
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
 
 /// Builds a test initramfs. Methods chain by value and never fail on the
 /// spot: the first error is kept and returned by [`ImageBuilder::build`], so
@@ -17,6 +43,8 @@ const HOST_BUSYBOX: &str = "/bin/busybox";
 #[derive(Debug)]
 pub struct ImageBuilder {
     image: Initramfs,
+    /// Which quilt-init, guest binaries, busybox and kernel modules go in.
+    arch: Arch,
     quilt_init: bool,
     modules: Vec<String>,
     error: Option<HarnessError>,
@@ -33,7 +61,14 @@ impl ImageBuilder {
     /// [`quilt_init_binary`] when [`Self::build`] runs, unless the test put
     /// its own `/init` in).
     pub fn new() -> Self {
-        let mut b = Self::empty();
+        Self::for_arch(Arch::X86_64)
+    }
+
+    /// [`Self::new`] for an `arch` guest: quilt-init, [`Self::guest_bin`]s,
+    /// [`Self::busybox`] and [`Self::modules`] are that architecture's (boot
+    /// it with `VmOpts { arch, .. }`).
+    pub fn for_arch(arch: Arch) -> Self {
+        let mut b = Self::empty_for(arch);
         b.quilt_init = true;
         b
     }
@@ -41,8 +76,14 @@ impl ImageBuilder {
     /// Base directories only (`/dev /proc /sys /run /tmp /etc/quilt`), no
     /// `/init`: for tests that boot something other than quilt-init.
     pub fn empty() -> Self {
+        Self::empty_for(Arch::X86_64)
+    }
+
+    /// [`Self::empty`] for an `arch` guest.
+    pub fn empty_for(arch: Arch) -> Self {
         let mut b = Self {
             image: Initramfs::new(),
+            arch,
             quilt_init: false,
             modules: Vec::new(),
             error: None,
@@ -92,7 +133,7 @@ impl ImageBuilder {
     /// `tools/build-init.sh -p <package> --bin <bin>` (e.g. an in-guest
     /// checker program), copied to `dst` with mode 0755.
     pub fn guest_bin(mut self, dst: &str, package: &str, bin: &str) -> Self {
-        match guest_binary(package, bin) {
+        match guest_binary_for(self.arch, package, bin) {
             Ok(path) => self.file(dst, path, 0o755),
             Err(e) => {
                 self.error.get_or_insert(e);
@@ -111,16 +152,21 @@ impl ImageBuilder {
         self.step(|img| img.dir(dst).map(drop))
     }
 
-    /// `/bin/busybox` from Debian's busybox-static, with a `/bin/<applet>`
-    /// symlink for every applet it has (sh, sleep, kill, insmod, poweroff,
-    /// ...). Kernel-started `/init` scripts get no `PATH`; busybox `sh`
-    /// defaults to `/sbin:/usr/sbin:/bin:/usr/bin`, so plain names work.
+    /// `/bin/busybox` from Debian's busybox-static ([`crate::busybox_for`]:
+    /// the host's on x86_64, `busybox-static:arm64` on aarch64), with a
+    /// `/bin/<applet>` symlink for every applet it has (sh, sleep, kill,
+    /// insmod, poweroff, ...). Kernel-started `/init` scripts get no `PATH`;
+    /// busybox `sh` defaults to `/sbin:/usr/sbin:/bin:/usr/bin`, so plain
+    /// names work.
     pub fn busybox(mut self) -> Self {
-        if let Err(e) = quilt_imagekit::add_busybox(&mut self.image, Path::new(HOST_BUSYBOX)) {
-            self.error.get_or_insert(HarnessError::Setup {
-                what: format!("adding {HOST_BUSYBOX} (busybox-static, tools/setup.sh)"),
-                detail: e.to_string(),
-            });
+        let added = busybox_for(self.arch).and_then(|path| {
+            add_busybox(&mut self.image, &path).map_err(|detail| HarnessError::Setup {
+                what: format!("adding {} (busybox-static)", path.display()),
+                detail,
+            })
+        });
+        if let Err(e) = added {
+            self.error.get_or_insert(e);
         }
         self
     }
@@ -140,13 +186,14 @@ impl ImageBuilder {
             return Err(e);
         }
         if !self.modules.is_empty() {
-            let k = kernel()?;
+            let k = kernel_for(self.arch)?;
             let tree = ModuleTree::open(&k.modules_dir, &k.version)?;
             let names: Vec<&str> = self.modules.iter().map(String::as_str).collect();
             tree.closure(&names)?.add_to(&mut self.image)?;
         }
         if self.quilt_init && !self.image.contains("/init") {
-            self.image.file("/init", quilt_init_binary()?, 0o755)?;
+            self.image
+                .file("/init", quilt_init_binary_for(self.arch)?, 0o755)?;
         }
         let path = unique_dir("image")?.join("initrd.cpio");
         self.image.write_file(&path)?;

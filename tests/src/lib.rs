@@ -13,6 +13,11 @@
 //! `.cache/kernel/`), `tools/build-init.sh` (static PID 1), and
 //! `tools/setup.sh` (QEMU, cpio, busybox-static, ...).
 //!
+//! Guests are x86_64 by default; [`Arch::Aarch64`] in
+//! [`ImageBuilder::for_arch`] and [`VmOpts::arch`] boots the same kind of
+//! image in `qemu-system-aarch64 -M virt` with everything cross-built
+//! (`tools/setup.sh --arm64`, `qemu/fetch-busybox.sh`; docs/aarch64.md).
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use quilt_system_tests::{ImageBuilder, Result, Vm, VmOpts};
@@ -48,7 +53,8 @@ mod image;
 mod vm;
 
 pub use build::{
-    guest_binary, host_binary, kernel, quilt_init_binary, repo_root, work_dir, Kernel,
+    busybox_for, guest_binary, guest_binary_for, host_binary, kernel, kernel_for,
+    quilt_init_binary, quilt_init_binary_for, repo_root, work_dir, Arch, Kernel,
 };
 pub use bundles::{
     example_dir, quilt, quilt_cli, signed_bundle, signed_example, test_key, SignedBundle,

@@ -9,6 +9,18 @@
 //!    -device isa-serial,chardev=chan,iobase=0x2f8,irq=3`. The kernel's 8250
 //!   driver probes the legacy port, so it is `/dev/ttyS1` with no module and
 //!   no PCI (checked by the harness self-test).
+//!
+//! Wiring on aarch64 (QEMU 7.2, `-M virt -cpu cortex-a57`, always TCG):
+//! - console: the PL011 (`-serial chardev:con`), `ttyAMA0` in the guest.
+//! - result channel: `virt` has a single non-secure PL011 (a second `-serial`
+//!   is ignored on 7.2), and `virtio_console`/`virtio_mmio` are modules in
+//!   Debian's arm64 kernel, which quilt-init would only load if each test
+//!   config listed them. What is built in is the PCIe host bridge and
+//!   `8250_pci`, so we add QEMU's two-port PCI 16550 card,
+//!   `-device pci-serial-2x,chardev1=nul,chardev2=chan`: its ports become
+//!   `ttyS0` (to a null chardev) and `ttyS1` (the channel), so the guest
+//!   writes to `/dev/ttyS1` on both architectures and the test scripts are
+//!   the same.
 //! - `-no-reboot` always: a guest reboot ends QEMU, so does `panic=-1`
 //!   (kernel panic → immediate reboot → QEMU exits 0; [`Exit::end`] tells a
 //!   panic from a power-off by the console text).
@@ -22,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use regex::Regex;
 
-use crate::build::{kernel, unique_dir};
+use crate::build::{kernel_for, unique_dir, Arch};
 use crate::{HarnessError, Result};
 
 /// How many console lines an error carries.
@@ -58,8 +70,13 @@ pub struct VmOpts {
     /// Hard cap on the VM's life: every wait ends by then, and QEMU is
     /// killed when a wait runs into it.
     pub timeout: Duration,
-    /// Boot this ELF kernel instead of the cached Debian one.
+    /// Boot this kernel (x86_64: ELF; aarch64: `Image`) instead of the
+    /// cached Debian one.
     pub kernel: Option<PathBuf>,
+    /// Guest architecture; the image must be built for the same one
+    /// ([`crate::ImageBuilder::for_arch`]). aarch64 always runs under TCG,
+    /// and ignores [`Self::pcie`] (`virt` always has PCIe).
+    pub arch: Arch,
 }
 
 impl Default for VmOpts {
@@ -73,6 +90,7 @@ impl Default for VmOpts {
             accel: Accel::Auto,
             timeout: Duration::from_secs(120),
             kernel: None,
+            arch: Arch::X86_64,
         }
     }
 }
@@ -285,28 +303,39 @@ impl Vm {
     /// `console.log`, `channel.log`, `qemu.log` (QEMU's own stderr) and
     /// `cmdline.txt`.
     pub fn boot(image: &Path, opts: VmOpts) -> Result<Vm> {
+        let arch = opts.arch;
         let vmlinux = match &opts.kernel {
             Some(k) => k.clone(),
-            None => kernel()?.vmlinux,
+            None => kernel_for(arch)?.vmlinux,
         };
         let dir = unique_dir("vm")?;
         let console_path = dir.join("console.log");
         let channel_path = dir.join("channel.log");
-        let accel = resolve_accel(opts.accel);
+        // KVM cannot run another architecture's guest.
+        let accel = match arch {
+            Arch::X86_64 => resolve_accel(opts.accel),
+            Arch::Aarch64 => Accel::Tcg,
+        };
 
-        let mut append = String::from("console=ttyS0 quiet panic=-1");
-        if let Some(khz) = host_tsc_khz() {
-            append.push_str(&format!(" tsc_early_khz={khz}"));
+        let mut append = match arch {
+            Arch::X86_64 => String::from("console=ttyS0 quiet panic=-1"),
+            Arch::Aarch64 => String::from("console=ttyAMA0 quiet panic=-1"),
+        };
+        if arch == Arch::X86_64 {
+            if let Some(khz) = host_tsc_khz() {
+                append.push_str(&format!(" tsc_early_khz={khz}"));
+            }
         }
         if !opts.append.is_empty() {
             append.push(' ');
             append.push_str(&opts.append);
         }
 
-        let machine = if opts.pcie {
-            "microvm,pcie=on"
-        } else {
-            "microvm"
+        let (program, machine, cpu) = match arch {
+            Arch::X86_64 if opts.pcie => ("qemu-system-x86_64", "microvm,pcie=on", "max"),
+            Arch::X86_64 => ("qemu-system-x86_64", "microvm", "max"),
+            // `-cpu max` is about 4x slower under TCG (pointer auth, SVE...).
+            Arch::Aarch64 => ("qemu-system-aarch64", "virt", "cortex-a57"),
         };
         let path_arg = |p: &Path| p.to_string_lossy().into_owned();
         let mut args: Vec<String> = vec![
@@ -315,7 +344,7 @@ impl Vm {
             "-accel".into(),
             if accel == Accel::Kvm { "kvm" } else { "tcg" }.into(),
             "-cpu".into(),
-            "max".into(),
+            cpu.into(),
             "-smp".into(),
             opts.cpus.to_string(),
             "-m".into(),
@@ -340,12 +369,21 @@ impl Vm {
             "chardev:con".into(),
             "-chardev".into(),
             format!("file,id=chan,path={}", channel_path.display()),
-            "-device".into(),
-            "isa-serial,chardev=chan,iobase=0x2f8,irq=3".into(),
         ];
+        match arch {
+            Arch::X86_64 => args.extend([
+                "-device".into(),
+                "isa-serial,chardev=chan,iobase=0x2f8,irq=3".into(),
+            ]),
+            Arch::Aarch64 => args.extend([
+                "-chardev".into(),
+                "null,id=nul".into(),
+                "-device".into(),
+                "pci-serial-2x,chardev1=nul,chardev2=chan".into(),
+            ]),
+        }
         args.extend(opts.extra_args.iter().cloned());
 
-        let program = "qemu-system-x86_64";
         let command_line = std::iter::once(program.to_owned())
             .chain(args.iter().map(|a| shell_quote(a)))
             .collect::<Vec<_>>()
