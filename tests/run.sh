@@ -12,8 +12,10 @@ cd "$root"
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "prerequisites"
-tools/setup.sh
+# --arm64: the aarch64 cross toolchain and qemu-system-arm (tests/tests/aarch64.rs).
+tools/setup.sh --arm64
 qemu/fetch-kernel.sh x86_64
+qemu/fetch-kernel.sh aarch64
 
 step "format, lints"
 cargo fmt --all --check
