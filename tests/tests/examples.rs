@@ -198,3 +198,31 @@ fn signed_examples_verify_only_against_their_trust_dir() {
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&b.key).unwrap().permissions());
     assert_eq!(mode & 0o077, 0, "secret key readable by others");
 }
+
+/// `ImageBuilder::signed_example` puts the bundle and its trust dir where
+/// quilt-init's `[bundles]` defaults look.
+#[test]
+fn image_builder_installs_a_signed_example_and_its_trust_dir() {
+    let image = quilt_system_tests::ImageBuilder::empty()
+        .signed_example("hello")
+        .build()
+        .unwrap();
+    let out = Command::new("cpio")
+        .args(["-it", "--quiet"])
+        .stdin(std::fs::File::open(&image).unwrap())
+        .output()
+        .expect("cpio (tools/setup.sh installs it)");
+    assert!(out.status.success());
+    let names = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "usr/share/quilt/bundles/hello.qb",
+        "etc/quilt/trust/test-signer.pub",
+        "etc/quilt/trust/policy",
+    ] {
+        assert!(names.lines().any(|l| l == want), "no {want} in:\n{names}");
+    }
+    assert!(
+        !names.contains(".key"),
+        "a secret key went into the image:\n{names}"
+    );
+}
