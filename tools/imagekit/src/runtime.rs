@@ -396,8 +396,14 @@ fn walk(sysroot: &Path, path: &str) -> Result<Option<Walk>, RuntimeError> {
         let host = sysroot.join(&rel);
         let meta = match std::fs::symlink_metadata(&host) {
             Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(20) => return Ok(None), // ENOTDIR
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None)
+            }
             Err(source) => return Err(RuntimeError::Read { path: host, source }),
         };
         let ft = meta.file_type();
