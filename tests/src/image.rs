@@ -58,7 +58,7 @@ impl Default for ImageBuilder {
 
 impl ImageBuilder {
     /// Base directories plus quilt-init at `/init` (built by
-    /// [`quilt_init_binary`] when [`Self::build`] runs, unless the test put
+    /// [`crate::quilt_init_binary`] when [`Self::build`] runs, unless the test put
     /// its own `/init` in).
     pub fn new() -> Self {
         Self::for_arch(Arch::X86_64)
