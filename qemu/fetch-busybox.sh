@@ -61,7 +61,11 @@ if [[ ! -x "$out/busybox" || ! -s "$out/applets" ]]; then
 	trap 'rm -rf "$work"' EXIT
 	echo "fetch-busybox: downloading busybox-static:$debarch=$version" >&2
 	# As root apt warns that _apt cannot write to a mktemp dir; harmless.
-	(cd "$work" && apt-get download -q "busybox-static:$debarch=$version") >&2
+	# The mirror may have moved on from the host's version; the applet set
+	# changes with busybox's own version, not Debian revisions, so fall back
+	# to the current package then.
+	(cd "$work" && apt-get download -q "busybox-static:$debarch=$version") >&2 ||
+		(cd "$work" && apt-get download -q "busybox-static:$debarch") >&2
 	dpkg-deb -x "$work"/busybox-static_*.deb "$work/root"
 	/bin/busybox --list >"$out/applets.tmp"
 	install -m 0755 "$work/root/bin/busybox" "$out/busybox.tmp"
