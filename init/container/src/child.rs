@@ -150,6 +150,9 @@ pub(crate) unsafe fn run(plan: &Plan, stdio: Stdio<'_>, err_w: i32) -> ! {
             libc::_exit(127)
         };
         libc::setsid();
+        // Device nodes and directories get exactly the planned modes
+        // (0666 for /dev/null and friends), not PID 1's umask-filtered ones.
+        libc::umask(0);
         for (i, op) in plan.ops.iter().enumerate() {
             let ok = match op {
                 Op::Mount {
@@ -177,11 +180,31 @@ pub(crate) unsafe fn run(plan: &Plan, stdio: Stdio<'_>, err_w: i32) -> ! {
         }
         // pivot_root(".", "."): the old root ends up stacked under the new
         // one and is detached at once; no directory for it is needed.
-        if libc::chdir(plan.staging.as_ptr()) != 0
-            || libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0
-            || libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0
-            || libc::chdir(c"/".as_ptr()) != 0
+        // pivot_root refuses (EINVAL) when the old root is the initramfs
+        // rootfs, as in QEMU images; then do what runc's no-pivot mode
+        // does: move the new root over / and chroot into it. That is
+        // sound here because the process keeps no capability (so no
+        // second chroot) and seccomp denies chroot and mount anyway.
+        if libc::chdir(plan.staging.as_ptr()) != 0 {
+            fail(Stage::Pivot);
+        }
+        if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) == 0 {
+            if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0 {
+                fail(Stage::Pivot);
+            }
+        } else if *libc::__errno_location() != libc::EINVAL
+            || libc::mount(
+                c".".as_ptr(),
+                c"/".as_ptr(),
+                core::ptr::null(),
+                libc::MS_MOVE,
+                core::ptr::null(),
+            ) != 0
+            || libc::chroot(c".".as_ptr()) != 0
         {
+            fail(Stage::Pivot);
+        }
+        if libc::chdir(c"/".as_ptr()) != 0 {
             fail(Stage::Pivot);
         }
         let host = plan.hostname.as_bytes();
@@ -235,6 +258,7 @@ pub(crate) unsafe fn run(plan: &Plan, stdio: Stdio<'_>, err_w: i32) -> ! {
         if libc::chdir(plan.cwd.as_ptr()) != 0 {
             fail(Stage::Chdir);
         }
+        libc::umask(0o022);
         // apply_filter sets no_new_privs first, then installs the program.
         if seccompiler::apply_filter(&plan.bpf).is_err() {
             fail(Stage::Seccomp);

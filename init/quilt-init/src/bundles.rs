@@ -96,7 +96,8 @@ pub fn bring_up(cfg: &Cfg) -> Option<Tools> {
     let mut tools = Vec::new();
     let names: Vec<String> = store.installed().iter().map(|i| i.name.clone()).collect();
     for name in names {
-        let tree = Path::new(TREES).join(&name);
+        // Names may be namespaced (`agents/summarize`); trees stay flat.
+        let tree = Path::new(TREES).join(name.replace('/', "__"));
         let _ = std::fs::remove_dir_all(&tree);
         let header = match store.header(&name) {
             Ok(h) => h,

@@ -9,6 +9,9 @@ use std::io::Write;
 /// Where quilt puts its cgroups.
 pub const ROOT: &str = "/sys/fs/cgroup/quilt";
 
+/// Parent of the ephemeral runs' cgroups.
+const RUNS: &str = "/sys/fs/cgroup/quilt/runs";
+
 /// Controllers quilt delegates to its services.
 const CONTROLLERS: &str = "+cpu +memory +pids +io";
 
@@ -34,13 +37,16 @@ pub fn write_file(path: &str, value: &str) -> std::io::Result<()> {
     f.write_all(value.as_bytes())
 }
 
-/// Create `/sys/fs/cgroup/quilt` and enable the controllers for its
-/// children. Controllers the kernel lacks are skipped one by one.
+/// Create `/sys/fs/cgroup/quilt` (services) and `quilt/runs` (ephemeral
+/// tool runs) and enable the controllers for their children. Controllers
+/// the kernel lacks are skipped one by one.
 pub fn init_root() {
     let _ = rustix::fs::mkdir(ROOT, Mode::from_raw_mode(0o755));
+    let _ = rustix::fs::mkdir(RUNS, Mode::from_raw_mode(0o755));
     for parent in [
         "/sys/fs/cgroup/cgroup.subtree_control",
         "/sys/fs/cgroup/quilt/cgroup.subtree_control",
+        "/sys/fs/cgroup/quilt/runs/cgroup.subtree_control",
     ] {
         if write_file(parent, CONTROLLERS).is_err() {
             for c in CONTROLLERS.split(' ') {

@@ -122,10 +122,8 @@ impl Runs {
         })?;
         if !self.plans.contains_key(bundle) {
             let svc = quilt_config::Service {
-                name: heapless::String::try_from(
-                    bundle.get(..bundle.len().min(32)).unwrap_or("tool"),
-                )
-                .unwrap_or_default(),
+                // The UTS name: the bundle's last path component, cut to fit.
+                name: heapless::String::try_from(hostname_of(bundle)).unwrap_or_default(),
                 ..crate::supervisor::blank_service()
             };
             let plan = crate::supervisor::container_plan(&svc, bundle, Some(tools))
@@ -353,4 +351,15 @@ impl Runs {
     pub fn take_done(&mut self) -> Vec<Done> {
         std::mem::take(&mut self.done)
     }
+}
+
+/// A hostname for a run of `bundle`: its last path component, at most 32
+/// bytes (cut on a character boundary).
+fn hostname_of(bundle: &str) -> &str {
+    let last = bundle.rsplit('/').next().unwrap_or(bundle);
+    let mut end = last.len().min(32);
+    while !last.is_char_boundary(end) {
+        end -= 1;
+    }
+    last.get(..end).unwrap_or("tool")
 }

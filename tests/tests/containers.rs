@@ -1,0 +1,366 @@
+//! Bun tools in quilt-init's own containers, end to end: real kernel, real
+//! Bun, real signatures. Bundles are packed and signed at test time with a
+//! fresh key (never committed); the image carries the trust dir and the
+//! `.qb` files, quilt-init installs what the trust store accepts, and a
+//! probe service drives runs through the `quilt` CLI on the control socket.
+
+use quilt_system_tests::{
+    guest_binary, host_binary, repo_root, work_dir, ImageBuilder, Vm, VmOpts,
+};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const BOOT: Duration = Duration::from_secs(240);
+
+/// A key pair and a trust dir holding its public half.
+struct Signer {
+    key: PathBuf,
+    trust: PathBuf,
+}
+
+fn quilt(args: &[&str]) -> String {
+    let bin = host_binary("quilt", "quilt").unwrap();
+    let out = Command::new(&bin).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "quilt {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn signer(name: &str) -> Signer {
+    let dir = work_dir().unwrap().join(format!("keys-{name}"));
+    let trust = dir.join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    let base = dir.join(name);
+    if !base.with_extension("key").exists() {
+        quilt(&["key", "gen", "--out", base.to_str().unwrap()]);
+    }
+    std::fs::copy(
+        base.with_extension("pub"),
+        trust.join(format!("{name}.pub")),
+    )
+    .unwrap();
+    Signer {
+        key: base.with_extension("key"),
+        trust,
+    }
+}
+
+fn trusted() -> &'static Signer {
+    static S: OnceLock<Signer> = OnceLock::new();
+    S.get_or_init(|| signer("device-root"))
+}
+
+fn tool_dir(name: &str) -> PathBuf {
+    let fixtures = repo_root().join("tests/fixtures/tools").join(name);
+    if fixtures.exists() {
+        fixtures
+    } else {
+        repo_root().join("examples").join(name)
+    }
+}
+
+/// Pack a tool directory (optionally edited first) and sign it.
+fn bundle(name: &str, edit: Option<&dyn Fn(&Path)>, key: Option<&Path>) -> PathBuf {
+    let src = tool_dir(name);
+    let dir = work_dir()
+        .unwrap()
+        .join(format!("src-{name}-{}", rand_suffix()));
+    copy_dir(&src, &dir);
+    if let Some(f) = edit {
+        f(&dir);
+    }
+    let qb = dir.with_extension("qb");
+    quilt(&[
+        "bundle",
+        "pack",
+        dir.to_str().unwrap(),
+        "--out",
+        qb.to_str().unwrap(),
+    ]);
+    if let Some(k) = key {
+        quilt(&[
+            "bundle",
+            "sign",
+            qb.to_str().unwrap(),
+            "--key",
+            k.to_str().unwrap(),
+        ]);
+    }
+    qb
+}
+
+fn signed(name: &str) -> PathBuf {
+    bundle(name, None, Some(&trusted().key))
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+/// An image with Bun, the quilt CLI, the trust dir and these bundles.
+fn image(bundles: &[(&str, PathBuf)], config: &str, files: &[(&str, &[u8])]) -> PathBuf {
+    let cli = guest_binary("quilt", "quilt").unwrap();
+    let mut b = ImageBuilder::new()
+        .busybox()
+        .bun_runtime()
+        .file("/bin/quilt", &cli, 0o755)
+        .config_toml(config);
+    for e in std::fs::read_dir(&trusted().trust).unwrap() {
+        let e = e.unwrap();
+        b = b.file(
+            &format!("/etc/quilt/trust/{}", e.file_name().to_string_lossy()),
+            e.path(),
+            0o644,
+        );
+    }
+    for (name, qb) in bundles {
+        b = b.file(&format!("/usr/share/quilt/bundles/{name}.qb"), qb, 0o644);
+    }
+    for (path, data) in files {
+        b = b.bytes(path, data.to_vec(), 0o755);
+    }
+    b.build().unwrap()
+}
+
+fn boot(image: &Path) -> Vm {
+    Vm::boot(
+        image,
+        VmOpts {
+            mem_mb: 1024,
+            timeout: BOOT,
+            ..VmOpts::default()
+        },
+    )
+    .unwrap()
+}
+
+const PROBE: &str = r#"
+[[service]]
+name = "probe"
+exec = ["/bin/probe.sh"]
+restart = "never"
+on_exit = "poweroff"
+"#;
+
+fn json_line(ch: &str, prefix: &str) -> serde_json::Value {
+    let line = ch
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line on the channel:\n{ch}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{prefix}{line}: {e}"))
+}
+
+#[test]
+fn a_tool_runs_from_a_signed_bundle_and_leaves_nothing_behind() {
+    let probe = br#"#!/bin/sh
+echo '{"items":[{"name":"b","category":"x","price":2.5,"qty":2},{"name":"a","category":"x","price":1,"qty":5}]}' > /tmp/in.json
+before_mounts=$(wc -l < /proc/mounts)
+out=$(quilt run examples/json-transform --input /tmp/in.json)
+echo "status=$?" > /dev/ttyS1
+echo "result=$out" > /dev/ttyS1
+echo "runs_left=$(ls /sys/fs/cgroup/quilt/runs | grep -c '^[0-9]')" > /dev/ttyS1
+echo "mounts_delta=$(( $(wc -l < /proc/mounts) - before_mounts ))" > /dev/ttyS1
+echo "json=$(quilt run checker --json)" > /dev/ttyS1
+"#;
+    let img = image(
+        &[
+            ("json-transform", signed("json-transform")),
+            ("checker", signed("checker")),
+        ],
+        PROBE,
+        &[("/bin/probe.sh", probe)],
+    );
+    let mut vm = boot(&img);
+    let exit = vm.wait_exit(BOOT).unwrap();
+    assert!(exit.powered_off(), "{exit:?}");
+    let ch = vm.channel_text();
+    assert!(ch.contains("status=0"), "{ch}");
+    assert!(
+        ch.contains("runs_left=0"),
+        "a run's cgroup was left behind:\n{ch}"
+    );
+    assert!(
+        ch.contains("mounts_delta=0"),
+        "a run left a mount behind:\n{ch}"
+    );
+    let result = json_line(&ch, "result=");
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["total"], 10, "{result}");
+    assert_eq!(
+        result["items"][0]["name"], "a",
+        "ties sort by name: {result}"
+    );
+    // The checker's own verdict, check by check, so a failure names the promise.
+    let run = json_line(&ch, "json=");
+    let inner: serde_json::Value = serde_json::from_str(run["stdout"].as_str().unwrap()).unwrap();
+    for (name, ok) in inner["checks"].as_object().unwrap() {
+        assert_eq!(
+            ok, true,
+            "container check {name} failed: {inner}\nstderr: {}",
+            run["stderr_tail"]
+        );
+    }
+    assert_eq!(run["status"], 0);
+    let ev = vm.events();
+    assert_eq!(
+        ev.iter()
+            .filter(|e| e.name() == Some("bundle-installed"))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn memory_hogs_and_fork_bombs_are_contained() {
+    let probe = br#"#!/bin/sh
+sleep 1
+quilt run hog --json > /tmp/hog.json; echo "hog=$(cat /tmp/hog.json)" > /dev/ttyS1
+quilt run forkbomb --json --timeout-ms 60000 > /tmp/fb.json; echo "forkbomb=$(cat /tmp/fb.json)" > /dev/ttyS1
+quilt ping > /dev/ttyS1
+t1=$(quilt ps | awk '$1=="ticker"{print $2, $4}')
+echo "ticker=$t1" > /dev/ttyS1
+"#;
+    let config = format!("{PROBE}\n[[service]]\nname = \"ticker\"\nbundle = \"ticker\"\n");
+    let img = image(
+        &[
+            ("hog", signed("hog")),
+            ("forkbomb", signed("forkbomb")),
+            ("ticker", signed("ticker")),
+        ],
+        &config,
+        &[("/bin/probe.sh", probe)],
+    );
+    let mut vm = boot(&img);
+    let exit = vm.wait_exit(BOOT).unwrap();
+    assert!(exit.powered_off(), "{exit:?}");
+    let ch = vm.channel_text();
+    let hog = json_line(&ch, "hog=");
+    assert_eq!(hog["oom_killed"], true, "hog not OOM-killed: {hog}");
+    assert_eq!(hog["status"], 137, "{hog}");
+    let fb = json_line(&ch, "forkbomb=");
+    assert_eq!(fb["timed_out"], false, "{fb}");
+    // It got some children going, then the kernel refused more (pids.max),
+    // or Bun itself could not get another thread and died.
+    let out: serde_json::Value =
+        serde_json::from_str(fb["stdout"].as_str().unwrap_or("{}")).unwrap_or_default();
+    let stopped_by_limit = out["refused"].as_u64().unwrap_or(0) > 0 || fb["status"] != 0;
+    assert!(
+        out["started"].as_u64().unwrap_or(0) >= 1 || fb["status"] != 0,
+        "nothing spawned at all: {fb}"
+    );
+    assert!(
+        stopped_by_limit && out["started"].as_u64().unwrap_or(0) < 200,
+        "fork bomb not stopped: {fb}"
+    );
+    if let Some(e) = out["firstError"].as_str().filter(|e| !e.is_empty()) {
+        assert!(
+            e.contains("EAGAIN") || e.contains("resource"),
+            "refused for another reason: {e}"
+        );
+    }
+    // PID 1 answered after both, and the neighbour never restarted.
+    assert!(ch.contains("quilt-init "), "{ch}");
+    assert!(
+        ch.contains("ticker=running 0"),
+        "neighbour disturbed:\n{ch}"
+    );
+    let con = vm.console_text();
+    assert!(
+        con.matches("[ticker] tick").count() >= 10,
+        "neighbour stopped ticking"
+    );
+    assert!(con.contains("event=run-done") && con.contains("oom_killed=1"));
+}
+
+#[test]
+fn tampered_unsigned_foreign_and_untrusted_bundles_are_refused() {
+    let tampered = signed("json-transform");
+    let mut bytes = std::fs::read(&tampered).unwrap();
+    let at = bytes.len() - 40;
+    bytes[at] ^= 0x01;
+    std::fs::write(&tampered, &bytes).unwrap();
+    let unsigned = bundle("checker", None, None);
+    let arm_only = bundle(
+        "hog",
+        Some(&|d: &Path| {
+            let t = std::fs::read_to_string(d.join("quilt.toml")).unwrap();
+            std::fs::write(d.join("quilt.toml"), format!("arch = [\"aarch64\"]\n{t}")).unwrap();
+        }),
+        Some(&trusted().key),
+    );
+    let stranger = signer("stranger");
+    let untrusted = bundle("ticker", None, Some(&stranger.key));
+    let probe = br#"#!/bin/sh
+for t in examples/json-transform checker hog ticker; do quilt run $t > /dev/null 2>&1; echo "$t=$?" > /dev/ttyS1; done
+quilt run forkbomb --timeout-ms 1 > /dev/null 2>&1; echo "good=$?" > /dev/ttyS1
+"#;
+    let img = image(
+        &[
+            ("json-transform", tampered),
+            ("checker", unsigned),
+            ("hog", arm_only),
+            ("ticker", untrusted),
+            ("forkbomb", signed("forkbomb")),
+        ],
+        PROBE,
+        &[("/bin/probe.sh", probe)],
+    );
+    let mut vm = boot(&img);
+    let exit = vm.wait_exit(BOOT).unwrap();
+    assert!(exit.powered_off(), "{exit:?}");
+    let ch = vm.channel_text();
+    for t in ["examples/json-transform", "checker", "hog", "ticker"] {
+        assert!(ch.contains(&format!("{t}=3")), "{t} was not refused:\n{ch}");
+    }
+    // The good bundle next to them still installed and ran (killed at 1 ms).
+    assert!(!ch.contains("good=3"), "{ch}");
+    let ev = vm.events();
+    let refused: Vec<_> = ev
+        .iter()
+        .filter(|e| e.name() == Some("bundle-refused"))
+        .collect();
+    assert_eq!(refused.len(), 4, "{refused:#?}");
+    let why = |file: &str| {
+        refused
+            .iter()
+            .find(|e| e.get("file").is_some_and(|f| f.ends_with(file)))
+            .and_then(|e| e.get("reason"))
+            .unwrap_or_else(|| panic!("no refusal for {file}"))
+            .to_lowercase()
+    };
+    // Each refusal says what failed and what to do about it.
+    for (file, says) in [
+        ("json-transform.qb", "modified or corrupted"),
+        ("checker.qb", "not signed"),
+        ("hog.qb", "not built for architecture"),
+        ("ticker.qb", "unknown key"),
+    ] {
+        assert!(why(file).contains(says), "{file}: {}", why(file));
+    }
+    assert_eq!(
+        ev.iter()
+            .filter(|e| e.name() == Some("bundle-installed"))
+            .count(),
+        1
+    );
+}
