@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: install prerequisites, build quilt-init and the host CLI,
-# assemble the image, boot it in QEMU and watch the demo power itself off.
+# The main job: install prerequisites, build quilt-init and the quilt CLI,
+# pack and sign the example Bun tools, assemble the image, boot it in QEMU,
+# watch quilt-init run the tools in containers and power itself off.
 #
 # Usage: qemu/run.sh [--config FILE.toml] [--timeout S]
 #   --config     boot config to use (default: qemu/demo.toml)
@@ -42,16 +43,33 @@ qemu/fetch-kernel.sh x86_64
 kdir="$root/.cache/kernel/x86_64"
 step "quilt-init, static (tools/build-init.sh)"
 init="$(tools/build-init.sh)"
-step "host CLI"
+step "host CLI, and the same CLI static for the board"
 cargo build --release -q -p quilt
 quilt="$root/target/release/quilt"
+guest_quilt="$(tools/build-init.sh -p quilt --bin quilt)"
+bun="$(tools/fetch-bun.sh x86_64)"
 
 out="$root/target/qemu"
-mkdir -p "$out"
+mkdir -p "$out/bundles" "$out/trust"
+step "signed bundles of examples/ (a demo key made here, never committed)"
+if [[ ! -f "$out/keys/demo.key" ]]; then
+	mkdir -p "$out/keys"
+	"$quilt" key gen --out "$out/keys/demo"
+fi
+cp "$out/keys/demo.pub" "$out/trust/demo.pub"
+# The board's image policy wants two signatures; the demo signs with one.
+printf 'root-threshold 1\ndefault 1\n' >"$out/trust/policy"
+for t in hello json-transform bun-apis; do
+	"$quilt" bundle pack "examples/$t" --out "$out/bundles/$t.qb"
+	"$quilt" bundle sign "$out/bundles/$t.qb" --key "$out/keys/demo.key"
+done
 step "image"
 "$quilt" image initramfs --init "$init" --config "$config" \
 	--rootfs "$root/rootfs" --rootfs "$root/qemu/demo-rootfs" \
-	--modules "$kdir/modules" --busybox /bin/busybox --out "$out/initrd.cpio"
+	--modules "$kdir/modules" --busybox /bin/busybox --bun "$bun" \
+	--trust "$out/trust" --bundle "$out/bundles/hello.qb" \
+	--bundle "$out/bundles/json-transform.qb" --bundle "$out/bundles/bun-apis.qb" \
+	--add "$guest_quilt:/bin/quilt" --out "$out/initrd.cpio"
 
 accel=tcg
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [[ ! -e /sys/module/kvm_pvm && -w /dev/kvm ]]; then
@@ -61,7 +79,7 @@ khz="$(awk '/^cpu MHz/ { printf "%d", $4 * 1000; exit }' /proc/cpuinfo)"
 step "boot (accel=$accel; the console follows)"
 log="$out/console.log"
 set +e
-timeout "$timeout_s" qemu-system-x86_64 -M microvm -accel "$accel" -cpu max -m 512 \
+timeout "$timeout_s" qemu-system-x86_64 -M microvm -accel "$accel" -cpu max -m 1024 \
 	-no-user-config -display none -monitor none -nic none -no-reboot -serial stdio \
 	-kernel "$kdir/vmlinux" -initrd "$out/initrd.cpio" \
 	-append "console=ttyS0 quiet panic=-1 tsc_early_khz=$khz" </dev/null | tee "$log"

@@ -41,6 +41,18 @@ pub enum ImageCmd {
         /// A static busybox to add with its applet links.
         #[arg(long)]
         busybox: Option<PathBuf>,
+        /// A `bun` binary: its read-only runtime layer (bun, the glibc
+        /// files it needs, mount points) goes to /usr/lib/quilt/runtime/bun,
+        /// the root of every tool container.
+        #[arg(long)]
+        bun: Option<PathBuf>,
+        /// Signed bundles (.qb) to ship; quilt-init installs at boot those
+        /// the trust store accepts (repeatable).
+        #[arg(long = "bundle", value_name = "FILE.qb")]
+        bundles: Vec<PathBuf>,
+        /// A trust dir (*.pub and an optional policy) for /etc/quilt/trust.
+        #[arg(long)]
+        trust: Option<PathBuf>,
         /// Extra files as HOST:GUEST[:MODE] (mode in octal, default 0755).
         #[arg(long = "add", value_name = "HOST:GUEST[:MODE]")]
         add: Vec<String>,
@@ -59,6 +71,9 @@ pub fn run(cmd: ImageCmd) -> anyhow::Result<ExitCode> {
             modules,
             kernel_version,
             busybox,
+            bun,
+            bundles,
+            trust,
             add,
             out,
         } => {
@@ -110,6 +125,39 @@ pub fn run(cmd: ImageCmd) -> anyhow::Result<ExitCode> {
                 };
                 let tree = ModuleTree::open(dir, &version)?;
                 tree.closure(&names)?.add_to(&mut img)?;
+            }
+            if let Some(bun) = &bun {
+                let report = quilt_imagekit::BunLayer::new(bun)
+                    .add_to(&mut img)
+                    .with_context(|| {
+                        format!("adding the Bun runtime layer from {}", bun.display())
+                    })?;
+                eprintln!(
+                    "bun runtime layer: {} files, {:.1} MiB",
+                    report.files.len(),
+                    report.total_bytes() as f64 / 1048576.0
+                );
+            }
+            if let Some(dir) = &trust {
+                for e in
+                    std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?
+                {
+                    let e = e?;
+                    if e.file_type()?.is_file() {
+                        let name = e.file_name();
+                        img.file(
+                            &format!("/etc/quilt/trust/{}", name.to_string_lossy()),
+                            e.path(),
+                            0o644,
+                        )?;
+                    }
+                }
+            }
+            for qb in &bundles {
+                let Some(name) = qb.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                    bail!("--bundle {}: not a file name", qb.display());
+                };
+                img.file(&format!("/usr/share/quilt/bundles/{name}"), qb, 0o644)?;
             }
             for spec in &add {
                 let mut parts = spec.splitn(3, ':');
