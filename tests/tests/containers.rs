@@ -364,3 +364,86 @@ quilt run forkbomb --timeout-ms 1 > /dev/null 2>&1; echo "good=$?" > /dev/ttyS1
         1
     );
 }
+
+#[test]
+fn a_thousand_runs_leave_no_trace_in_pid1() {
+    // Warm up first (the bundle's container plan is built on first use),
+    // then measure PID 1 before and after 1000 runs from inside the guest.
+    let probe = br#"#!/bin/sh
+fds() { ls /proc/1/fd | wc -l; }
+rss() { awk '/^VmRSS/ { print $2 }' /proc/1/status; }
+echo '{"n":1}' > /tmp/in.json
+for i in $(seq 10); do quilt run examples/hello --input /tmp/in.json > /dev/null; done
+echo "before fds=$(fds) rss_kb=$(rss) mounts=$(wc -l < /proc/mounts)" > /dev/ttyS1
+fail=0
+i=0
+start=$(cut -d' ' -f1 /proc/uptime)
+while [ $i -lt 1000 ]; do
+	out=$(quilt run examples/hello --input /tmp/in.json) || fail=$((fail + 1))
+	case "$out" in *'"input":{"n":1}'*) ;; *) fail=$((fail + 1)) ;; esac
+	i=$((i + 1))
+done
+end=$(cut -d' ' -f1 /proc/uptime)
+z=0
+for f in /proc/[0-9]*/stat; do
+	read -r pid comm state rest < "$f" 2>/dev/null || continue
+	[ "$state" = Z ] && z=$((z + 1))
+done
+echo "after fds=$(fds) rss_kb=$(rss) mounts=$(wc -l < /proc/mounts) runs_left=$(ls /sys/fs/cgroup/quilt/runs | grep -c '^[0-9]') zombies=$z failures=$fail secs=$start..$end" > /dev/ttyS1
+"#;
+    let img = image(
+        &[("hello", signed("hello"))],
+        PROBE,
+        &[("/bin/probe.sh", probe)],
+    );
+    let long = Duration::from_secs(1500);
+    let mut vm = Vm::boot(
+        &img,
+        VmOpts {
+            mem_mb: 1024,
+            timeout: long,
+            ..VmOpts::default()
+        },
+    )
+    .unwrap();
+    let exit = vm.wait_exit(long).unwrap();
+    assert!(exit.powered_off(), "{exit:?}");
+    let ch = vm.channel_text();
+    let field = |line: &str, k: &str| -> i64 {
+        let l = ch
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("no {line} line:\n{ch}"));
+        l.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {l}"))
+    };
+    eprintln!(
+        "1000 runs: {}",
+        ch.lines()
+            .filter(|l| l.starts_with("before") || l.starts_with("after"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    assert_eq!(field("after", "failures"), 0, "{ch}");
+    assert_eq!(field("after", "zombies"), 0, "{ch}");
+    assert_eq!(field("after", "runs_left"), 0, "{ch}");
+    assert_eq!(field("after", "mounts"), field("before", "mounts"), "{ch}");
+    assert_eq!(
+        field("after", "fds"),
+        field("before", "fds"),
+        "PID 1 leaked fds: {ch}"
+    );
+    let grew = field("after", "rss_kb") - field("before", "rss_kb");
+    assert!(
+        grew <= 256,
+        "PID 1's RSS grew by {grew} KiB over 1000 runs: {ch}"
+    );
+    let done = vm
+        .events()
+        .iter()
+        .filter(|e| e.name() == Some("run-done"))
+        .count();
+    assert_eq!(done, 1010);
+}
