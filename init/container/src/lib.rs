@@ -55,6 +55,42 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// `clone3(flags)` with `SIGCHLD` as exit signal, born inside `cgroup`
+/// (`CLONE_INTO_CGROUP`) when one is given. Returns 0 in the child and the
+/// child's pid in the parent; quilt-init's service spawner and the
+/// container spawner both start processes through this one call.
+///
+/// # Safety
+/// Like `fork`: call only from a single-threaded process, and in the child
+/// make only async-signal-safe calls until `execve` or `_exit`.
+pub unsafe fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> std::io::Result<i32> {
+    let args = CloneArgs {
+        flags: flags
+            | if cgroup.is_some() {
+                CLONE_INTO_CGROUP
+            } else {
+                0
+            },
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.map_or(0, |c| c.as_raw_fd() as u64),
+        ..CloneArgs::default()
+    };
+    // SAFETY: `args` is a valid clone_args of the size passed; with no stack
+    // given, clone3 behaves like fork and returns twice (the caller's
+    // contract covers the child).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            core::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(ret as i32)
+}
+
 /// The stdio of the container's first process.
 #[derive(Clone, Copy)]
 pub struct Stdio<'a> {
@@ -80,37 +116,16 @@ pub struct Spawned {
 /// open cgroup v2 directory).
 pub fn spawn(plan: &Plan, stdio: Stdio<'_>, cgroup: BorrowedFd<'_>) -> std::io::Result<Spawned> {
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    let mut flags = CLONE_NEWNS
-        | CLONE_NEWUTS
-        | CLONE_NEWIPC
-        | CLONE_NEWPID
-        | CLONE_NEWCGROUP
-        | CLONE_INTO_CGROUP;
+    let mut flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWCGROUP;
     if plan.new_net {
         flags |= CLONE_NEWNET;
     }
-    let args = CloneArgs {
-        flags,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: `args` is a valid clone_args of the size passed; with no stack
-    // given, clone3 behaves like fork and returns twice. The child branch
-    // never returns.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            core::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if ret == 0 {
+    // SAFETY: quilt-init and the benchmark driver are single-threaded; the
+    // child branch runs only raw libc calls and never returns.
+    let pid = unsafe { clone3(flags, Some(cgroup))? };
+    if pid == 0 {
         // SAFETY: we are the freshly cloned child of a single-threaded parent.
         unsafe { child::run(plan, stdio, err_w.as_raw_fd()) }
-    }
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error());
     }
     drop(err_w);
     let mut report = [0u8; 6];
@@ -127,8 +142,5 @@ pub fn spawn(plan: &Plan, stdio: Stdio<'_>, cgroup: BorrowedFd<'_>) -> std::io::
         let [s, i, a, b, c, d] = report;
         (Stage::from_code(s, i), i32::from_ne_bytes([a, b, c, d]))
     });
-    Ok(Spawned {
-        pid: ret as i32,
-        failed,
-    })
+    Ok(Spawned { pid, failed })
 }

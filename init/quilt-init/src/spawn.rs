@@ -8,25 +8,6 @@
 use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::ffi::{CStr, CString};
 
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
-/// `struct clone_args` (version 2, with `cgroup`).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
 /// What a child needs; every string is built before the clone.
 pub struct Spec<'a> {
     /// argv; `argv[0]` is the program path.
@@ -121,31 +102,19 @@ pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Spawned> {
     let mut into_cgroup = false;
     let mut pid = -1;
     if let Some(cg) = spec.cgroup {
-        let args = CloneArgs {
-            flags: CLONE_INTO_CGROUP,
-            exit_signal: libc::SIGCHLD as u64,
-            cgroup: cg.as_raw_fd() as u64,
-            ..CloneArgs::default()
-        };
-        // SAFETY: `args` is a valid clone_args of the size passed; with no
-        // stack given, clone3 behaves like fork and returns twice. The child
-        // branch below never returns.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                &args as *const CloneArgs,
-                core::mem::size_of::<CloneArgs>(),
-            )
-        };
-        if ret == 0 {
-            // SAFETY: we are the freshly cloned, single-threaded child.
-            unsafe { child(spec, &argv, &envp, err_w.as_raw_fd(), false) }
+        // SAFETY: PID 1 is single-threaded; the child branch never returns.
+        match unsafe { quilt_container::clone3(0, Some(cg)) } {
+            Ok(0) => {
+                // SAFETY: we are the freshly cloned, single-threaded child.
+                unsafe { child(spec, &argv, &envp, err_w.as_raw_fd(), false) }
+            }
+            Ok(p) => {
+                pid = p;
+                into_cgroup = true;
+            }
+            // Old kernel (ENOSYS/E2BIG) or no cgroup2: fall back to fork.
+            Err(_) => {}
         }
-        if ret > 0 {
-            pid = ret as i32;
-            into_cgroup = true;
-        }
-        // ret < 0: old kernel (ENOSYS/E2BIG) or no cgroup2; fall back to fork.
     }
     if pid < 0 {
         // SAFETY: PID 1 is single-threaded, so fork is sound; the child

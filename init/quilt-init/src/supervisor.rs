@@ -309,16 +309,12 @@ impl Supervisor {
                         std::io::Error::from_raw_os_error(errno)
                     );
                 } else {
-                    if !self.first_exec_logged {
-                        self.first_exec_logged = true;
-                        event!("event=first-exec name={} pid={}", name, sp.pid);
-                    }
-                    event!(
-                        "event=service-start name={} pid={} placement={}",
-                        name,
-                        sp.pid,
-                        if sp.into_cgroup { "clone3" } else { "procs" }
-                    );
+                    let how = if sp.into_cgroup {
+                        "placement=clone3"
+                    } else {
+                        "placement=procs"
+                    };
+                    Self::log_started(&mut self.first_exec_logged, &name, sp.pid, how);
                 }
                 let ready_now = matches!(svc.ready, Ready::Started) && sp.failed.is_none();
                 if let Some(s) = self.svcs.get_mut(i) {
@@ -414,14 +410,11 @@ impl Supervisor {
                         std::io::Error::from_raw_os_error(errno)
                     );
                 } else {
-                    if !self.first_exec_logged {
-                        self.first_exec_logged = true;
-                        event!("event=first-exec name={} pid={}", name, sp.pid);
-                    }
-                    event!(
-                        "event=service-start name={} pid={} placement=clone3 container=1",
-                        name,
-                        sp.pid
+                    Self::log_started(
+                        &mut self.first_exec_logged,
+                        &name,
+                        sp.pid,
+                        "placement=clone3 container=1",
                     );
                 }
                 let ok = sp.failed.is_none();
@@ -447,6 +440,15 @@ impl Supervisor {
                 self.start_failed(i, now);
             }
         }
+    }
+
+    /// The start lines every successful exec logs (`first-exec` once per boot).
+    fn log_started(first_exec_logged: &mut bool, name: &str, pid: i32, how: &str) {
+        if !*first_exec_logged {
+            *first_exec_logged = true;
+            event!("event=first-exec name={} pid={}", name, pid);
+        }
+        event!("event=service-start name={} pid={} {}", name, pid, how);
     }
 
     fn mark_ready(&mut self, i: usize) {
