@@ -95,7 +95,13 @@ fn apply_limits(name: &str, l: &Limits) {
         }
     };
     match l.memory_max {
-        Some(m) => set("memory.max", format_args!("{m}")),
+        // A memory limit means RAM: swap must not stretch it.
+        Some(m) => {
+            set("memory.max", format_args!("{m}"));
+            if std::path::Path::new(path(name, "memory.swap.max").as_str()).exists() {
+                set("memory.swap.max", format_args!("0"));
+            }
+        }
         None => set("memory.max", format_args!("max")),
     }
     match l.pids_max {

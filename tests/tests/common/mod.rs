@@ -29,6 +29,7 @@ echo "hostname=$(hostname)" > $out
 echo "mycgroup=$(cat /proc/self/cgroup)" > $out
 echo "subtree=$(cat /sys/fs/cgroup/quilt/cgroup.subtree_control)" > $out
 echo "memory.max=$(cat /sys/fs/cgroup/quilt/check/memory.max)" > $out
+echo "memory.swap.max=$(cat /sys/fs/cgroup/quilt/check/memory.swap.max)" > $out
 echo "pids.max=$(cat /sys/fs/cgroup/quilt/check/pids.max)" > $out
 echo "cpu.max=$(cat /sys/fs/cgroup/quilt/check/cpu.max)" > $out
 grep -q '^overlay ' /proc/modules && echo "module=overlay" > $out
@@ -84,6 +85,8 @@ pub fn check_early_mounts(vm: &mut Vm, timeout: Duration) {
         );
     }
     has("memory.max=67108864");
+    // No swap stretches a memory limit.
+    has("memory.swap.max=0");
     has("pids.max=64");
     has("cpu.max=50000 100000");
     has("module=overlay");
