@@ -447,3 +447,100 @@ echo "after fds=$(fds) rss_kb=$(rss) mounts=$(wc -l < /proc/mounts) runs_left=$(
         .count();
     assert_eq!(done, 1010);
 }
+
+#[test]
+fn a_warm_pool_skips_start_up_and_never_reuses_a_process() {
+    // The same tool under two names: one with a warm pool, one cold.
+    let cold = bundle(
+        "hello",
+        Some(&|d: &Path| {
+            let t = std::fs::read_to_string(d.join("quilt.toml")).unwrap();
+            std::fs::write(
+                d.join("quilt.toml"),
+                t.replace("examples/hello", "examples/hello-cold"),
+            )
+            .unwrap();
+        }),
+        Some(&trusted().key),
+    );
+    let probe = br#"#!/bin/sh
+sleep 4
+for i in $(seq 12); do
+	echo "{\"i\":$i}" > /tmp/in.json
+	echo "warm=$(quilt run examples/hello --input /tmp/in.json --json)" > /dev/ttyS1
+	echo "cold=$(quilt run examples/hello-cold --input /tmp/in.json --json)" > /dev/ttyS1
+	sleep 0.5
+done
+"#;
+    let config =
+        format!("{PROBE}\n[bundles]\nwarm = [{{ bundle = \"examples/hello\", count = 2 }}]\n");
+    let img = image(
+        &[("hello", signed("hello")), ("hello-cold", cold)],
+        &config,
+        &[("/bin/probe.sh", probe)],
+    );
+    let mut vm = Vm::boot(
+        &img,
+        VmOpts {
+            mem_mb: 1024,
+            timeout: BOOT,
+            ..VmOpts::default()
+        }
+        .cmdline("clocksource=tsc tsc=reliable"),
+    )
+    .unwrap();
+    let exit = vm.wait_exit(BOOT).unwrap();
+    assert!(exit.powered_off(), "{exit:?}");
+    let ch = vm.channel_text();
+    let runs = |prefix: &str| -> Vec<serde_json::Value> {
+        ch.lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (warm, cold) = (runs("warm="), runs("cold="));
+    assert_eq!((warm.len(), cold.len()), (12, 12), "{ch}");
+    for (k, r) in warm.iter().chain(cold.iter()).enumerate() {
+        assert_eq!(r["status"], 0, "{r}");
+        let out: serde_json::Value = serde_json::from_str(r["stdout"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            out["input"]["i"],
+            (k % 12) + 1,
+            "wrong input reached the tool: {r}"
+        );
+    }
+    let ev = vm.events();
+    let starts: Vec<_> = ev
+        .iter()
+        .filter(|e| e.name() == Some("run-start") && e.get("bundle") == Some("examples/hello"))
+        .collect();
+    let warm_starts = starts.iter().filter(|e| e.get("warm") == Some("1")).count();
+    assert!(
+        warm_starts >= 10,
+        "only {warm_starts} of {} hello runs were served warm",
+        starts.len()
+    );
+    // One process per request: every run of the pooled bundle had its own pid.
+    let ids: std::collections::HashSet<&str> = starts.iter().filter_map(|e| e.get("id")).collect();
+    let pids: Vec<&str> = ev
+        .iter()
+        .filter(|e| e.name() == Some("run-done") && e.get("id").is_some_and(|id| ids.contains(id)))
+        .filter_map(|e| e.get("pid"))
+        .collect();
+    let unique: std::collections::HashSet<&&str> = pids.iter().collect();
+    assert_eq!(
+        unique.len(),
+        pids.len(),
+        "a process served two requests: {pids:?}"
+    );
+    let median = |v: &[serde_json::Value]| {
+        let mut us: Vec<u64> = v.iter().map(|r| r["micros"].as_u64().unwrap()).collect();
+        us.sort();
+        us[us.len() / 2]
+    };
+    let (w, c) = (median(&warm), median(&cold));
+    eprintln!(
+        "hello.ts request to result (guest, quilt-init's clock): warm p50 {w} us, cold p50 {c} us"
+    );
+    assert!(w < c, "warm ({w} us) not faster than cold ({c} us)");
+}

@@ -73,6 +73,24 @@ pub struct Bundles {
     /// Board name checked against a bundle's `boards` list.
     #[serde(default)]
     pub board: Option<Name>,
+    /// Warm pools: pre-started, isolated containers per bundle, parked on
+    /// an empty stdin so that a run skips Bun's start-up. Each serves one
+    /// request and is replaced; none is ever reused.
+    #[serde(default)]
+    pub warm: Vec<Warm, MAX_WARM>,
+}
+
+/// Most bundles with a warm pool.
+pub const MAX_WARM: usize = 4;
+
+/// One warm pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Warm {
+    /// Installed bundle name.
+    pub bundle: String<64>,
+    /// Containers kept waiting (1..=4).
+    pub count: u8,
 }
 
 fn path_of(s: &str) -> Path {
@@ -106,6 +124,7 @@ impl Default for Bundles {
             trust: default_trust(),
             runtime: default_runtime(),
             board: None,
+            warm: Vec::new(),
         }
     }
 }

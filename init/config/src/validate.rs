@@ -32,6 +32,8 @@ pub enum ConfigError {
     ZeroLimit(Name),
     /// A module name with characters outside `[A-Za-z0-9_-]`.
     BadModule(Name),
+    /// A warm pool of 0 or more than 4 containers.
+    BadWarmCount,
 }
 
 impl fmt::Display for ConfigError {
@@ -73,6 +75,7 @@ impl fmt::Display for ConfigError {
                 write!(f, "service {n:?}: a limit of 0 would never let it run")
             }
             ConfigError::BadModule(n) => write!(f, "module name {n:?} is not a module name"),
+            ConfigError::BadWarmCount => write!(f, "a warm pool holds 1 to 4 containers"),
         }
     }
 }
@@ -133,6 +136,14 @@ impl BootConfig {
             if !ok {
                 return Err(ConfigError::BadModule(m.clone()));
             }
+        }
+        if self
+            .bundles
+            .warm
+            .iter()
+            .any(|w| !(1..=4).contains(&w.count))
+        {
+            return Err(ConfigError::BadWarmCount);
         }
         for (i, s) in self.services.iter().enumerate() {
             check_service(s)?;

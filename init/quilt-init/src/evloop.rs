@@ -105,12 +105,15 @@ impl Loop {
             let now = Millis::now();
             self.sup.tick(now);
             self.runs.tick(now);
+            self.runs
+                .replenish(self.tools.as_ref(), &self.sup.config().bundles.warm, now);
             self.serve(now);
             self.apply_requests();
             if let Some(w) = self.watchdog.as_mut() {
                 w.tick(now);
             }
             if let Some(action) = self.sup.finished() {
+                self.runs.kill_all();
                 if let Some(w) = self.watchdog.as_mut() {
                     w.feeder.stop();
                 }

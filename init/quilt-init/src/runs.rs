@@ -27,8 +27,13 @@ pub const TOKEN: u64 = 0x800;
 /// One run in flight.
 struct Run {
     id: u64,
-    /// Who gets the result (a control client slot).
+    /// Who gets the result (a control client slot; MAX while parked).
     client: usize,
+    bundle: heapless::String<64>,
+    /// Write end of a parked container's stdin.
+    stdin: Option<OwnedFd>,
+    /// Started ahead of demand, waiting for input.
+    parked: bool,
     cgroup: heapless::String<32>,
     pid: i32,
     started: Millis,
@@ -74,7 +79,12 @@ pub struct Runs {
     done: Vec<Done>,
     /// Runs started since boot.
     pub started: u64,
+    /// Warm pools not refilled until then (their containers died parked).
+    pool_pause: HashMap<String, Millis>,
 }
+
+/// Pause before refilling a pool whose containers died while parked.
+const POOL_PAUSE_MS: u64 = 5_000;
 
 impl Runs {
     /// No runs.
@@ -86,10 +96,13 @@ impl Runs {
             watch: heapless::Vec::new(),
             done: Vec::new(),
             started: 0,
+            pool_pause: HashMap::new(),
         }
     }
 
-    /// Start `bundle` with `input` for control client `client`.
+    /// Start `bundle` with `input` for control client `client`: hand the
+    /// input to a parked warm container if one is waiting, else start a
+    /// fresh one.
     pub fn start(
         &mut self,
         tools: Option<&Tools>,
@@ -100,12 +113,6 @@ impl Runs {
         now: Millis,
     ) -> Result<u64, StartError> {
         use quilt_proto::ErrorCode::*;
-        let Some(slot) = self.slots.iter().position(Option::is_none) else {
-            return Err(err(
-                Busy,
-                format!("{MAX_RUNS} runs already in flight; retry when one finishes"),
-            ));
-        };
         let tools = tools.ok_or_else(|| {
             err(
                 NotFound,
@@ -120,6 +127,116 @@ impl Runs {
                 ),
             )
         })?;
+        let timeout = match u64::from(timeout_ms) {
+            0 => DEFAULT_TIMEOUT_MS,
+            t => t.min(MAX_TIMEOUT_MS),
+        };
+        let parked = self.slots.iter().position(|r| {
+            r.as_ref()
+                .is_some_and(|r| r.parked && r.exit.is_none() && r.bundle == bundle)
+        });
+        if let Some(slot) = parked {
+            if let Some(id) = self.dispatch(slot, input, client, now.after(timeout), now) {
+                return Ok(id);
+            }
+        }
+        self.launch(
+            tools,
+            bundle,
+            Some(input),
+            client,
+            Some(now.after(timeout)),
+            now,
+        )
+    }
+
+    /// Hand `input` to a parked container: it has started Bun and is
+    /// blocked reading stdin, so closing the pipe after the input lets it go.
+    fn dispatch(
+        &mut self,
+        slot: usize,
+        input: &[u8],
+        client: usize,
+        deadline: Millis,
+        now: Millis,
+    ) -> Option<u64> {
+        let run = self.slots.get_mut(slot)?.as_mut()?;
+        let stdin = run.stdin.take()?;
+        // The pipe was sized above MAX_REQUEST, so the whole input fits.
+        if rustix::io::write(&stdin, input).ok()? != input.len() {
+            return None;
+        }
+        drop(stdin);
+        run.parked = false;
+        run.client = client;
+        run.deadline = deadline;
+        run.started = now;
+        run.started_us = crate::clock::boot_micros();
+        event!(
+            "event=run-start id={} bundle={} input_bytes={} warm=1",
+            run.id,
+            run.bundle,
+            input.len()
+        );
+        Some(run.id)
+    }
+
+    /// Keep every warm pool at its size. A pool whose containers die while
+    /// parked is refilled only after a pause, so a broken bundle cannot
+    /// turn the pool into a crash loop.
+    pub fn replenish(&mut self, tools: Option<&Tools>, warm: &[quilt_config::Warm], now: Millis) {
+        let Some(tools) = tools else { return };
+        for w in warm {
+            if self
+                .pool_pause
+                .get(w.bundle.as_str())
+                .is_some_and(|&until| now < until)
+            {
+                continue;
+            }
+            let have = self
+                .slots
+                .iter()
+                .flatten()
+                .filter(|r| r.parked && r.exit.is_none() && r.bundle == w.bundle.as_str())
+                .count();
+            for _ in have..usize::from(w.count) {
+                // Leave room for cold runs: a pool never takes the last slots.
+                if self.slots.iter().filter(|r| r.is_none()).count() <= MAX_RUNS / 4 {
+                    return;
+                }
+                if let Err(e) = self.launch(tools, &w.bundle, None, usize::MAX, None, now) {
+                    event!(
+                        "event=warm-pool-failed bundle={} error=\"{}\"",
+                        w.bundle,
+                        e.message
+                    );
+                    self.pool_pause
+                        .insert(w.bundle.to_string(), now.after(POOL_PAUSE_MS));
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Start a container for `bundle`. With `input`, it runs at once (input
+    /// from a memfd); without, it is parked on an empty stdin pipe.
+    fn launch(
+        &mut self,
+        tools: &Tools,
+        bundle: &str,
+        input: Option<&[u8]>,
+        client: usize,
+        deadline: Option<Millis>,
+        now: Millis,
+    ) -> Result<u64, StartError> {
+        use quilt_proto::ErrorCode::*;
+        let Some(slot) = self.slots.iter().position(Option::is_none) else {
+            return Err(err(
+                Busy,
+                format!("{MAX_RUNS} runs already in flight; retry when one finishes"),
+            ));
+        };
         if !self.plans.contains_key(bundle) {
             let svc = quilt_config::Service {
                 // The UTS name: the bundle's last path component, cut to fit.
@@ -146,11 +263,24 @@ impl Runs {
         let cg_fd = cgroup::create(&cg, &limits)
             .map_err(|e| err(Failed, format!("creating cgroup {cg}: {e}")))?;
         let fail = |what: &str, e: &dyn std::fmt::Display| err(Failed, format!("{what}: {e}"));
-        let stdin = rustix::fs::memfd_create("quilt-input", rustix::fs::MemfdFlags::CLOEXEC)
-            .map_err(|e| fail("memfd", &e))?;
-        rustix::io::write(&stdin, input).map_err(|e| fail("writing input", &e))?;
-        rustix::fs::seek(&stdin, rustix::fs::SeekFrom::Start(0)).map_err(|e| fail("seek", &e))?;
         let flags = rustix::pipe::PipeFlags::CLOEXEC;
+        // stdin: the input in a memfd, or an empty pipe we keep the write end of.
+        let (stdin, keep) = match input {
+            Some(input) => {
+                let m = rustix::fs::memfd_create("quilt-input", rustix::fs::MemfdFlags::CLOEXEC)
+                    .map_err(|e| fail("memfd", &e))?;
+                rustix::io::write(&m, input).map_err(|e| fail("writing input", &e))?;
+                rustix::fs::seek(&m, rustix::fs::SeekFrom::Start(0))
+                    .map_err(|e| fail("seek", &e))?;
+                (m, None)
+            }
+            None => {
+                let (r, w) = rustix::pipe::pipe_with(flags).map_err(|e| fail("pipe", &e))?;
+                rustix::pipe::fcntl_setpipe_size(&w, 2 * quilt_proto::MAX_REQUEST)
+                    .map_err(|e| fail("sizing the input pipe", &e))?;
+                (r, Some(w))
+            }
+        };
         let (out_r, out_w) = rustix::pipe::pipe_with(flags).map_err(|e| fail("pipe", &e))?;
         let (err_r, err_w) = rustix::pipe::pipe_with(flags).map_err(|e| fail("pipe", &e))?;
         for fd in [&out_r, &err_r] {
@@ -188,19 +318,27 @@ impl Runs {
         let _ = self
             .watch
             .push((err_r.as_raw_fd(), TOKEN + 2 * slot as u64 + 1));
-        let timeout = match u64::from(timeout_ms) {
-            0 => DEFAULT_TIMEOUT_MS,
-            t => t.min(MAX_TIMEOUT_MS),
-        };
+        let parked = keep.is_some();
+        if parked {
+            event!(
+                "event=warm-parked id={} bundle={} pid={}",
+                id,
+                bundle,
+                sp.pid
+            );
+        }
         if let Some(s) = self.slots.get_mut(slot) {
             *s = Some(Run {
                 id,
                 client,
+                bundle: heapless::String::try_from(bundle).unwrap_or_default(),
                 cgroup: cg,
                 pid: sp.pid,
                 started: now,
                 started_us: crate::clock::boot_micros(),
-                deadline: now.after(timeout),
+                deadline: deadline.unwrap_or(Millis(u64::MAX)),
+                stdin: keep,
+                parked,
                 stdout: Some(out_r),
                 stderr: Some(err_r),
                 out: Vec::new(),
@@ -212,6 +350,13 @@ impl Runs {
         }
         self.started += 1;
         Ok(id)
+    }
+
+    /// Stop every run and parked container (shutdown).
+    pub fn kill_all(&mut self) {
+        for run in self.slots.iter().flatten() {
+            cgroup::kill_all(&run.cgroup);
+        }
     }
 
     /// A run's pipe is readable.
@@ -279,7 +424,7 @@ impl Runs {
     /// Enforce deadlines.
     pub fn tick(&mut self, now: Millis) {
         for run in self.slots.iter_mut().flatten() {
-            if run.exit.is_none() && !run.timed_out && now >= run.deadline {
+            if run.exit.is_none() && !run.parked && !run.timed_out && now >= run.deadline {
                 run.timed_out = true;
                 event!("event=run-timeout id={} pid={}", run.id, run.pid);
                 cgroup::kill_all(&run.cgroup);
@@ -292,7 +437,7 @@ impl Runs {
         self.slots
             .iter()
             .flatten()
-            .filter(|r| r.exit.is_none() && !r.timed_out)
+            .filter(|r| r.exit.is_none() && !r.parked && !r.timed_out)
             .map(|r| r.deadline)
             .min()
     }
@@ -317,6 +462,17 @@ impl Runs {
         let Some(run) = self.slots.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        if run.parked {
+            event!(
+                "event=warm-died id={} bundle={} pid={} pause_ms={}",
+                run.id,
+                run.bundle,
+                run.pid,
+                POOL_PAUSE_MS
+            );
+            self.pool_pause
+                .insert(run.bundle.to_string(), Millis::now().after(POOL_PAUSE_MS));
+        }
         let now = Millis::now();
         let oom = cgroup::read_key(&run.cgroup, "memory.events", "oom_kill").unwrap_or(0) > 0;
         cgroup::remove(&run.cgroup);
