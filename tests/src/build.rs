@@ -213,6 +213,37 @@ pub fn busybox_for(arch: Arch) -> Result<PathBuf> {
         })
 }
 
+/// The Debian sysroot the Bun runtime layer takes its glibc from for `arch`
+/// guests, from `qemu/fetch-sysroot.sh`: `/` on x86_64, Debian's
+/// `libc6:arm64` unpacked into `.cache/sysroot/aarch64/` on aarch64.
+pub fn sysroot_for(arch: Arch) -> Result<PathBuf> {
+    static S: OnceLock<Mutex<HashMap<Arch, std::result::Result<PathBuf, String>>>> =
+        OnceLock::new();
+    let mut map = S
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    map.entry(arch)
+        .or_insert_with(|| {
+            let out = run(
+                "qemu/fetch-sysroot.sh",
+                Command::new(repo_root().join("qemu/fetch-sysroot.sh")).arg(arch.name()),
+            )?;
+            out.lines()
+                .last()
+                .map(PathBuf::from)
+                .ok_or_else(|| "qemu/fetch-sysroot.sh printed no path".to_owned())
+        })
+        .clone()
+        .map_err(|detail| HarnessError::Setup {
+            what: format!(
+                "fetching the {} sysroot (qemu/fetch-sysroot.sh)",
+                arch.name()
+            ),
+            detail,
+        })
+}
+
 type BuildCache = Mutex<HashMap<(String, String), std::result::Result<PathBuf, String>>>;
 
 fn cached_build(

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use quilt_imagekit::{Initramfs, ModuleTree};
 
-use crate::build::{busybox_for, guest_binary_for, kernel_for, quilt_init_binary_for, unique_dir};
+use crate::build::{
+    busybox_for, guest_binary_for, kernel_for, quilt_init_binary_for, sysroot_for, unique_dir,
+};
 use crate::{Arch, HarnessError, Result};
 
 /// `busybox` and a `/bin/<applet>` symlink per applet. A busybox of another
@@ -204,42 +206,59 @@ impl ImageBuilder {
 /// The host's Bun for x86_64 guests, from `tools/fetch-bun.sh` (the pinned
 /// npm package, cached in `.cache/bun/x86_64/`); fetched once per process.
 pub fn bun_binary() -> Result<PathBuf> {
-    static BUN: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
-        std::sync::OnceLock::new();
-    BUN.get_or_init(|| {
-        let script = crate::build::repo_root().join("tools/fetch-bun.sh");
-        let out = std::process::Command::new(&script)
-            .arg("x86_64")
-            .output()
-            .map_err(|e| format!("starting {}: {e}", script.display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "exited with {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim_end()
-            ));
-        }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .map(PathBuf::from)
-            .ok_or_else(|| "tools/fetch-bun.sh printed no path".to_owned())
-    })
-    .clone()
-    .map_err(|detail| HarnessError::Setup {
-        what: "fetching Bun (tools/fetch-bun.sh)".into(),
-        detail,
-    })
+    bun_binary_for(Arch::X86_64)
+}
+
+/// Bun for `arch` guests, from `tools/fetch-bun.sh <arch>` (cached in
+/// `.cache/bun/<arch>/`); fetched once per process and architecture.
+pub fn bun_binary_for(arch: Arch) -> Result<PathBuf> {
+    type Cache =
+        std::sync::Mutex<std::collections::HashMap<Arch, std::result::Result<PathBuf, String>>>;
+    static BUN: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let mut map = BUN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    map.entry(arch)
+        .or_insert_with(|| {
+            let script = crate::build::repo_root().join("tools/fetch-bun.sh");
+            let out = std::process::Command::new(&script)
+                .arg(arch.name())
+                .output()
+                .map_err(|e| format!("starting {}: {e}", script.display()))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "exited with {}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim_end()
+                ));
+            }
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .last()
+                .map(PathBuf::from)
+                .ok_or_else(|| "tools/fetch-bun.sh printed no path".to_owned())
+        })
+        .clone()
+        .map_err(|detail| HarnessError::Setup {
+            what: format!("fetching Bun for {} (tools/fetch-bun.sh)", arch.name()),
+            detail,
+        })
 }
 
 /// Bun tool images: the runtime layer, tool directories and signed bundles.
 impl ImageBuilder {
     /// The Bun runtime layer (`quilt_imagekit::BunLayer`: `bin/bun`, its
     /// glibc closure, the loader, `etc/`, empty mount points) at
-    /// `quilt_imagekit::BUN_LAYER_PREFIX`, built from [`bun_binary`].
+    /// `quilt_imagekit::BUN_LAYER_PREFIX`, built from the builder's
+    /// architecture's [`bun_binary_for`] and glibc ([`crate::sysroot_for`]:
+    /// the host's on x86_64, `libc6:arm64` unpacked on aarch64).
     pub fn bun_runtime(mut self) -> Self {
-        let added = bun_binary().and_then(|bun| {
+        let arch = self.arch;
+        let added = bun_binary_for(arch).and_then(|bun| {
+            let sysroot = sysroot_for(arch)?;
             quilt_imagekit::BunLayer::new(bun)
+                .sysroot(sysroot)
                 .add_to(&mut self.image)
                 .map_err(|e| HarnessError::Setup {
                     what: "adding the Bun runtime layer".into(),

@@ -54,14 +54,14 @@ mod vm;
 
 pub use build::{
     busybox_for, guest_binary, guest_binary_for, host_binary, kernel, kernel_for,
-    quilt_init_binary, quilt_init_binary_for, repo_root, work_dir, Arch, Kernel,
+    quilt_init_binary, quilt_init_binary_for, repo_root, sysroot_for, work_dir, Arch, Kernel,
 };
 pub use bundles::{
     example_dir, quilt, quilt_cli, signed_bundle, signed_example, test_key, SignedBundle,
 };
 pub use error::HarnessError;
 pub use events::{quilt_events, Event};
-pub use image::{bun_binary, ImageBuilder};
+pub use image::{bun_binary, bun_binary_for, ImageBuilder};
 pub use vm::{host_tsc_khz, kvm_usable, Accel, Exit, GuestEnd, Pattern, Vm, VmOpts};
 
 /// Result type of the harness.
