@@ -31,7 +31,7 @@ pub struct Control {
     clients: Vec<Option<Client>>,
     buf: Box<[u8]>,
     /// fds to watch, drained by the event loop.
-    pub watch: heapless::Vec<(i32, u64), 8>,
+    pub watch: heapless::Vec<(i32, u64), MAX_CLIENTS>,
     /// Clients that hung up (their runs are cancelled by the loop).
     pub gone: heapless::Vec<usize, MAX_CLIENTS>,
 }
@@ -81,9 +81,16 @@ impl Control {
 
     /// Accept every pending connection.
     pub fn on_listen(&mut self) {
-        while let Ok(fd) =
-            rustix::net::accept_with(&self.listen, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
-        {
+        // A burst of connections is taken up to what this loop turn can
+        // register; the rest wait in the listen backlog for the next turn
+        // (they used to be accepted and dropped).
+        while !self.watch.is_full() {
+            let Ok(fd) = rustix::net::accept_with(
+                &self.listen,
+                SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            ) else {
+                break;
+            };
             let Some(slot) = self.clients.iter().position(Option::is_none) else {
                 event!(
                     "event=control-refused reason=too-many-clients max={}",
@@ -99,13 +106,10 @@ impl Control {
                 &fd,
                 quilt_proto::MAX_REPLY + 4096,
             );
-            if self
+            // Cannot fail: the loop runs only while there is room.
+            let _ = self
                 .watch
-                .push((fd.as_raw_fd(), TOKEN_CLIENT + slot as u64))
-                .is_err()
-            {
-                continue;
-            }
+                .push((fd.as_raw_fd(), TOKEN_CLIENT + slot as u64));
             if let Some(c) = self.clients.get_mut(slot) {
                 *c = Some(Client { fd, uid });
             }
