@@ -318,9 +318,13 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
     use std::process::{Command, Stdio};
 
+    /// A fresh directory per call: tests run in parallel in one process,
+    /// and a name shared between them let one test delete another's files.
     fn scratch(name: &str) -> PathBuf {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir =
-            std::env::temp_dir().join(format!("quilt-imagekit-{}-{name}", std::process::id()));
+            std::env::temp_dir().join(format!("quilt-imagekit-{}-{n}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
