@@ -28,7 +28,7 @@ pub mod seccomp;
 pub use child::{reset_signals, Stage};
 pub use plan::{Bind, Plan, PlanError, Spec};
 
-use rustix::fd::{AsRawFd, BorrowedFd};
+use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 const CLONE_NEWNS: u64 = libc::CLONE_NEWNS as u64;
 const CLONE_NEWUTS: u64 = libc::CLONE_NEWUTS as u64;
@@ -128,19 +128,24 @@ pub fn spawn(plan: &Plan, stdio: Stdio<'_>, cgroup: BorrowedFd<'_>) -> std::io::
         unsafe { child::run(plan, stdio, err_w.as_raw_fd()) }
     }
     drop(err_w);
-    let mut report = [0u8; 6];
+    let failed = read_report::<6>(&err_r)
+        .map(|[s, i, a, b, c, d]| (Stage::from_code(s, i), i32::from_ne_bytes([a, b, c, d])));
+    Ok(Spawned { pid, failed })
+}
+
+/// Read a child's pre-exec failure report from its close-on-exec pipe:
+/// `None` when the pipe closed first (the exec happened), the `N` bytes
+/// when the child wrote them before `_exit`. Blocks until one or the other.
+pub fn read_report<const N: usize>(pipe: &OwnedFd) -> Option<[u8; N]> {
+    let mut report = [0u8; N];
     let mut got = 0;
-    while got < report.len() {
-        match rustix::io::read(&err_r, report.get_mut(got..).unwrap_or(&mut [])) {
+    while got < N {
+        match rustix::io::read(pipe, report.get_mut(got..).unwrap_or(&mut [])) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(rustix::io::Errno::INTR) => {}
             Err(_) => break,
         }
     }
-    let failed = (got == report.len()).then(|| {
-        let [s, i, a, b, c, d] = report;
-        (Stage::from_code(s, i), i32::from_ne_bytes([a, b, c, d]))
-    });
-    Ok(Spawned { pid, failed })
+    (got == N).then_some(report)
 }

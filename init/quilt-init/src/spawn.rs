@@ -130,20 +130,8 @@ pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Spawned> {
         pid = ret;
     }
     drop(err_w);
-    let mut report = [0u8; 5];
-    let mut got = 0;
-    while got < report.len() {
-        match rustix::io::read(&err_r, report.get_mut(got..).unwrap_or(&mut [])) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => break,
-        }
-    }
-    let failed = (got == report.len()).then(|| {
-        let [stage, a, b, c, d] = report;
-        (Stage::from_u8(stage), i32::from_ne_bytes([a, b, c, d]))
-    });
+    let failed = quilt_container::read_report::<5>(&err_r)
+        .map(|[stage, a, b, c, d]| (Stage::from_u8(stage), i32::from_ne_bytes([a, b, c, d])));
     Ok(Spawned {
         pid,
         failed,
