@@ -186,60 +186,56 @@ pub fn kernel_for(arch: Arch) -> Result<Kernel> {
 /// host's `/bin/busybox` (busybox-static) on x86_64, Debian's
 /// `busybox-static:arm64` unpacked into `.cache/busybox/aarch64/` on aarch64.
 pub fn busybox_for(arch: Arch) -> Result<PathBuf> {
-    static B: OnceLock<Mutex<HashMap<Arch, std::result::Result<PathBuf, String>>>> =
-        OnceLock::new();
-    let mut map = B
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    map.entry(arch)
-        .or_insert_with(|| {
-            let out = run(
-                "qemu/fetch-busybox.sh",
-                Command::new(repo_root().join("qemu/fetch-busybox.sh")).arg(arch.name()),
-            )?;
-            out.lines()
-                .last()
-                .map(PathBuf::from)
-                .ok_or_else(|| "qemu/fetch-busybox.sh printed no path".to_owned())
-        })
-        .clone()
-        .map_err(|detail| HarnessError::Setup {
-            what: format!(
-                "fetching busybox for {} (qemu/fetch-busybox.sh)",
-                arch.name()
-            ),
-            detail,
-        })
+    static B: OnceLock<FetchCache> = OnceLock::new();
+    fetched(
+        &B,
+        "qemu/fetch-busybox.sh",
+        arch,
+        &format!("busybox for {}", arch.name()),
+    )
 }
 
 /// The Debian sysroot the Bun runtime layer takes its glibc from for `arch`
 /// guests, from `qemu/fetch-sysroot.sh`: `/` on x86_64, Debian's
 /// `libc6:arm64` unpacked into `.cache/sysroot/aarch64/` on aarch64.
 pub fn sysroot_for(arch: Arch) -> Result<PathBuf> {
-    static S: OnceLock<Mutex<HashMap<Arch, std::result::Result<PathBuf, String>>>> =
-        OnceLock::new();
-    let mut map = S
+    static S: OnceLock<FetchCache> = OnceLock::new();
+    fetched(
+        &S,
+        "qemu/fetch-sysroot.sh",
+        arch,
+        &format!("the {} sysroot", arch.name()),
+    )
+}
+
+type FetchCache = Mutex<HashMap<Arch, std::result::Result<PathBuf, String>>>;
+
+/// Run a `qemu/fetch-*.sh ARCH` script once per process and arch, and take
+/// the path it prints on its last line.
+fn fetched(
+    cache: &'static OnceLock<FetchCache>,
+    script: &str,
+    arch: Arch,
+    what: &str,
+) -> Result<PathBuf> {
+    let mut map = cache
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     map.entry(arch)
         .or_insert_with(|| {
             let out = run(
-                "qemu/fetch-sysroot.sh",
-                Command::new(repo_root().join("qemu/fetch-sysroot.sh")).arg(arch.name()),
+                script,
+                Command::new(repo_root().join(script)).arg(arch.name()),
             )?;
             out.lines()
                 .last()
                 .map(PathBuf::from)
-                .ok_or_else(|| "qemu/fetch-sysroot.sh printed no path".to_owned())
+                .ok_or_else(|| format!("{script} printed no path"))
         })
         .clone()
         .map_err(|detail| HarnessError::Setup {
-            what: format!(
-                "fetching the {} sysroot (qemu/fetch-sysroot.sh)",
-                arch.name()
-            ),
+            what: format!("fetching {what} ({script})"),
             detail,
         })
 }
