@@ -67,6 +67,10 @@ fn plan(layer: &str, argv: &[&str], binds: &[quilt_container::Bind<'_>]) -> quil
         new_net: true,
         nofile: 1024,
         staging: Path::new("/run/bench-root"),
+        userns: None,
+        caps: 0,
+        overlays: &[],
+        scratch: Path::new("/run/bench-scratch"),
     })
     .unwrap()
 }

@@ -119,9 +119,20 @@ fn copy_dir(src: &Path, dst: &Path) {
 
 /// An image with Bun, the quilt CLI, the trust dir and these bundles.
 fn image(bundles: &[(&str, PathBuf)], config: &str, files: &[(&str, &[u8])]) -> PathBuf {
+    image_with_modules(bundles, config, files, &[])
+}
+
+/// [`image`] with kernel modules (and their dependencies) in it.
+fn image_with_modules(
+    bundles: &[(&str, PathBuf)],
+    config: &str,
+    files: &[(&str, &[u8])],
+    modules: &[&str],
+) -> PathBuf {
     let cli = guest_binary("quilt", "quilt").unwrap();
     let mut b = ImageBuilder::new()
         .busybox()
+        .modules(modules)
         .bun_runtime()
         .file("/bin/quilt", &cli, 0o755)
         .config_toml(config);
@@ -228,6 +239,83 @@ echo "json=$(quilt run checker --json)" > /dev/ttyS1
             .count(),
         2
     );
+}
+
+#[test]
+fn signed_tokens_grant_a_user_namespace_a_capability_an_overlay_and_io_limits() {
+    // `granted` carries userns, cap:net_bind_service, write:data and
+    // io limits; `checker` carries none and must keep all of them shut.
+    let probe = br#"#!/bin/sh
+quilt run granted --json > /tmp/granted.json 2>&1 &
+for i in $(seq 1 100); do
+    io=$(cat /sys/fs/cgroup/quilt/runs/*/io.max 2>/dev/null)
+    [ -n "$io" ] && break
+    sleep 0.1
+done
+echo "iomax=$io" > /dev/ttyS1
+wait
+echo "granted=$(cat /tmp/granted.json)" > /dev/ttyS1
+echo "checker=$(quilt run checker --json)" > /dev/ttyS1
+echo "upper_left=$(ls /run/quilt/scratch | wc -l)" > /dev/ttyS1
+"#;
+    let config = format!("modules = [\"overlay\", \"virtio_mmio\", \"virtio_blk\"]\n{PROBE}");
+    let img = image_with_modules(
+        &[
+            ("granted", signed("granted")),
+            ("checker", signed("checker")),
+        ],
+        &config,
+        &[("/bin/probe.sh", probe)],
+        &["overlay", "virtio_mmio", "virtio_blk"],
+    );
+    let disk = work_dir()
+        .unwrap()
+        .join(format!("disk-{}.img", rand_suffix()));
+    std::fs::write(&disk, vec![0u8; 8 << 20]).unwrap();
+    let mut vm = Vm::boot(
+        &img,
+        VmOpts {
+            mem_mb: 1024,
+            timeout: BOOT,
+            extra_args: vec![
+                "-drive".into(),
+                format!("id=d0,file={},format=raw,if=none", disk.display()),
+                "-device".into(),
+                "virtio-blk-device,drive=d0".into(),
+            ],
+            ..VmOpts::default()
+        },
+    )
+    .unwrap();
+    let exit = vm.wait_exit(BOOT).unwrap();
+    assert!(exit.powered_off(), "{exit:?}");
+    let ch = vm.channel_text();
+    let io = ch
+        .lines()
+        .find_map(|l| l.strip_prefix("iomax="))
+        .unwrap_or_default();
+    let want =
+        regex::Regex::new(r"^\d+:\d+ rbps=8388608 wbps=8388608 riops=500 wiops=500$").unwrap();
+    assert!(
+        io.lines().any(|l| want.is_match(l.trim())),
+        "no io.max line from the manifest's io limits on the block device:\n{ch}\n{}",
+        vm.console_text()
+    );
+    for name in ["granted", "checker"] {
+        let run = json_line(&ch, &format!("{name}="));
+        let inner: serde_json::Value = serde_json::from_str(run["stdout"].as_str().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("{name}: {e}: {run}"));
+        for (check, ok) in inner["checks"].as_object().unwrap() {
+            assert_eq!(
+                ok.as_bool(),
+                Some(true),
+                "{name}: check {check} failed: {inner}\nstderr: {}",
+                run["stderr_tail"]
+            );
+        }
+        assert_eq!(run["status"], 0, "{name}: {run}");
+    }
+    assert!(ch.contains("upper_left=0"), "{ch}");
 }
 
 #[test]

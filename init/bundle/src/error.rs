@@ -107,6 +107,8 @@ pub enum Error {
     },
     /// A bundle or rule name that is not valid.
     BadName { name: String },
+    /// A token this format does not define, or one with a bad argument.
+    BadToken { token: String, reason: &'static str },
     /// A key file that does not parse.
     BadKeyFile { reason: &'static str },
     /// A policy line that does not parse.
@@ -227,6 +229,7 @@ impl fmt::Display for Error {
                 "entrypoint `{entry}` is not a regular file in the bundle; fix `entry` in quilt.toml"
             ),
             BadField { field, reason } => write!(f, "header field `{field}` {reason}"),
+            BadToken { token, reason } => write!(f, "token `{token}` {reason}"),
             BadName { name } => write!(
                 f,
                 "name `{name}` is not valid: use 1-64 of a-z 0-9 - _ . and / between parts"

@@ -29,6 +29,10 @@ pub struct Limits {
     pub tasks: u32,
     /// `RLIMIT_NOFILE`.
     pub open_files: u32,
+    /// `io.max` `rbps`/`wbps` in MiB/s on every block device; 0 = no cap.
+    pub io_mib_s: u32,
+    /// `io.max` `riops`/`wiops` on every block device; 0 = no cap.
+    pub io_iops: u32,
 }
 
 impl Default for Limits {
@@ -38,6 +42,8 @@ impl Default for Limits {
             cpu_percent: 100,
             tasks: 64,
             open_files: 256,
+            io_mib_s: 0,
+            io_iops: 0,
         }
     }
 }
@@ -298,8 +304,8 @@ mod tests {
         // Found by the header fuzzer: a limit of 0 written as `80 00`.
         let b = sample().encode().unwrap();
         let n = b.len();
-        // The last four bytes are: tokens len, not_before, expires (0, 0, 0)
-        // preceded by open_files; pad the tokens length.
+        // The last three bytes are: tokens len, not_before, expires
+        // (0, 0, 0); pad the tokens length.
         let mut padded = b[..n - 3].to_vec();
         padded.extend_from_slice(&[0x80, 0x00, 0, 0]);
         assert_eq!(

@@ -39,6 +39,7 @@ pub mod merkle;
 pub mod pack;
 pub mod reader;
 pub mod sig;
+pub mod tokens;
 pub mod trust;
 
 pub use error::Error;

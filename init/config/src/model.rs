@@ -255,6 +255,12 @@ pub struct Limits {
     /// `pids.max`.
     #[serde(default)]
     pub pids_max: Option<u32>,
+    /// `io.max` `rbps` and `wbps` on every block device, bytes per second.
+    #[serde(default)]
+    pub io_bps: Option<u64>,
+    /// `io.max` `riops` and `wiops` on every block device.
+    #[serde(default)]
+    pub io_iops: Option<u32>,
 }
 
 fn default_backoff_ms() -> u32 {

@@ -120,6 +120,8 @@ fn check_service(s: &Service) -> Result<(), ConfigError> {
         || l.pids_max == Some(0)
         || l.cpu_quota_us == Some(0)
         || l.cpu_period_us == Some(0)
+        || l.io_bps == Some(0)
+        || l.io_iops == Some(0)
     {
         return err(ConfigError::ZeroLimit);
     }

@@ -21,6 +21,8 @@ pub enum Stage {
     Fds,
     /// Dropping capabilities.
     Caps,
+    /// Waiting for the parent to write the user namespace's id maps.
+    UserNs,
     /// setgroups/setresgid/setresuid.
     Credentials,
     /// `no_new_privs` and the seccomp filter.
@@ -44,6 +46,7 @@ impl Stage {
             Stage::Seccomp => [7, 0],
             Stage::Chdir => [8, 0],
             Stage::Exec => [9, 0],
+            Stage::UserNs => [10, 0],
         }
     }
 
@@ -59,6 +62,7 @@ impl Stage {
             6 => Stage::Credentials,
             7 => Stage::Seccomp,
             8 => Stage::Chdir,
+            10 => Stage::UserNs,
             _ => Stage::Exec,
         }
     }
@@ -76,6 +80,7 @@ impl Stage {
             Stage::Seccomp => "seccomp",
             Stage::Chdir => "chdir",
             Stage::Exec => "exec",
+            Stage::UserNs => "user namespace",
         }
     }
 }
@@ -128,11 +133,76 @@ unsafe fn loopback_up() -> bool {
     }
 }
 
+/// `linux/capability.h`: version 3 takes two 32-bit words per set.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// After `setresuid` with KEEPCAPS: narrow the permitted, effective and
+/// inheritable sets to `caps` and raise them as ambient, so they survive
+/// exec of the (non-setuid, capability-less) runtime binary.
+///
+/// # Safety
+/// Async-signal-safe; child only.
+unsafe fn keep_caps(caps: u64) -> bool {
+    let word = |shift: u32| -> CapData {
+        let w = (caps >> shift) as u32;
+        CapData {
+            effective: w,
+            permitted: w,
+            inheritable: w,
+        }
+    };
+    let hdr = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [word(0), word(32)];
+    // SAFETY: header and two data words as capset(2) v3 expects.
+    if unsafe { libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) } != 0 {
+        return false;
+    }
+    for cap in 0..=63u32 {
+        if caps & (1u64 << cap) != 0
+            // SAFETY: plain prctl with integer arguments.
+            && unsafe {
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE,
+                    cap,
+                    0,
+                    0,
+                )
+            } != 0
+        {
+            return false;
+        }
+    }
+    true
+}
+
 /// Set up and exec. Never returns.
 ///
 /// # Safety
 /// Call only in the child of `clone3` from a single-threaded parent.
-pub(crate) unsafe fn run(plan: &Plan, stdio: Stdio<'_>, err_w: i32) -> ! {
+pub(crate) unsafe fn run(
+    plan: &Plan,
+    stdio: Stdio<'_>,
+    err_w: i32,
+    userns_sync: Option<(i32, i32)>,
+) -> ! {
     // SAFETY: every call below is a raw libc call over memory the parent
     // prepared and still owns in our copy of its address space.
     unsafe {
@@ -149,6 +219,24 @@ pub(crate) unsafe fn run(plan: &Plan, stdio: Stdio<'_>, err_w: i32) -> ! {
             libc::write(err_w, msg.as_ptr().cast(), msg.len());
             libc::_exit(127)
         };
+        // In a new user namespace we hold no id until the parent has
+        // written the maps: wait for its one byte (EOF means it gave up).
+        if let Some((r, w)) = userns_sync {
+            libc::close(w);
+            let mut b = 0u8;
+            let n = loop {
+                let n = libc::read(r, (&mut b as *mut u8).cast(), 1);
+                if n >= 0 || *libc::__errno_location() != libc::EINTR {
+                    break n;
+                }
+            };
+            libc::close(r);
+            // Still the host's root (unmapped here, so files we create
+            // would have no owner: EOVERFLOW): become the namespace's root.
+            if n != 1 || libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+                fail(Stage::UserNs);
+            }
+        }
         libc::setsid();
         // Device nodes and directories get exactly the planned modes
         // (0666 for /dev/null and friends), not PID 1's umask-filtered ones.
@@ -173,6 +261,15 @@ pub(crate) unsafe fn run(plan: &Plan, stdio: Stdio<'_>, err_w: i32) -> ! {
                 Op::Mknod { path, mode, dev } => libc::mknod(path.as_ptr(), *mode, *dev) == 0,
                 Op::Mkdir { path, mode } => libc::mkdir(path.as_ptr(), *mode) == 0,
                 Op::Symlink { target, path } => libc::symlink(target.as_ptr(), path.as_ptr()) == 0,
+                Op::Touch { path } => {
+                    let fd = libc::open(
+                        path.as_ptr(),
+                        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                        0o666,
+                    );
+                    fd >= 0 && libc::close(fd) == 0
+                }
+                Op::Chown { path, uid, gid } => libc::chown(path.as_ptr(), *uid, *gid) == 0,
             };
             if !ok {
                 fail(Stage::Mount(u8::try_from(i).unwrap_or(u8::MAX)));
@@ -233,9 +330,13 @@ pub(crate) unsafe fn run(plan: &Plan, stdio: Stdio<'_>, err_w: i32) -> ! {
         {
             fail(Stage::Fds);
         }
-        // Empty the bounding and ambient sets while we still hold
-        // CAP_SETPCAP; switching to a non-zero uid then clears the rest.
-        for cap in 0..=63 {
+        // Empty the bounding and ambient sets (but for the capabilities
+        // tokens grant) while we still hold CAP_SETPCAP; switching to a
+        // non-zero uid then clears the rest, unless some are kept.
+        for cap in 0..=63u32 {
+            if plan.caps & (1u64 << cap) != 0 {
+                continue;
+            }
             if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
                 && *libc::__errno_location() != libc::EINVAL
             {
@@ -249,11 +350,17 @@ pub(crate) unsafe fn run(plan: &Plan, stdio: Stdio<'_>, err_w: i32) -> ! {
             0,
             0,
         );
+        if plan.caps != 0 && libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+            fail(Stage::Caps);
+        }
         if libc::setgroups(0, core::ptr::null()) != 0
             || libc::setresgid(plan.gid, plan.gid, plan.gid) != 0
             || libc::setresuid(plan.uid, plan.uid, plan.uid) != 0
         {
             fail(Stage::Credentials);
+        }
+        if plan.caps != 0 && !keep_caps(plan.caps) {
+            fail(Stage::Caps);
         }
         if libc::chdir(plan.cwd.as_ptr()) != 0 {
             fail(Stage::Chdir);

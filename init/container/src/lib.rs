@@ -26,7 +26,7 @@ mod plan;
 pub mod seccomp;
 
 pub use child::{reset_signals, Stage};
-pub use plan::{Bind, Plan, PlanError, Spec};
+pub use plan::{Bind, IdMap, Overlay, Plan, PlanError, Spec};
 
 use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
@@ -36,6 +36,7 @@ const CLONE_NEWIPC: u64 = libc::CLONE_NEWIPC as u64;
 const CLONE_NEWPID: u64 = libc::CLONE_NEWPID as u64;
 const CLONE_NEWNET: u64 = libc::CLONE_NEWNET as u64;
 const CLONE_NEWCGROUP: u64 = libc::CLONE_NEWCGROUP as u64;
+const CLONE_NEWUSER: u64 = libc::CLONE_NEWUSER as u64;
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// `struct clone_args` (version 2, with `cgroup`).
@@ -120,17 +121,53 @@ pub fn spawn(plan: &Plan, stdio: Stdio<'_>, cgroup: BorrowedFd<'_>) -> std::io::
     if plan.new_net {
         flags |= CLONE_NEWNET;
     }
+    let sync = match plan.userns {
+        Some(_) => {
+            flags |= CLONE_NEWUSER;
+            Some(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+        }
+        None => None,
+    };
     // SAFETY: quilt-init and the benchmark driver are single-threaded; the
     // child branch runs only raw libc calls and never returns.
     let pid = unsafe { clone3(flags, Some(cgroup))? };
     if pid == 0 {
+        let raw = sync.as_ref().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd()));
         // SAFETY: we are the freshly cloned child of a single-threaded parent.
-        unsafe { child::run(plan, stdio, err_w.as_raw_fd()) }
+        unsafe { child::run(plan, stdio, err_w.as_raw_fd(), raw) }
     }
     drop(err_w);
+    let mut map_error = None;
+    if let (Some(map), Some((r, w))) = (plan.userns, sync) {
+        drop(r);
+        // On failure the child reads EOF and exits before doing anything.
+        match write_id_maps(pid, map) {
+            Ok(()) => {
+                let _ = rustix::io::write(&w, &[1]);
+            }
+            Err(e) => map_error = Some((Stage::UserNs, e.raw_os_error().unwrap_or(0))),
+        }
+        drop(w);
+    }
     let failed = read_report::<6>(&err_r)
         .map(|[s, i, a, b, c, d]| (Stage::from_code(s, i), i32::from_ne_bytes([a, b, c, d])));
+    let failed = map_error.or(failed);
     Ok(Spawned { pid, failed })
+}
+
+/// Map ids `0..count` of the child's new user namespace to the host range.
+/// PID 1 is root in the initial namespace, so a multi-id map needs no
+/// helper (`newuidmap`) and `setgroups` can stay allowed.
+fn write_id_maps(pid: i32, map: IdMap) -> std::io::Result<()> {
+    use std::io::Write;
+    let line = format!("0 {} {}\n", map.host, map.count);
+    for file in ["uid_map", "gid_map"] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/{pid}/{file}"))?
+            .write_all(line.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Read a child's pre-exec failure report from its close-on-exec pipe:

@@ -17,6 +17,25 @@ pub struct Bind<'a> {
     pub writable: bool,
 }
 
+/// A writable overlay over a read-only directory inside the container;
+/// writes land in a tmpfs private to the container.
+#[derive(Debug, Clone, Copy)]
+pub struct Overlay<'a> {
+    /// Host directory that is the read-only lower layer.
+    pub lower: &'a Path,
+    /// Absolute path inside the container where the merged tree appears.
+    pub dst: &'a str,
+}
+
+/// A user namespace: ids `0..count` inside are host ids `host..host+count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    /// First host uid and gid of the range.
+    pub host: u32,
+    /// How many ids are mapped.
+    pub count: u32,
+}
+
 /// What a container is.
 #[derive(Debug, Clone, Copy)]
 pub struct Spec<'a> {
@@ -46,6 +65,16 @@ pub struct Spec<'a> {
     /// An empty host directory used as the mount point of the new root
     /// (one is enough for every container: mounts are per namespace).
     pub staging: &'a Path,
+    /// Run in a user namespace of its own with this id map (`None`: no
+    /// user namespace, the tool's uid is a host uid).
+    pub userns: Option<IdMap>,
+    /// Capabilities (bit = number) the tool keeps; 0 for none.
+    pub caps: u64,
+    /// Writable overlays (the `write:<dir>` tokens).
+    pub overlays: &'a [Overlay<'a>],
+    /// An empty host directory where the overlays' scratch tmpfs is
+    /// mounted (in the container's namespace only). Size: `tmp_bytes`.
+    pub scratch: &'a Path,
 }
 
 /// Why a spec cannot become a plan.
@@ -102,6 +131,15 @@ pub(crate) enum Op {
         target: CString,
         path: CString,
     },
+    /// An empty regular file (a mount point for a bound device node).
+    Touch {
+        path: CString,
+    },
+    Chown {
+        path: CString,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// Everything prepared; the child reads it and allocates nothing.
@@ -118,6 +156,8 @@ pub struct Plan {
     pub(crate) gid: u32,
     pub(crate) new_net: bool,
     pub(crate) nofile: u64,
+    pub(crate) userns: Option<IdMap>,
+    pub(crate) caps: u64,
     pub(crate) bpf: seccompiler::BpfProgram,
     descriptions: Vec<String>,
 }
@@ -139,6 +179,8 @@ fn inside(staging: &Path, p: &str) -> Result<CString, PlanError> {
 }
 
 const NOSUID: libc::c_ulong = libc::MS_NOSUID;
+/// `CAP_NET_RAW` (linux/capability.h; not in the libc crate).
+const CAP_NET_RAW: u64 = 13;
 const NODEV: libc::c_ulong = libc::MS_NODEV;
 const NOEXEC: libc::c_ulong = libc::MS_NOEXEC;
 
@@ -206,6 +248,69 @@ impl Plan {
                 ),
             );
         }
+        if !spec.overlays.is_empty() {
+            let scratch = host(spec.scratch, "scratch")?;
+            push(
+                Op::Mount {
+                    src: Some(cstr("tmpfs", "scratch")?),
+                    dst: scratch,
+                    fstype: Some(cstr("tmpfs", "scratch")?),
+                    flags: NOSUID | NODEV,
+                    data: Some(cstr(
+                        &format!("size={},mode=700", spec.tmp_bytes.max(4096)),
+                        "scratch",
+                    )?),
+                },
+                "tmpfs for writable overlays".into(),
+            );
+        }
+        for (i, o) in spec.overlays.iter().enumerate() {
+            let upper = spec.scratch.join(format!("u{i}"));
+            let work = spec.scratch.join(format!("w{i}"));
+            for d in [&upper, &work] {
+                push(
+                    Op::Mkdir {
+                        path: host(d, "scratch")?,
+                        mode: 0o755,
+                    },
+                    format!("mkdir {}", d.display()),
+                );
+            }
+            // The upper directory is the overlay's root inode: owning it
+            // is what lets the tool create and replace files there.
+            push(
+                Op::Chown {
+                    path: host(&upper, "scratch")?,
+                    uid: spec.uid,
+                    gid: spec.gid,
+                },
+                format!("chown {}", upper.display()),
+            );
+            let lower = o.lower.display().to_string();
+            if [&lower, &upper.display().to_string()]
+                .iter()
+                .any(|p| p.contains([',', ':', '\\']))
+            {
+                return Err(PlanError::BadPath(lower));
+            }
+            push(
+                Op::Mount {
+                    src: Some(cstr("overlay", "overlay")?),
+                    dst: inside(st, o.dst)?,
+                    fstype: Some(cstr("overlay", "overlay")?),
+                    flags: NOSUID | NODEV,
+                    data: Some(cstr(
+                        &format!(
+                            "lowerdir={lower},upperdir={},workdir={}",
+                            upper.display(),
+                            work.display()
+                        ),
+                        "overlay",
+                    )?),
+                },
+                format!("writable overlay at {}", o.dst),
+            );
+        }
         push(
             Op::Mount {
                 src: Some(cstr("tmpfs", "tmp")?),
@@ -237,14 +342,34 @@ impl Plan {
             ("urandom", 1, 9),
             ("tty", 5, 0),
         ] {
-            push(
-                Op::Mknod {
-                    path: inside(st, &format!("/dev/{name}"))?,
-                    mode: libc::S_IFCHR | 0o666,
-                    dev: libc::makedev(major, minor),
-                },
-                format!("mknod /dev/{name}"),
-            );
+            let path = inside(st, &format!("/dev/{name}"))?;
+            if spec.userns.is_some() {
+                // A user namespace may not mknod: bind the host's node
+                // over an empty file instead (what rootless runc does).
+                push(
+                    Op::Touch { path: path.clone() },
+                    format!("create /dev/{name}"),
+                );
+                push(
+                    Op::Mount {
+                        src: Some(cstr(&format!("/dev/{name}"), "dev")?),
+                        dst: path,
+                        fstype: None,
+                        flags: libc::MS_BIND,
+                        data: None,
+                    },
+                    format!("bind host /dev/{name}"),
+                );
+            } else {
+                push(
+                    Op::Mknod {
+                        path,
+                        mode: libc::S_IFCHR | 0o666,
+                        dev: libc::makedev(major, minor),
+                    },
+                    format!("mknod /dev/{name}"),
+                );
+            }
         }
         for d in ["/dev/pts", "/dev/shm"] {
             push(
@@ -315,7 +440,9 @@ impl Plan {
         argv_ptrs.push(core::ptr::null());
         let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
         env_ptrs.push(core::ptr::null());
-        let bpf = seccomp::filter().map_err(|e| PlanError::Seccomp(e.to_string()))?;
+        // CAP_NET_RAW is only worth its token if raw sockets get past seccomp.
+        let raw_sockets = spec.caps & (1 << CAP_NET_RAW) != 0;
+        let bpf = seccomp::filter(raw_sockets).map_err(|e| PlanError::Seccomp(e.to_string()))?;
         if !spec.cwd.starts_with('/') {
             return Err(PlanError::BadPath(spec.cwd.to_owned()));
         }
@@ -332,6 +459,8 @@ impl Plan {
             gid: spec.gid,
             new_net: spec.new_net,
             nofile: spec.nofile,
+            userns: spec.userns,
+            caps: spec.caps,
             bpf,
             descriptions,
         })
@@ -340,6 +469,15 @@ impl Plan {
     /// Human description of setup step `i` (for failure reports).
     pub fn describe(&self, i: usize) -> &str {
         self.descriptions.get(i).map_or("setup", String::as_str)
+    }
+
+    /// Which filesystem step a failure report names, or "" for the
+    /// stages that are one step.
+    pub fn step(&self, stage: crate::Stage) -> &str {
+        match stage {
+            crate::Stage::Mount(k) => self.describe(usize::from(k)),
+            _ => "",
+        }
     }
 }
 
@@ -361,6 +499,10 @@ mod tests {
             new_net: true,
             nofile: 1024,
             staging: Path::new("/run/quilt/root"),
+            userns: None,
+            caps: 0,
+            overlays: &[],
+            scratch: Path::new("/run/quilt/scratch"),
         }
     }
 

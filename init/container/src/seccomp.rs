@@ -65,8 +65,9 @@ const ARCH: seccompiler::TargetArch = seccompiler::TargetArch::x86_64;
 #[cfg(target_arch = "aarch64")]
 const ARCH: seccompiler::TargetArch = seccompiler::TargetArch::aarch64;
 
-/// Build the container filter.
-pub fn filter() -> Result<BpfProgram, seccompiler::Error> {
+/// Build the container filter; `raw_sockets` lifts the socket rule for a
+/// tool that holds CAP_NET_RAW by token (packet sockets stay refused).
+pub fn filter(raw_sockets: bool) -> Result<BpfProgram, seccompiler::Error> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|&n| (n, Vec::new())).collect();
     // socket(domain, type, …): no AF_PACKET, and no SOCK_RAW of any family
@@ -83,7 +84,12 @@ pub fn filter() -> Result<BpfProgram, seccompiler::Error> {
         SeccompCmpOp::MaskedEq(0xf),
         libc::SOCK_RAW as u64,
     )?])?;
-    rules.insert(libc::SYS_socket, vec![packet, raw]);
+    let socket_rules = if raw_sockets {
+        vec![packet]
+    } else {
+        vec![packet, raw]
+    };
+    rules.insert(libc::SYS_socket, socket_rules);
     let f = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -97,7 +103,9 @@ pub fn filter() -> Result<BpfProgram, seccompiler::Error> {
 mod tests {
     #[test]
     fn builds() {
-        let prog = super::filter().unwrap();
+        let prog = super::filter(false).unwrap();
         assert!(prog.len() > super::DENIED.len());
+        let with_raw = super::filter(true).unwrap();
+        assert!(with_raw.len() < prog.len());
     }
 }

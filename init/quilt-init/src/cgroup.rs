@@ -113,6 +113,77 @@ fn apply_limits(name: &str, l: &Limits) {
         Some(q) => set("cpu.max", format_args!("{q} {period}")),
         None => set("cpu.max", format_args!("max {period}")),
     }
+    if l.io_bps.is_some() || l.io_iops.is_some() {
+        apply_io_max(name, l.io_bps, l.io_iops);
+    }
+}
+
+/// Most block devices given an `io.max` line.
+const MAX_BLOCK_DEVICES: usize = 16;
+
+/// `io.max` on every block device that does real I/O (loop and ram disks
+/// are skipped: their I/O lands on another device or in memory).
+fn apply_io_max(name: &str, bps: Option<u64>, iops: Option<u32>) {
+    let Ok(dir) = std::fs::read_dir("/sys/block") else {
+        return;
+    };
+    let mut line: heapless::String<96> = heapless::String::new();
+    let file = path(name, "io.max");
+    for dev in dir.flatten().take(MAX_BLOCK_DEVICES) {
+        let dev_name = dev.file_name();
+        let dev_name = dev_name.to_string_lossy();
+        if dev_name.starts_with("loop") || dev_name.starts_with("ram") {
+            continue;
+        }
+        let mut buf = [0u8; 32];
+        let sys: heapless::String<64> = {
+            let mut s = heapless::String::new();
+            let _ = core::fmt::Write::write_fmt(&mut s, format_args!("/sys/block/{dev_name}/dev"));
+            s
+        };
+        let Ok(n) = crate::mounts::read_into(sys.as_str(), &mut buf) else {
+            continue;
+        };
+        let Some(majmin) = buf.get(..n).and_then(|b| core::str::from_utf8(b).ok()) else {
+            continue;
+        };
+        line.clear();
+        let b = |v: Option<u64>| v.map_or(CgValue::Max, CgValue::N);
+        let _ = core::fmt::Write::write_fmt(
+            &mut line,
+            format_args!(
+                "{} rbps={} wbps={} riops={} wiops={}",
+                majmin.trim(),
+                b(bps),
+                b(bps),
+                b(iops.map(u64::from)),
+                b(iops.map(u64::from))
+            ),
+        );
+        if let Err(e) = write_file(file.as_str(), &line) {
+            event!(
+                "event=cgroup-limit-failed service={} file=io.max value=\"{}\" error={}",
+                name,
+                line,
+                e
+            );
+        }
+    }
+}
+
+/// A cgroup value or `max`.
+enum CgValue {
+    Max,
+    N(u64),
+}
+
+impl core::fmt::Display for CgValue {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CgValue::Max => f.write_str("max"),
+            CgValue::N(n) => write!(f, "{n}"),
+        }
+    }
 }
 
 /// Whether any process is left in the cgroup (`populated` in cgroup.events).

@@ -73,6 +73,7 @@ fn main() {
     let fatal_cfg = cfg.fatal.clone();
     let n = cfg.services.len();
     let _ = std::fs::create_dir_all(supervisor::STAGING);
+    let _ = std::fs::create_dir_all(supervisor::SCRATCH);
     let tools = bundles::bring_up(&cfg.bundles);
     let sup = supervisor::Supervisor::new(cfg, tools.as_ref());
     let lp = match evloop::Loop::new(sup, wd, cl.hang_after_s, tools) {

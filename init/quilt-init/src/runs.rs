@@ -304,10 +304,11 @@ impl Runs {
         };
         if let Some((stage, errno)) = sp.failed {
             event!(
-                "event=run-setup-failed id={} bundle={} stage={} error=\"{}\"",
+                "event=run-setup-failed id={} bundle={} stage={} step=\"{}\" error=\"{}\"",
                 id,
                 bundle,
                 stage.name(),
+                plan.step(stage),
                 std::io::Error::from_raw_os_error(errno)
             );
         }

@@ -397,10 +397,7 @@ impl Supervisor {
         match quilt_container::spawn(plan, stdio, cg.as_fd()) {
             Ok(sp) => {
                 if let Some((stage, errno)) = sp.failed {
-                    let step = match stage {
-                        quilt_container::Stage::Mount(k) => plan.describe(usize::from(k)),
-                        _ => "",
-                    };
+                    let step = plan.step(stage);
                     event!(
                         "event=service-exec-failed name={} pid={} stage={} step=\"{}\" error=\"{}\"",
                         name,
@@ -784,6 +781,16 @@ impl Supervisor {
 
 /// Where every container's new root is mounted (in its own namespace).
 pub const STAGING: &str = "/run/quilt/root";
+/// Where a container's writable-overlay tmpfs is mounted (in its own
+/// namespace; the host directory stays empty).
+pub const SCRATCH: &str = "/run/quilt/scratch";
+/// The host ids a `userns` container's ids 0..65535 map to: unprivileged,
+/// owned by no host file, shared by every such container (their PID, IPC
+/// and mount namespaces keep them apart).
+const USERNS_MAP: quilt_container::IdMap = quilt_container::IdMap {
+    host: 100_000,
+    count: 65_536,
+};
 /// The uid/gid tools run as.
 const TOOL_ID: u32 = 1000;
 /// /tmp of a tool when its manifest sets no memory limit.
@@ -838,6 +845,12 @@ pub(crate) fn container_plan(
         dst: "/app",
         writable: false,
     }];
+    let grants = Grants::of(bundle, h, &tool.tree)?;
+    let overlays: Vec<quilt_container::Overlay<'_>> = grants
+        .writable
+        .iter()
+        .map(|(lower, dst)| quilt_container::Overlay { lower, dst })
+        .collect();
     let tmp_bytes = match h.limits.memory_mib {
         0 => DEFAULT_TMP,
         m => (u64::from(m) << 20) / 4,
@@ -858,8 +871,58 @@ pub(crate) fn container_plan(
             n => u64::from(n),
         },
         staging: std::path::Path::new(STAGING),
+        userns: grants.userns.then_some(USERNS_MAP),
+        caps: grants.caps,
+        overlays: &overlays,
+        scratch: std::path::Path::new(SCRATCH),
     };
     quilt_container::Plan::new(&spec).map_err(|e| e.to_string())
+}
+
+/// What a bundle's signed tokens grant its containers.
+struct Grants {
+    userns: bool,
+    caps: u64,
+    /// (host lower dir, container path) per `write:<dir>`.
+    writable: Vec<(std::path::PathBuf, String)>,
+}
+
+impl Grants {
+    /// Every token must be one this firmware knows: a tool is never run
+    /// with other powers than it was signed for.
+    fn of(
+        bundle: &str,
+        h: &quilt_bundle::Header,
+        tree: &std::path::Path,
+    ) -> Result<Grants, String> {
+        use quilt_bundle::tokens::Token;
+        let mut g = Grants {
+            userns: false,
+            caps: 0,
+            writable: Vec::new(),
+        };
+        for t in &h.tokens {
+            match Token::parse(t) {
+                Ok(Token::UserNs) => g.userns = true,
+                Ok(Token::Cap(_, nr)) => g.caps |= 1u64 << nr,
+                Ok(Token::Write(dir)) => {
+                    let lower = tree.join(dir);
+                    if !lower.is_dir() {
+                        return Err(format!(
+                            "bundle {bundle:?} asks for `write:{dir}`, but {dir:?} is not a directory of the bundle"
+                        ));
+                    }
+                    g.writable.push((lower, format!("/app/{dir}")));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "bundle {bundle:?}: {e}; it is not run with other powers than it was signed for"
+                    ))
+                }
+            }
+        }
+        Ok(g)
+    }
 }
 
 /// The config's limits, filled in from the bundle manifest where the
@@ -887,6 +950,12 @@ pub(crate) fn merged_limits(
         l.cpu_quota_us = Some(u32::from(h.limits.cpu_percent) * 1000);
         l.cpu_period_us = Some(100_000);
     }
+    if l.io_bps.is_none() && h.limits.io_mib_s > 0 {
+        l.io_bps = Some(u64::from(h.limits.io_mib_s) << 20);
+    }
+    if l.io_iops.is_none() && h.limits.io_iops > 0 {
+        l.io_iops = Some(h.limits.io_iops);
+    }
     l
 }
 
@@ -908,5 +977,64 @@ pub fn action_name(a: PowerAction) -> &'static str {
         PowerAction::Reboot => "reboot",
         PowerAction::Halt => "halt",
         PowerAction::Poweroff => "poweroff",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Grants;
+
+    fn header(tokens: &[&str]) -> quilt_bundle::Header {
+        quilt_bundle::Header {
+            format: 1,
+            name: "t".into(),
+            version: 1,
+            root: quilt_bundle::hash::Hash([0; 32]),
+            manifest_len: 1,
+            chunk_count: 0,
+            content_len: 0,
+            files: 0,
+            total_size: 0,
+            arch: vec![],
+            boards: vec![],
+            entry: "main.ts".into(),
+            runtime: "bun".into(),
+            limits: quilt_bundle::header::Limits::default(),
+            tokens: tokens.iter().map(|t| (*t).to_string()).collect(),
+            not_before: None,
+            expires: None,
+        }
+    }
+
+    #[test]
+    fn tokens_become_grants_and_unknown_ones_refuse_the_bundle() {
+        let tree = std::env::temp_dir().join(format!("quilt-grants-{}", std::process::id()));
+        std::fs::create_dir_all(tree.join("data")).unwrap();
+        let g = Grants::of(
+            "t",
+            &header(&["userns", "cap:net_bind_service", "cap:kill", "write:data"]),
+            &tree,
+        )
+        .unwrap();
+        assert!(g.userns);
+        assert_eq!(g.caps, (1 << 10) | (1 << 5));
+        assert_eq!(
+            g.writable,
+            vec![(tree.join("data"), "/app/data".to_string())]
+        );
+        let none = Grants::of("t", &header(&[]), &tree).unwrap();
+        assert!(!none.userns && none.caps == 0 && none.writable.is_empty());
+        let e = Grants::of("t", &header(&["cap:sys_admin"]), &tree)
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("cap:sys_admin") && e.contains("signed for"),
+            "{e}"
+        );
+        let e = Grants::of("t", &header(&["write:missing"]), &tree)
+            .err()
+            .unwrap();
+        assert!(e.contains("not a directory of the bundle"), "{e}");
+        std::fs::remove_dir_all(&tree).unwrap();
     }
 }

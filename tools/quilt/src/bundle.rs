@@ -22,9 +22,11 @@ pub enum BundleCmd {
     /// DIR/quilt.toml must hold `name` (e.g. "agents/weather"), `version`
     /// (an integer that grows with every release) and `entry` (the script Bun
     /// runs, relative to DIR). Optional: runtime (default "bun"), arch and
-    /// boards (default: any), tokens (default: none), not_before / expires
-    /// (UNIX seconds), exclude (paths to leave out; .git always is),
-    /// [limits] memory_mib=128 cpu_percent=100 tasks=64 open_files=256.
+    /// boards (default: any), tokens (default: none; see docs/containers.md:
+    /// "userns", "cap:net_bind_service", "write:data", ...), not_before /
+    /// expires (UNIX seconds), exclude (paths to leave out; .git always is),
+    /// [limits] memory_mib=128 cpu_percent=100 tasks=64 open_files=256
+    /// io_mib_s=0 io_iops=0 (0 = no io.max cap).
     ///
     /// Every file, directory and symlink under DIR goes in; device nodes,
     /// fifos, sockets, setuid/setgid/sticky files, symlinks leaving DIR and

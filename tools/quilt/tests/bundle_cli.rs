@@ -226,6 +226,28 @@ fn packing_is_deterministic_and_refuses_hostile_trees() {
     .unwrap();
     let e = fails(&["bundle", "pack", "tool", "--out", "x.qb"], f.root());
     assert!(e.contains("quilt.toml"), "{e}");
+    std::fs::write(
+        tool.join("quilt.toml"),
+        "name = \"agents/w\"\nversion = 1\nentry = \"main.ts\"\ntokens = [\"cap:sys_admin\"]\n",
+    )
+    .unwrap();
+    let e = fails(&["bundle", "pack", "tool", "--out", "x.qb"], f.root());
+    assert!(
+        e.contains("token `cap:sys_admin` names no capability a tool may keep"),
+        "{e}"
+    );
+    std::fs::write(
+        tool.join("quilt.toml"),
+        "name = \"agents/w\"\nversion = 1\nentry = \"main.ts\"\ntokens = [\"userns\", \"cap:net_bind_service\", \"write:src\"]\n[limits]\nio_mib_s = 4\n",
+    )
+    .unwrap();
+    ok(&["bundle", "pack", "tool", "--out", "t.qb"], f.root());
+    let text = ok(&["bundle", "inspect", "t.qb"], f.root());
+    assert!(text.contains("io 4 MiB/s, no cap"), "{text}");
+    assert!(
+        text.contains("userns, cap:net_bind_service, write:src"),
+        "{text}"
+    );
     std::fs::remove_file(tool.join("quilt.toml")).unwrap();
     let e = fails(&["bundle", "pack", "tool", "--out", "x.qb"], f.root());
     assert!(e.contains("needs a quilt.toml"), "{e}");

@@ -48,7 +48,8 @@ pub fn inspect(file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             "format": h.format, "runtime": h.runtime, "entry": h.entry,
             "arch": h.arch, "boards": h.boards, "tokens": h.tokens,
             "limits": {"memory_mib": h.limits.memory_mib, "cpu_percent": h.limits.cpu_percent,
-                       "tasks": h.limits.tasks, "open_files": h.limits.open_files},
+                       "tasks": h.limits.tasks, "open_files": h.limits.open_files,
+                       "io_mib_s": h.limits.io_mib_s, "io_iops": h.limits.io_iops},
             "not_before": h.not_before, "expires": h.expires,
             "files": h.files, "total_size": h.total_size, "chunk_count": h.chunk_count,
             "content_len": h.content_len, "manifest_len": manifest_len, "file_len": file_len,
@@ -71,9 +72,21 @@ pub fn inspect(file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         println!("run         {} {}", h.runtime, h.entry);
         println!("arch        {}", list(&h.arch));
         println!("boards      {}", list(&h.boards));
+        let io = |v: u32, unit: &str| {
+            if v == 0 {
+                "no cap".to_string()
+            } else {
+                format!("{v} {unit}")
+            }
+        };
         println!(
-            "limits      memory {} MiB, cpu {}%, tasks {}, open files {}",
-            h.limits.memory_mib, h.limits.cpu_percent, h.limits.tasks, h.limits.open_files
+            "limits      memory {} MiB, cpu {}%, tasks {}, open files {}, io {}, {}",
+            h.limits.memory_mib,
+            h.limits.cpu_percent,
+            h.limits.tasks,
+            h.limits.open_files,
+            io(h.limits.io_mib_s, "MiB/s"),
+            io(h.limits.io_iops, "IOPS")
         );
         println!(
             "tokens      {}",

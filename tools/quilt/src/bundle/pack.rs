@@ -41,6 +41,8 @@ struct LimitsToml {
     cpu_percent: Option<u16>,
     tasks: Option<u32>,
     open_files: Option<u32>,
+    io_mib_s: Option<u32>,
+    io_iops: Option<u32>,
 }
 
 /// Reads `DIR/quilt.toml` into header fields and the exclude list.
@@ -58,6 +60,10 @@ fn read_tool_toml(dir: &Path) -> anyhow::Result<(HeaderFields, Vec<String>)> {
         });
         anyhow::anyhow!("{} line {line}: {}", path.display(), e.message().trim())
     })?;
+    for token in &t.tokens {
+        quilt_bundle::tokens::Token::parse(token)
+            .with_context(|| format!("{}: tokens", path.display()))?;
+    }
     let d = Limits::default();
     let fields = HeaderFields {
         name: t.name,
@@ -71,6 +77,8 @@ fn read_tool_toml(dir: &Path) -> anyhow::Result<(HeaderFields, Vec<String>)> {
             cpu_percent: t.limits.cpu_percent.unwrap_or(d.cpu_percent),
             tasks: t.limits.tasks.unwrap_or(d.tasks),
             open_files: t.limits.open_files.unwrap_or(d.open_files),
+            io_mib_s: t.limits.io_mib_s.unwrap_or(d.io_mib_s),
+            io_iops: t.limits.io_iops.unwrap_or(d.io_iops),
         },
         tokens: t.tokens,
         not_before: t.not_before,
