@@ -9,6 +9,10 @@
 //! | `userns` | a user namespace of its own: uid/gid 0..65535 inside map to an unprivileged host range |
 //! | `cap:<name>` | keeps that one capability (see [`CAPS`]) |
 //! | `write:<dir>` | a writable overlay over `/app/<dir>` (writes land in memory and vanish with the container) |
+//! | `bus:<topic>:pub` / `bus:<topic>:sub` | publishing to / subscribing to a bus channel the board declares |
+//! | `exec:<service>` | starting a process inside that supervised service's container |
+//! | `llm:<name>` | acquiring units of a counted resource the board declares (`[[resource]]`), with deadlock detection |
+//! | `spawn` / `spawn:<bundle>` | starting child containers (of any installed bundle / of that one) over its own control socket, nested under its cgroup |
 
 use crate::error::Error;
 use crate::manifest::check_path;
@@ -41,6 +45,23 @@ pub enum Token<'a> {
     Cap(&'static str, u8),
     /// A writable overlay over this bundle directory (relative path).
     Write(&'a str),
+    /// Access to a bus channel.
+    Bus(&'a str, BusRole),
+    /// Child containers: of any installed bundle (`None`) or of one.
+    Spawn(Option<&'a str>),
+    /// Units of a counted resource; the whole token (`llm:gpt`) names it.
+    Counted(&'a str),
+    /// A process inside the container of this supervised service.
+    Exec(&'a str),
+}
+
+/// What a bus token lets a container do on its channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusRole {
+    /// Write messages (the channel's one publisher).
+    Pub,
+    /// Read messages (one of its subscribers).
+    Sub,
 }
 
 impl<'a> Token<'a> {
@@ -68,10 +89,57 @@ impl<'a> Token<'a> {
                 Err(_) => Err(bad("needs a relative directory of the bundle without `.` or `..`, e.g. `write:data`")),
             };
         }
+        if s == "spawn" {
+            return Ok(Token::Spawn(None));
+        }
+        if let Some(name) = s.strip_prefix("spawn:") {
+            return match crate::header::check_name(name) {
+                Ok(()) => Ok(Token::Spawn(Some(name))),
+                Err(_) => Err(bad("needs a bundle name, e.g. `spawn:examples/hello`")),
+            };
+        }
+        if let Some(name) = s.strip_prefix("exec:") {
+            let ok = (1..=32).contains(&name.len())
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
+            return if ok {
+                Ok(Token::Exec(name))
+            } else {
+                Err(bad("needs a service name, e.g. `exec:calc`"))
+            };
+        }
+        if let Some(name) = s.strip_prefix("llm:") {
+            return if topic_like(name) {
+                Ok(Token::Counted(s))
+            } else {
+                Err(bad("names a resource outside [a-z0-9._-]{1,48}"))
+            };
+        }
+        if let Some(rest) = s.strip_prefix("bus:") {
+            let (topic, role) = rest.rsplit_once(':').unwrap_or((rest, ""));
+            let role = match role {
+                "pub" => BusRole::Pub,
+                "sub" => BusRole::Sub,
+                _ => return Err(bad("needs a role: `bus:<topic>:pub` or `bus:<topic>:sub`")),
+            };
+            if !topic_like(topic) {
+                return Err(bad("names a topic outside [a-z0-9._-]{1,48}"));
+            }
+            return Ok(Token::Bus(topic, role));
+        }
         Err(bad(
-            "is not one this firmware knows (userns, cap:<name>, write:<dir>)",
+            "is not one this firmware knows (userns, cap:<name>, write:<dir>, bus:<topic>:pub|sub, spawn, spawn:<bundle>, llm:<name>, exec:<service>)",
         ))
     }
+}
+
+/// `[a-z0-9._-]{1,48}`: bus topics and resource names.
+fn topic_like(s: &str) -> bool {
+    (1..=48).contains(&s.len())
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
 }
 
 /// Parse every token, stopping at the first bad one.
@@ -97,6 +165,21 @@ mod tests {
             Token::parse("write:data/cache"),
             Ok(Token::Write("data/cache"))
         );
+        assert_eq!(
+            Token::parse("bus:calc.req:pub"),
+            Ok(Token::Bus("calc.req", BusRole::Pub))
+        );
+        assert_eq!(
+            Token::parse("bus:telemetry:sub"),
+            Ok(Token::Bus("telemetry", BusRole::Sub))
+        );
+        assert_eq!(Token::parse("spawn"), Ok(Token::Spawn(None)));
+        assert_eq!(Token::parse("llm:gpt"), Ok(Token::Counted("llm:gpt")));
+        assert_eq!(Token::parse("exec:calc"), Ok(Token::Exec("calc")));
+        assert_eq!(
+            Token::parse("spawn:examples/hello"),
+            Ok(Token::Spawn(Some("examples/hello")))
+        );
     }
 
     #[test]
@@ -111,6 +194,18 @@ mod tests {
             "write:a/./b",
             "root",
             "userns:0",
+            "bus:calc",
+            "bus:calc:rw",
+            "bus::pub",
+            "bus:Calc:sub",
+            "bus:a/b:pub",
+            "spawn:",
+            "spawn:../x",
+            "spawns",
+            "llm:",
+            "llm:GPT",
+            "exec:",
+            "exec:a/b",
         ] {
             let e = Token::parse(bad).unwrap_err();
             assert!(

@@ -119,6 +119,8 @@ mod tests {
             watchdog: Watchdog::default(),
             services: heapless::Vec::new(),
             bundles: Bundles::default(),
+            channels: heapless::Vec::new(),
+            resources: heapless::Vec::new(),
         };
         c.services.push(s).unwrap();
         c

@@ -51,6 +51,75 @@ pub struct BootConfig {
     /// Where signed bundles come from and where they run.
     #[serde(default)]
     pub bundles: Bundles,
+    /// Shared-memory bus channels quilt-init creates at boot; containers
+    /// reach one only through a `bus:<topic>:pub|sub` token.
+    #[serde(default, rename = "bus")]
+    pub channels: Vec<Channel, MAX_CHANNELS>,
+    /// Counted resources (`llm:<name>` tokens acquire units of them).
+    #[serde(default, rename = "resource")]
+    pub resources: Vec<Resource, MAX_RESOURCES>,
+}
+
+/// Most counted resources.
+pub const MAX_RESOURCES: usize = 16;
+
+/// A counted resource: at most `capacity` units held at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    /// The token that reaches it, e.g. `llm:gpt`.
+    pub name: String<64>,
+    /// Units (1..=1024).
+    pub capacity: u32,
+}
+
+/// Most bus channels.
+pub const MAX_CHANNELS: usize = 16;
+/// Most bytes of shared memory one channel may take (slots × slot size).
+pub const MAX_CHANNEL_BYTES: u64 = 64 << 20;
+
+/// One bus channel. Its size is fixed here, never by a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    /// `[a-z0-9._-]`, 1-48 bytes; request/reply pairs are `<x>.req`/`<x>.rep`.
+    pub topic: String<48>,
+    /// Messages the ring holds (1..=65536).
+    #[serde(default = "default_slots")]
+    pub slots: u32,
+    /// Bytes per message (8..=16 MiB, a multiple of 8).
+    #[serde(default = "default_slot_size")]
+    pub slot_size: u32,
+    /// Back-pressure when a subscriber is a whole ring behind.
+    #[serde(default)]
+    pub mode: BusMode,
+    /// Subscriber regions: how many containers may subscribe at once (1..=16).
+    #[serde(default = "default_subscribers")]
+    pub subscribers: u8,
+}
+
+/// Back-pressure of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BusMode {
+    /// The publisher waits (or is refused) until the slowest subscriber
+    /// frees a slot: for commands.
+    #[default]
+    Block,
+    /// The oldest message is overwritten: for telemetry.
+    DropOldest,
+}
+
+fn default_slots() -> u32 {
+    64
+}
+
+fn default_slot_size() -> u32 {
+    4096
+}
+
+fn default_subscribers() -> u8 {
+    4
 }
 
 /// Bundle locations. Defaults match the image layout (`rootfs/`).

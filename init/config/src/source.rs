@@ -64,7 +64,12 @@ name = "api"
 exec = ["/bin/api"]
 after = ["db"]
 restart = "on-failure"
-limits = { memory_max = 1048576, pids_max = 16 }
+limits = { memory_max = 1048576, pids_max = 16, io_bps = 1048576 }
+
+[[bus]]
+topic = "calc.req"
+slots = 128
+mode = "drop-oldest"
 "#;
 
     #[test]
@@ -76,6 +81,18 @@ limits = { memory_max = 1048576, pids_max = 16 }
         assert_eq!(cfg.services[0].ready, Ready::Fd(3));
         assert_eq!(cfg.services[1].restart, Restart::OnFailure);
         assert_eq!(cfg.services[1].limits.pids_max, Some(16));
+        assert_eq!(cfg.services[1].limits.io_bps, Some(1 << 20));
+        let c = &cfg.channels[0];
+        assert_eq!(
+            (
+                c.topic.as_str(),
+                c.slots,
+                c.slot_size,
+                c.mode,
+                c.subscribers
+            ),
+            ("calc.req", 128, 4096, crate::model::BusMode::DropOldest, 4)
+        );
         assert_eq!(crate::start_order(&cfg).unwrap().as_slice(), &[0, 1]);
     }
 
@@ -94,6 +111,14 @@ exec = ["/b"]
 after = ["a"]
 "#;
         assert!(compile(cyc).unwrap_err().to_string().contains("cycle"));
+        let huge = "[[bus]]\ntopic = \"t\"\nslots = 65536\nslot_size = 4096\n";
+        let e = compile(huge).unwrap_err().to_string();
+        assert!(e.contains("at most 64 MiB"), "{e}");
+        let twice = "[[bus]]\ntopic = \"t\"\n[[bus]]\ntopic = \"t\"\n";
+        let e = compile(twice).unwrap_err().to_string();
+        assert!(e.contains("declared once"), "{e}");
+        let io0 = "[[service]]\nname = \"a\"\nexec = [\"/a\"]\nlimits = { io_iops = 0 }\n";
+        assert!(compile(io0).unwrap_err().to_string().contains("limit of 0"));
         let missing = "[[service]]\nname = \"a\"\nexec = [\"/a\"]\nafter = [\"zz\"]\n";
         let m = compile(missing).unwrap_err().to_string();
         assert!(m.contains("\"zz\"") && m.contains("not defined"), "{m}");

@@ -34,6 +34,13 @@ pub enum ConfigError {
     BadModule(Name),
     /// A warm pool of 0 or more than 4 containers.
     BadWarmCount,
+    /// A bus topic outside `[a-z0-9._-]{1,48}`, or declared twice.
+    BadTopic(heapless::String<48>),
+    /// A bus channel whose size is out of bounds.
+    BadChannelSize(heapless::String<48>),
+    /// A resource whose name is not `llm:<name>`, declared twice, or with
+    /// a capacity outside 1..=1024.
+    BadResource(heapless::String<64>),
 }
 
 impl fmt::Display for ConfigError {
@@ -76,6 +83,18 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::BadModule(n) => write!(f, "module name {n:?} is not a module name"),
             ConfigError::BadWarmCount => write!(f, "a warm pool holds 1 to 4 containers"),
+            ConfigError::BadTopic(t) => write!(
+                f,
+                "bus topic {t:?} must be 1-48 characters of a-z, 0-9, ., _ or - and declared once"
+            ),
+            ConfigError::BadResource(r) => write!(
+                f,
+                "resource {r:?} must be named llm:<a-z0-9._-> once, with a capacity of 1 to 1024"
+            ),
+            ConfigError::BadChannelSize(t) => write!(
+                f,
+                "bus channel {t:?}: slots must be 1-65536, slot_size a multiple of 8 from 8 to 16 MiB, slots x slot_size at most 64 MiB, subscribers 1-16"
+            ),
         }
     }
 }
@@ -146,6 +165,40 @@ impl BootConfig {
             .any(|w| !(1..=4).contains(&w.count))
         {
             return Err(ConfigError::BadWarmCount);
+        }
+        for (i, c) in self.channels.iter().enumerate() {
+            let t = &c.topic;
+            let name_ok = !t.is_empty()
+                && t.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+                });
+            if !name_ok || self.channels.iter().take(i).any(|o| o.topic == *t) {
+                return Err(ConfigError::BadTopic(t.clone()));
+            }
+            let bytes = u64::from(c.slots) * u64::from(c.slot_size);
+            if !(1..=65_536).contains(&c.slots)
+                || !(8..=16 << 20).contains(&c.slot_size)
+                || !c.slot_size.is_multiple_of(8)
+                || bytes > crate::model::MAX_CHANNEL_BYTES
+                || !(1..=16).contains(&c.subscribers)
+            {
+                return Err(ConfigError::BadChannelSize(t.clone()));
+            }
+        }
+        for (i, r) in self.resources.iter().enumerate() {
+            let ok = r.name.strip_prefix("llm:").is_some_and(|n| {
+                !n.is_empty()
+                    && n.len() <= 48
+                    && n.bytes().all(|b| {
+                        b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || matches!(b, b'.' | b'_' | b'-')
+                    })
+            }) && (1..=1024).contains(&r.capacity)
+                && !self.resources.iter().take(i).any(|o| o.name == r.name);
+            if !ok {
+                return Err(ConfigError::BadResource(r.name.clone()));
+            }
         }
         for (i, s) in self.services.iter().enumerate() {
             check_service(s)?;

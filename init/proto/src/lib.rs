@@ -47,6 +47,102 @@ pub enum Request {
         /// Kill the run after this long; 0 means the server's default.
         timeout_ms: u32,
     },
+    /// Like `Run`, but answered at once with the run's id
+    /// ([`Reply::Spawned`]); the result is collected with `Wait`. From a
+    /// container (with a `spawn` token), the run is its child: in a cgroup
+    /// nested under its own, stopped when it ends.
+    Spawn {
+        /// Installed bundle name.
+        bundle: String,
+        /// Bytes fed on stdin.
+        input: Vec<u8>,
+        /// Kill the run after this long; 0 means the server's default.
+        timeout_ms: u32,
+    },
+    /// The result of a run this client spawned, when it ends
+    /// ([`Reply::Finished`]).
+    Wait {
+        /// The id `Spawned` gave.
+        id: u64,
+    },
+    /// Stop a run this client spawned (its whole cgroup, at once).
+    Stop {
+        /// The id `Spawned` gave.
+        id: u64,
+    },
+    /// Operator: start, stop or restart a supervised service.
+    Service {
+        /// Service name.
+        name: String,
+        /// What to do.
+        verb: ServiceVerb,
+    },
+    /// Operator: a service's retained output ([`Reply::Log`]), then, with
+    /// `follow`, every new chunk as it comes, until the client hangs up.
+    Logs {
+        /// Service name.
+        name: String,
+        /// Keep sending new output.
+        follow: bool,
+    },
+    /// Operator: every event line quilt-init logs from now on, each as
+    /// [`Reply::Event`], until the client hangs up.
+    Events,
+    /// Operator: install the bundle file at `path` on the board (through
+    /// the trust store, as at boot) ([`Reply::Installed`]).
+    Install {
+        /// Absolute path of a `.qb` readable by quilt-init.
+        path: String,
+    },
+    /// Operator: remove an installed bundle nothing is running.
+    Remove {
+        /// Bundle name.
+        name: String,
+    },
+    /// Operator: installed bundles and the trust store ([`Reply::Bundles`]).
+    Bundles,
+    /// Container holding `resource`'s token: take `units` of it
+    /// ([`Reply::Acquired`] when granted, maybe after a wait; refused with
+    /// [`ErrorCode::Deadlock`] if waiting would close a cycle).
+    Acquire {
+        /// Resource (its token, e.g. `llm:gpt`).
+        resource: String,
+        /// Units.
+        units: u32,
+    },
+    /// Give units back ([`Reply::Released`]).
+    Release {
+        /// Resource.
+        resource: String,
+        /// Units.
+        units: u32,
+    },
+    /// Operator: counted resources in use ([`Reply::Resources`]).
+    Resources,
+    /// Run `argv` inside the container of supervised service `service`
+    /// (its namespaces, root and cgroup), `input` on stdin; answered with
+    /// [`Reply::Ran`]. Containers need an `exec:<service>` token.
+    Exec {
+        /// Target service.
+        service: String,
+        /// argv; argv[0] a path inside the target.
+        argv: Vec<String>,
+        /// Bytes on stdin.
+        input: Vec<u8>,
+        /// Deadline, 0 for the default.
+        timeout_ms: u32,
+    },
+}
+
+/// What `Service` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceVerb {
+    /// Start a stopped or finished service (it stays stopped otherwise).
+    Start,
+    /// SIGTERM, then `cgroup.kill` after the shutdown grace; not restarted.
+    Stop,
+    /// Stop (if running), then start.
+    Restart,
 }
 
 /// One service as `List` shows it.
@@ -102,6 +198,8 @@ pub enum ErrorCode {
     Busy,
     /// Starting failed.
     Failed,
+    /// Waiting would deadlock (a cycle of containers waiting on each other).
+    Deadlock,
 }
 
 /// What the server answers.
@@ -123,6 +221,117 @@ pub enum Reply {
         /// What happened and what to do next.
         message: String,
     },
+    /// Answer to `Spawn`: the run started.
+    Spawned {
+        /// Its id, for `Wait` and `Stop`.
+        id: u64,
+    },
+    /// Answer to `Wait`.
+    Finished {
+        /// The run.
+        id: u64,
+        /// How it ended.
+        result: RunResult,
+    },
+    /// Answer to `Stop`: it was told to go (its `Wait` gives the result).
+    Stopping {
+        /// The run.
+        id: u64,
+    },
+    /// Answer to `Service`: what the service does now.
+    ServiceState {
+        /// Service name.
+        name: String,
+        /// Its state after the request (`stopping`, `waiting`, ...).
+        state: String,
+    },
+    /// Output of a service (`Logs`).
+    Log {
+        /// Bytes the ring no longer held before this chunk (lost to the
+        /// reader), 0 when nothing was missed.
+        missed: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// One event line (`Events`).
+    Event {
+        /// The line, `quilt: t=… event=… key=value…`.
+        line: String,
+    },
+    /// Answer to `Install`.
+    Installed {
+        /// Bundle name.
+        name: String,
+        /// Its version.
+        version: u64,
+        /// Chunks it has, and how many were new to the store.
+        chunks: u32,
+        /// Chunks written (the rest were already held).
+        chunks_written: u32,
+        /// This very bundle (name, version, root) was installed already:
+        /// its signatures and manifest were checked, its content not read.
+        already_installed: bool,
+    },
+    /// Answer to `Acquire`.
+    Acquired {
+        /// Resource.
+        resource: String,
+        /// Units granted.
+        units: u32,
+    },
+    /// Answer to `Release`.
+    Released {
+        /// Resource.
+        resource: String,
+        /// Units given back.
+        units: u32,
+    },
+    /// Answer to `Resources`.
+    Resources(Vec<ResourceInfo>),
+    /// Answer to `Remove`.
+    Removed {
+        /// Bundle name.
+        name: String,
+    },
+    /// Answer to `Bundles`.
+    Bundles {
+        /// Installed bundles.
+        bundles: Vec<BundleInfo>,
+        /// Trusted key ids (hex).
+        keys: Vec<String>,
+        /// The trust policy, in its text form.
+        policy: String,
+    },
+}
+
+/// One counted resource as `Resources` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceInfo {
+    /// Its token name.
+    pub name: String,
+    /// Units in all.
+    pub capacity: u32,
+    /// Units held.
+    pub used: u32,
+    /// Requests waiting.
+    pub waiting: u32,
+}
+
+/// One installed bundle as `Bundles` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleInfo {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: u64,
+    /// Merkle root (hex).
+    pub root: String,
+    /// Tokens its header asks for.
+    pub tokens: Vec<String>,
+    /// Regular files and their total size.
+    pub files: u32,
+    /// Sum of file sizes.
+    pub total_size: u64,
 }
 
 /// Why a frame was refused.
@@ -238,6 +447,68 @@ mod tests {
             micros: 9,
         });
         assert_eq!(decode_reply(&encode_reply(&rep).unwrap()).unwrap(), rep);
+    }
+
+    /// Clients in other languages (the TypeScript agent fixture) encode
+    /// these indices by hand: new variants go at the end.
+    #[test]
+    fn variant_indices_are_stable() {
+        let req = |r: Request| encode_request(&r).unwrap()[4];
+        assert_eq!(req(Request::Ping), 0);
+        assert_eq!(
+            req(Request::Spawn {
+                bundle: "b".into(),
+                input: vec![],
+                timeout_ms: 0
+            }),
+            3
+        );
+        assert_eq!(req(Request::Wait { id: 1 }), 4);
+        assert_eq!(req(Request::Stop { id: 1 }), 5);
+        assert_eq!(
+            req(Request::Acquire {
+                resource: "r".into(),
+                units: 1
+            }),
+            12
+        );
+        assert_eq!(
+            req(Request::Release {
+                resource: "r".into(),
+                units: 1
+            }),
+            13
+        );
+        let rep = |r: Reply| encode_reply(&r).unwrap()[4];
+        assert_eq!(
+            rep(Reply::Error {
+                code: ErrorCode::Deadlock,
+                message: String::new()
+            }),
+            3
+        );
+        assert_eq!(rep(Reply::Spawned { id: 1 }), 4);
+        assert_eq!(rep(Reply::Stopping { id: 1 }), 6);
+        assert_eq!(
+            rep(Reply::Acquired {
+                resource: "r".into(),
+                units: 1
+            }),
+            11
+        );
+        assert_eq!(
+            rep(Reply::Released {
+                resource: "r".into(),
+                units: 1
+            }),
+            12
+        );
+        let code = encode_reply(&Reply::Error {
+            code: ErrorCode::Deadlock,
+            message: String::new(),
+        })
+        .unwrap()[5];
+        assert_eq!(code, 7);
     }
 
     #[test]
