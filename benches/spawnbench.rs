@@ -39,6 +39,7 @@ fn quilt_cycle(plan: &quilt_container::Plan, i: usize) -> f64 {
         stdin: null.as_fd(),
         stdout: null.as_fd(),
         stderr: null.as_fd(),
+        extra: &[],
     };
     let sp = quilt_container::spawn(plan, stdio, cgfd.as_fd()).unwrap();
     assert!(sp.failed.is_none(), "setup failed: {:?}", sp.failed);

@@ -34,7 +34,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    fn code(self) -> [u8; 2] {
+    pub(crate) fn code(self) -> [u8; 2] {
         match self {
             Stage::Mount(i) => [0, i],
             Stage::Pivot => [1, 0],
@@ -193,6 +193,48 @@ unsafe fn keep_caps(caps: u64) -> bool {
     true
 }
 
+/// Empty the bounding and ambient sets (but for `caps`, kept by token)
+/// while CAP_SETPCAP is still held, then become `uid`/`gid` with no
+/// supplementary groups, which clears every other capability.
+///
+/// # Safety
+/// Async-signal-safe raw calls; for a child between clone and exec.
+pub(crate) unsafe fn drop_privileges(caps: u64, uid: u32, gid: u32) -> Result<(), Stage> {
+    // SAFETY: plain prctl/set*id calls with integer arguments.
+    unsafe {
+        for cap in 0..=63u32 {
+            if caps & (1u64 << cap) != 0 {
+                continue;
+            }
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
+                && *libc::__errno_location() != libc::EINVAL
+            {
+                return Err(Stage::Caps);
+            }
+        }
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+        if caps != 0 && libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+            return Err(Stage::Caps);
+        }
+        if libc::setgroups(0, core::ptr::null()) != 0
+            || libc::setresgid(gid, gid, gid) != 0
+            || libc::setresuid(uid, uid, uid) != 0
+        {
+            return Err(Stage::Credentials);
+        }
+        if caps != 0 && !keep_caps(caps) {
+            return Err(Stage::Caps);
+        }
+        Ok(())
+    }
+}
+
 /// Set up and exec. Never returns.
 ///
 /// # Safety
@@ -207,8 +249,12 @@ pub(crate) unsafe fn run(
     // prepared and still owns in our copy of its address space.
     unsafe {
         reset_signals();
-        // Keep the error pipe clear of 0..=2.
-        let err_w = libc::fcntl(err_w, libc::F_DUPFD_CLOEXEC, 10);
+        // Keep the error pipe clear of stdio and the extra fds' targets.
+        let err_w = libc::fcntl(
+            err_w,
+            libc::F_DUPFD_CLOEXEC,
+            3 + crate::MAX_EXTRA_FDS as i32,
+        );
         if err_w < 0 {
             libc::_exit(127);
         }
@@ -324,43 +370,31 @@ pub(crate) unsafe fn run(
         {
             fail(Stage::Limits);
         }
+        // Extra fds go to 3, 4, ...: first lift each above the target
+        // range (so a later dup2 cannot clobber a source), then place them;
+        // dup2 clears close-on-exec on the copies.
+        let mut lifted = [-1i32; crate::MAX_EXTRA_FDS];
+        let floor = 3 + crate::MAX_EXTRA_FDS as i32;
+        for (slot, fd) in lifted.iter_mut().zip(stdio.extra) {
+            *slot = libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor);
+            if *slot < 0 {
+                fail(Stage::Fds);
+            }
+        }
         if libc::dup2(stdio.stdin.as_raw_fd(), 0) < 0
             || libc::dup2(stdio.stdout.as_raw_fd(), 1) < 0
             || libc::dup2(stdio.stderr.as_raw_fd(), 2) < 0
         {
             fail(Stage::Fds);
         }
-        // Empty the bounding and ambient sets (but for the capabilities
-        // tokens grant) while we still hold CAP_SETPCAP; switching to a
-        // non-zero uid then clears the rest, unless some are kept.
-        for cap in 0..=63u32 {
-            if plan.caps & (1u64 << cap) != 0 {
-                continue;
+        for (i, &fd) in lifted.iter().take(stdio.extra.len()).enumerate() {
+            if libc::dup2(fd, 3 + i as i32) < 0 {
+                fail(Stage::Fds);
             }
-            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
-                && *libc::__errno_location() != libc::EINVAL
-            {
-                fail(Stage::Caps);
-            }
+            libc::close(fd);
         }
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL,
-            0,
-            0,
-            0,
-        );
-        if plan.caps != 0 && libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
-            fail(Stage::Caps);
-        }
-        if libc::setgroups(0, core::ptr::null()) != 0
-            || libc::setresgid(plan.gid, plan.gid, plan.gid) != 0
-            || libc::setresuid(plan.uid, plan.uid, plan.uid) != 0
-        {
-            fail(Stage::Credentials);
-        }
-        if plan.caps != 0 && !keep_caps(plan.caps) {
-            fail(Stage::Caps);
+        if let Err(stage) = drop_privileges(plan.caps, plan.uid, plan.gid) {
+            fail(stage);
         }
         if libc::chdir(plan.cwd.as_ptr()) != 0 {
             fail(Stage::Chdir);

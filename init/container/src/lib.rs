@@ -22,10 +22,12 @@
 )]
 
 mod child;
+mod enter;
 mod plan;
 pub mod seccomp;
 
 pub use child::{reset_signals, Stage};
+pub use enter::{enter, EnterPlan};
 pub use plan::{Bind, IdMap, Overlay, Plan, PlanError, Spec};
 
 use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -72,7 +74,13 @@ pub unsafe fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> std::io::Res
             } else {
                 0
             },
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the child takes its exit signal from the
+        // parent's; clone3 refuses any other (EINVAL).
+        exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
         cgroup: cgroup.map_or(0, |c| c.as_raw_fd() as u64),
         ..CloneArgs::default()
     };
@@ -101,7 +109,13 @@ pub struct Stdio<'a> {
     pub stdout: BorrowedFd<'a>,
     /// fd 2.
     pub stderr: BorrowedFd<'a>,
+    /// Passed on as fds 3, 4, ... in this order (bus channels); at most
+    /// [`MAX_EXTRA_FDS`].
+    pub extra: &'a [BorrowedFd<'a>],
 }
+
+/// Most fds handed to a container beyond stdio.
+pub const MAX_EXTRA_FDS: usize = 32;
 
 /// A started container. `failed` is set when setup stopped before exec;
 /// the pid must still be reaped (it exits 127).
@@ -116,6 +130,12 @@ pub struct Spawned {
 /// Start a container from a prepared plan, inside the cgroup `cgroup` (an
 /// open cgroup v2 directory).
 pub fn spawn(plan: &Plan, stdio: Stdio<'_>, cgroup: BorrowedFd<'_>) -> std::io::Result<Spawned> {
+    if stdio.extra.len() > MAX_EXTRA_FDS {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("more than {MAX_EXTRA_FDS} fds for one container"),
+        ));
+    }
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     let mut flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWCGROUP;
     if plan.new_net {
