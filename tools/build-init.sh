@@ -15,8 +15,11 @@
 # invalidate each other's artifacts.
 #
 # Usage: tools/build-init.sh [--arch x86_64|aarch64 | --target TRIPLE]
-#                            [-p PACKAGE [--bin BIN]] [extra cargo args...]
+#                            [-p PACKAGE [--bin BIN | --cdylib FILE]] [extra cargo args...]
 #   default: --arch x86_64 -p quilt-init --bin quilt-init
+#   --cdylib FILE: the package's shared library instead (e.g.
+#   -p quilt-bus-ffi --cdylib libquiltbus.so), dynamically linked against
+#   the target's glibc, for the Bun runtime layer.
 # Cargo's output goes to stderr; the binary's absolute path is the only line
 # on stdout.
 set -euo pipefail
@@ -26,6 +29,7 @@ target=x86_64-unknown-linux-gnu
 cargo="${CARGO:-cargo}"
 package=quilt-init
 bin=
+cdylib=
 while (($# > 0)); do
 	case "$1" in
 	-p | --package)
@@ -34,6 +38,10 @@ while (($# > 0)); do
 		;;
 	--bin)
 		bin="$2"
+		shift 2
+		;;
+	--cdylib)
+		cdylib="$2"
 		shift 2
 		;;
 	--arch)
@@ -48,15 +56,26 @@ while (($# > 0)); do
 	esac
 done
 bin="${bin:-$package}"
+# What to build: a static binary, or a shared library (no +crt-static).
+if [[ -n "$cdylib" ]]; then
+	what=(--lib)
+	static=
+else
+	what=(--bin "$bin")
+	static="-C target-feature=+crt-static"
+fi
 
 cd "$repo_root"
 target_dir="${CARGO_TARGET_DIR:-target}"
 [[ "$target_dir" == /* ]] || target_dir="$repo_root/$target_dir"
+# Other RUSTFLAGS, other artifacts: keep them apart so neither build
+# invalidates the other's.
+[[ -z "$cdylib" ]] || target_dir="$target_dir/cdylib"
 
 case "$target" in
 x86_64-unknown-linux-gnu)
-	RUSTFLAGS="-C target-feature=+crt-static" \
-		"$cargo" build --release -p "$package" --bin "$bin" --target "$target" "$@" >&2
+	CARGO_TARGET_DIR="$target_dir" RUSTFLAGS="$static" \
+		"$cargo" build --release -p "$package" "${what[@]}" --target "$target" "$@" >&2
 	;;
 aarch64-unknown-linux-gnu)
 	debian_cargo="${QUILT_DEBIAN_CARGO:-/usr/bin/cargo}"
@@ -78,9 +97,9 @@ aarch64-unknown-linux-gnu)
 	# one for build scripts); RUSTC pins the compiler explicitly.
 	env -u RUSTUP_TOOLCHAIN -u RUSTUP_HOME -u RUSTC_WRAPPER -u CARGO_BUILD_RUSTC \
 		RUSTC="$debian_rustc" RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR="$target_dir" \
-		RUSTFLAGS="-C target-feature=+crt-static" \
+		RUSTFLAGS="$static" \
 		CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="$linker" \
-		"$debian_cargo" build --release -p "$package" --bin "$bin" --target "$target" "$@" >&2
+		"$debian_cargo" build --release -p "$package" "${what[@]}" --target "$target" "$@" >&2
 	;;
 *)
 	echo "build-init: unsupported target '$target' (x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu)" >&2
@@ -88,8 +107,8 @@ aarch64-unknown-linux-gnu)
 	;;
 esac
 
-out="$target_dir/$target/release/$bin"
-[[ -x "$out" ]] || {
+out="$target_dir/$target/release/${cdylib:-$bin}"
+[[ -f "$out" ]] || {
 	echo "build-init: $out was not produced" >&2
 	exit 1
 }

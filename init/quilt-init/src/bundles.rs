@@ -29,12 +29,106 @@ pub struct Tools {
     pub tools: Vec<Tool>,
     /// The runtime layer every container's root is made of.
     pub runtime: PathBuf,
+    /// The store, for installs and removals while running.
+    pub store: Store,
+    /// The board name checked against a bundle's `boards`.
+    board: Option<String>,
 }
 
 impl Tools {
     /// The installed bundle `name`.
     pub fn get(&self, name: &str) -> Option<&Tool> {
         self.tools.iter().find(|t| t.header.name == name)
+    }
+
+    /// Install the `.qb` at `path` through the trust store (as at boot)
+    /// and write its tree out; a new version replaces the old one for
+    /// containers started from now on.
+    pub fn install(&mut self, path: &Path) -> Result<quilt_proto::Reply, String> {
+        let f = std::fs::File::open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let ctx = Context {
+            now: now_secs(),
+            arch: Some(std::env::consts::ARCH),
+            board: self.board.as_deref(),
+        };
+        let r = self
+            .store
+            .install(std::io::BufReader::new(f), &ctx, None)
+            .map_err(|e| {
+                event!(
+                    "event=bundle-refused file={} reason=\"{}\"",
+                    path.display(),
+                    e
+                );
+                e.to_string()
+            })?;
+        if r.already_installed {
+            return Ok(quilt_proto::Reply::Installed {
+                name: r.name,
+                version: r.version,
+                chunks: r.chunks,
+                chunks_written: 0,
+                already_installed: true,
+            });
+        }
+        event!(
+            "event=bundle-installed name={} version={} chunks={} chunks_written={} file={}",
+            r.name,
+            r.version,
+            r.chunks,
+            r.chunks_written,
+            path.display()
+        );
+        // A fresh tree per version: containers still running keep theirs.
+        let tree = Path::new(TREES).join(format!("{}@{}", r.name.replace('/', "__"), r.version));
+        let _ = std::fs::remove_dir_all(&tree);
+        let header = self.store.header(&r.name).map_err(|e| e.to_string())?;
+        self.store
+            .materialize(&r.name, &tree)
+            .map_err(|e| format!("installed, but writing its tree failed: {e}"))?;
+        self.tools.retain(|t| t.header.name != r.name);
+        self.tools.push(Tool { header, tree });
+        Ok(quilt_proto::Reply::Installed {
+            name: r.name,
+            version: r.version,
+            chunks: r.chunks,
+            chunks_written: r.chunks_written,
+            already_installed: r.already_installed,
+        })
+    }
+
+    /// Remove bundle `name` from the store (the caller checked nothing
+    /// runs it).
+    pub fn remove(&mut self, name: &str) -> Result<(), String> {
+        self.store.remove(name).map_err(|e| e.to_string())?;
+        if let Some(t) = self.tools.iter().find(|t| t.header.name == name) {
+            let _ = std::fs::remove_dir_all(&t.tree);
+        }
+        self.tools.retain(|t| t.header.name != name);
+        event!("event=bundle-removed name={}", name);
+        Ok(())
+    }
+
+    /// What `quilt bundles` shows.
+    pub fn describe(&self) -> quilt_proto::Reply {
+        let trust = self.store.trust();
+        quilt_proto::Reply::Bundles {
+            bundles: self
+                .tools
+                .iter()
+                .map(|t| quilt_proto::BundleInfo {
+                    name: t.header.name.clone(),
+                    version: t.header.version,
+                    root: t.header.root.to_string(),
+                    tokens: t.header.tokens.clone(),
+                    files: t.header.files,
+                    total_size: t.header.total_size,
+                })
+                .collect(),
+            keys: trust.keys.iter().map(|k| k.to_hex()).collect(),
+            policy: trust.policy.to_text(),
+        }
     }
 }
 
@@ -114,6 +208,8 @@ pub fn bring_up(cfg: &Cfg) -> Option<Tools> {
     Some(Tools {
         tools,
         runtime: PathBuf::from(cfg.runtime.as_str()),
+        store,
+        board: cfg.board.as_ref().map(|b| b.to_string()),
     })
 }
 

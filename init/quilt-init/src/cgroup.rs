@@ -63,6 +63,17 @@ pub fn init_root() {
     }
 }
 
+/// Enable quilt's controllers for the children of cgroup `name` (a
+/// container that spawns containers: its `main` and `kids` below it).
+pub fn delegate(name: &str) {
+    let file = path(name, "cgroup.subtree_control");
+    if write_file(file.as_str(), CONTROLLERS).is_err() {
+        for c in CONTROLLERS.split(' ') {
+            let _ = write_file(file.as_str(), c);
+        }
+    }
+}
+
 /// Create a service's cgroup, apply its limits, and open it for
 /// `CLONE_INTO_CGROUP`.
 pub fn create(name: &str, limits: &Limits) -> std::io::Result<OwnedFd> {

@@ -2,8 +2,13 @@
 //! kernel keeps message boundaries. Each message is one request, capped at
 //! [`quilt_proto::MAX_REQUEST`]; a malformed, oversized or foreign-version
 //! message gets an error reply and disturbs nobody else. Callers are
-//! identified by `SO_PEERCRED`; for now only root may use it (per-container
-//! tokens come with the container API).
+//! identified by `SO_PEERCRED`: only root may use the socket.
+//!
+//! A container whose bundle holds a `spawn` token gets a socket of its own
+//! instead (one end of a socketpair, as an inherited fd): identity is which
+//! socket a request came in on, never anything the container says, and it
+//! may only spawn, wait for and stop children of the bundles its token
+//! names.
 
 use crate::event;
 use quilt_proto::{ErrorCode, Reply, Request};
@@ -22,7 +27,51 @@ pub const TOKEN_CLIENT: u64 = 0x400;
 /// A connected client.
 struct Client {
     fd: OwnedFd,
-    uid: u32,
+    caller: Caller,
+    /// `Logs { follow }`: the service and the output position sent so far.
+    follow: Option<(String, u64)>,
+    /// Subscribed to events.
+    events: bool,
+}
+
+/// Who is on the other end of a client socket.
+pub enum Caller {
+    /// A host process, by `SO_PEERCRED` uid.
+    Host { uid: u32 },
+    /// A container, by the socket PID 1 gave it.
+    Container(Box<Spawner>),
+}
+
+/// What a container may ask for, fixed when PID 1 made its socket.
+#[derive(Debug, Clone)]
+pub struct Spawner {
+    /// Its run id.
+    pub run: u64,
+    /// Its bundle.
+    pub bundle: String,
+    /// What its tokens let it ask for.
+    pub grant: crate::supervisor::ControlGrant,
+    /// Its cgroup (children go under `<cgroup>/kids`).
+    pub cgroup: String,
+    /// How deep it is in a spawn tree (a top-level run is 0).
+    pub depth: u8,
+}
+
+impl Spawner {
+    fn allows(&self, bundle: &str) -> bool {
+        self.grant.may_spawn(bundle)
+    }
+}
+
+/// Where a run's container goes when a container asked for it.
+#[derive(Debug, Clone)]
+pub struct Parent {
+    /// The asking container's run id.
+    pub run: u64,
+    /// Its cgroup.
+    pub cgroup: String,
+    /// Its depth.
+    pub depth: u8,
 }
 
 /// The listening socket and its clients.
@@ -34,16 +83,63 @@ pub struct Control {
     pub watch: heapless::Vec<(i32, u64), MAX_CLIENTS>,
     /// Clients that hung up (their runs are cancelled by the loop).
     pub gone: heapless::Vec<usize, MAX_CLIENTS>,
+    /// Run ids of containers whose socket closed (their resources go back).
+    pub gone_containers: Vec<u64>,
 }
 
 /// What the loop must do with a decoded request.
 pub enum Action {
     /// Answer now.
     Reply(usize, Reply),
-    /// Start a run; its result is sent later.
+    /// Start a run; its result is sent later (`detached`: its id now,
+    /// the result on `Wait`).
     Run {
         client: usize,
         bundle: String,
+        input: Vec<u8>,
+        timeout_ms: u32,
+        detached: bool,
+        parent: Option<Parent>,
+    },
+    /// Answer with the result of run `id` when it ends.
+    Wait { client: usize, id: u64 },
+    /// Stop run `id`.
+    Stop { client: usize, id: u64 },
+    /// Start, stop or restart a service.
+    Service {
+        client: usize,
+        name: String,
+        verb: quilt_proto::ServiceVerb,
+    },
+    /// Send a service's retained output (and keep following it).
+    Logs {
+        client: usize,
+        name: String,
+        follow: bool,
+    },
+    /// Install, remove or list bundles.
+    Bundles { client: usize, request: Request },
+    /// Take units of a counted resource for container `holder`.
+    Acquire {
+        client: usize,
+        holder: u64,
+        resource: String,
+        units: u32,
+    },
+    /// Give them back.
+    Release {
+        client: usize,
+        holder: u64,
+        resource: String,
+        units: u32,
+    },
+    /// List counted resources.
+    Resources(usize),
+    /// Run a process inside a service's container.
+    Exec {
+        client: usize,
+        service: String,
+        argv: Vec<String>,
         input: Vec<u8>,
         timeout_ms: u32,
     },
@@ -71,6 +167,7 @@ impl Control {
             buf: vec![0u8; quilt_proto::MAX_REQUEST + 1].into_boxed_slice(),
             watch: heapless::Vec::new(),
             gone: heapless::Vec::new(),
+            gone_containers: Vec::new(),
         })
     }
 
@@ -101,18 +198,39 @@ impl Control {
             let uid = rustix::net::sockopt::socket_peercred(&fd)
                 .map(|c| c.uid.as_raw())
                 .unwrap_or(u32::MAX);
-            // Replies (tool output) can be large; one must fit the buffer.
-            let _ = rustix::net::sockopt::set_socket_send_buffer_size(
-                &fd,
-                quilt_proto::MAX_REPLY + 4096,
-            );
-            // Cannot fail: the loop runs only while there is room.
-            let _ = self
-                .watch
-                .push((fd.as_raw_fd(), TOKEN_CLIENT + slot as u64));
-            if let Some(c) = self.clients.get_mut(slot) {
-                *c = Some(Client { fd, uid });
+            self.install(slot, fd, Caller::Host { uid });
+        }
+    }
+
+    fn install(&mut self, slot: usize, fd: OwnedFd, caller: Caller) {
+        // Replies (tool output) can be large; one must fit the buffer.
+        let _ =
+            rustix::net::sockopt::set_socket_send_buffer_size(&fd, quilt_proto::MAX_REPLY + 4096);
+        // Callers check there is room first.
+        let _ = self
+            .watch
+            .push((fd.as_raw_fd(), TOKEN_CLIENT + slot as u64));
+        if let Some(c) = self.clients.get_mut(slot) {
+            *c = Some(Client {
+                fd,
+                caller,
+                follow: None,
+                events: false,
+            });
+        }
+    }
+
+    /// Serve a container's own socket (PID 1's end of its socketpair).
+    /// False when the table is full (the container then has no socket).
+    pub fn adopt(&mut self, fd: OwnedFd, spawner: Spawner) -> bool {
+        let free = self.clients.iter().position(Option::is_none);
+        match free {
+            Some(slot) if !self.watch.is_full() => {
+                let _ = rustix::io::ioctl_fionbio(&fd, true);
+                self.install(slot, fd, Caller::Container(Box::new(spawner)));
+                true
             }
+            _ => false,
         }
     }
 
@@ -131,15 +249,17 @@ impl Control {
                 self.drop_client(slot);
                 return;
             }
-            if c.uid != 0 {
-                out.push(Action::Reply(
-                    slot,
-                    refuse(
-                        ErrorCode::Denied,
-                        "only root may drive quilt-init over this socket",
-                    ),
-                ));
-                continue;
+            if let Caller::Host { uid } = c.caller {
+                if uid != 0 {
+                    out.push(Action::Reply(
+                        slot,
+                        refuse(
+                            ErrorCode::Denied,
+                            "only root may drive quilt-init over this socket",
+                        ),
+                    ));
+                    continue;
+                }
             }
             let frame = self.buf.get(..got).unwrap_or(&[]);
             let decoded = if full > quilt_proto::MAX_REQUEST {
@@ -154,17 +274,178 @@ impl Control {
                         server: env!("CARGO_PKG_VERSION").into(),
                     },
                 )),
-                Ok(Request::List) => out.push(Action::List(slot)),
-                Ok(Request::Run {
-                    bundle,
-                    input,
-                    timeout_ms,
-                }) => out.push(Action::Run {
+                Ok(Request::List) => match &c.caller {
+                    Caller::Host { .. } => out.push(Action::List(slot)),
+                    Caller::Container(_) => out.push(Action::Reply(
+                        slot,
+                        refuse(ErrorCode::Denied, "a container may not list services"),
+                    )),
+                },
+                Ok(req @ (Request::Run { .. } | Request::Spawn { .. })) => {
+                    let (bundle, input, timeout_ms, detached) = match req {
+                        Request::Run {
+                            bundle,
+                            input,
+                            timeout_ms,
+                        } => (bundle, input, timeout_ms, false),
+                        Request::Spawn {
+                            bundle,
+                            input,
+                            timeout_ms,
+                        } => (bundle, input, timeout_ms, true),
+                        _ => continue,
+                    };
+                    let parent = match &c.caller {
+                        Caller::Host { .. } => None,
+                        Caller::Container(s) if s.allows(&bundle) => Some(Parent {
+                            run: s.run,
+                            cgroup: s.cgroup.clone(),
+                            depth: s.depth,
+                        }),
+                        Caller::Container(s) => {
+                            event!(
+                                "event=spawn-refused run={} bundle={} child={} reason=no-token",
+                                s.run,
+                                s.bundle,
+                                bundle
+                            );
+                            out.push(Action::Reply(
+                                slot,
+                                refuse(
+                                    ErrorCode::Denied,
+                                    &format!(
+                                        "bundle {:?} holds no `spawn` or `spawn:{bundle}` token",
+                                        s.bundle
+                                    ),
+                                ),
+                            ));
+                            continue;
+                        }
+                    };
+                    out.push(Action::Run {
+                        client: slot,
+                        bundle,
+                        input,
+                        timeout_ms,
+                        detached,
+                        parent,
+                    })
+                }
+                Ok(
+                    Request::Service { .. }
+                    | Request::Logs { .. }
+                    | Request::Events
+                    | Request::Install { .. }
+                    | Request::Remove { .. }
+                    | Request::Bundles,
+                ) if matches!(c.caller, Caller::Container(_)) => out.push(Action::Reply(
+                    slot,
+                    refuse(
+                        ErrorCode::Denied,
+                        "services, logs, events and bundles are the operator's",
+                    ),
+                )),
+                Ok(Request::Service { name, verb }) => out.push(Action::Service {
                     client: slot,
-                    bundle,
+                    name,
+                    verb,
+                }),
+                Ok(Request::Logs { name, follow }) => out.push(Action::Logs {
+                    client: slot,
+                    name,
+                    follow,
+                }),
+                Ok(Request::Events) => {
+                    if let Some(Some(c)) = self.clients.get_mut(slot) {
+                        c.events = true;
+                    }
+                    crate::log::tap(true);
+                }
+                Ok(Request::Exec {
+                    service,
+                    argv,
                     input,
                     timeout_ms,
+                }) => match &c.caller {
+                    Caller::Container(s) if !s.grant.may_exec(&service) => {
+                        event!(
+                            "event=exec-refused run={} bundle={} target={} reason=no-token",
+                            s.run,
+                            s.bundle,
+                            service
+                        );
+                        out.push(Action::Reply(
+                            slot,
+                            refuse(
+                                ErrorCode::Denied,
+                                &format!("bundle {:?} holds no `exec:{service}` token", s.bundle),
+                            ),
+                        ))
+                    }
+                    _ => out.push(Action::Exec {
+                        client: slot,
+                        service,
+                        argv,
+                        input,
+                        timeout_ms,
+                    }),
+                },
+                Ok(Request::Resources) => match &c.caller {
+                    Caller::Host { .. } => out.push(Action::Resources(slot)),
+                    Caller::Container(_) => out.push(Action::Reply(
+                        slot,
+                        refuse(ErrorCode::Denied, "resources are listed by the operator"),
+                    )),
+                },
+                Ok(req @ (Request::Acquire { .. } | Request::Release { .. })) => {
+                    let (acquire, resource, units) = match req {
+                        Request::Acquire { resource, units } => (true, resource, units),
+                        Request::Release { resource, units } => (false, resource, units),
+                        _ => continue,
+                    };
+                    match &c.caller {
+                        Caller::Container(s) if s.grant.may_acquire(&resource) => {
+                            let holder = s.run;
+                            out.push(if acquire {
+                                Action::Acquire {
+                                    client: slot,
+                                    holder,
+                                    resource,
+                                    units,
+                                }
+                            } else {
+                                Action::Release {
+                                    client: slot,
+                                    holder,
+                                    resource,
+                                    units,
+                                }
+                            })
+                        }
+                        Caller::Container(s) => out.push(Action::Reply(
+                            slot,
+                            refuse(
+                                ErrorCode::Denied,
+                                &format!("bundle {:?} holds no `{resource}` token", s.bundle),
+                            ),
+                        )),
+                        Caller::Host { .. } => out.push(Action::Reply(
+                            slot,
+                            refuse(
+                                ErrorCode::Denied,
+                                "counted resources are acquired by containers holding their token",
+                            ),
+                        )),
+                    }
+                }
+                Ok(
+                    request @ (Request::Install { .. } | Request::Remove { .. } | Request::Bundles),
+                ) => out.push(Action::Bundles {
+                    client: slot,
+                    request,
                 }),
+                Ok(Request::Wait { id }) => out.push(Action::Wait { client: slot, id }),
+                Ok(Request::Stop { id }) => out.push(Action::Stop { client: slot, id }),
                 Err(e) => {
                     event!("event=control-malformed client={} error=\"{}\"", slot, e);
                     out.push(Action::Reply(slot, refuse(e.code(), &e.to_string())));
@@ -199,10 +480,63 @@ impl Control {
         }
     }
 
+    /// Follow service `name` from output position `pos` for `slot`.
+    pub fn follow(&mut self, slot: usize, name: &str, pos: u64) {
+        if let Some(Some(c)) = self.clients.get_mut(slot) {
+            c.follow = Some((name.to_owned(), pos));
+        }
+    }
+
+    /// Clients following some service's output: (slot, service, position).
+    pub fn followers(&self) -> Vec<(usize, String, u64)> {
+        self.clients
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let (name, pos) = c.as_ref()?.follow.as_ref()?;
+                Some((i, name.clone(), *pos))
+            })
+            .collect()
+    }
+
+    /// Send the event lines logged since the last turn to subscribers; the
+    /// tap closes when the last one has gone.
+    pub fn publish_events(&mut self) {
+        let subs: Vec<usize> = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.events))
+            .map(|(i, _)| i)
+            .collect();
+        if subs.is_empty() {
+            crate::log::tap(false);
+            return;
+        }
+        let (lines, dropped) = crate::log::take_tapped();
+        let mut replies: Vec<Reply> = lines
+            .into_iter()
+            .map(|line| Reply::Event { line })
+            .collect();
+        if dropped > 0 {
+            replies.push(Reply::Event {
+                line: format!("quilt: event=events-dropped count={dropped}"),
+            });
+        }
+        for r in &replies {
+            for &s in &subs {
+                self.send(s, r);
+            }
+        }
+    }
+
     fn drop_client(&mut self, slot: usize) {
         if let Some(c) = self.clients.get_mut(slot) {
-            if c.take().is_some() {
+            if let Some(client) = c.take() {
                 let _ = self.gone.push(slot);
+                if let Caller::Container(s) = client.caller {
+                    self.gone_containers.push(s.run);
+                }
             }
         }
     }

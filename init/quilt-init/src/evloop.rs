@@ -6,6 +6,7 @@ use crate::bundles::Tools;
 use crate::clock::Millis;
 use crate::control::{self, Action, Control};
 use crate::event;
+use crate::ledger::{Ledger, Outcome};
 use crate::policy::ExitCode;
 use crate::runs::{self, Runs};
 use crate::signals;
@@ -35,6 +36,8 @@ pub struct Loop {
     runs: Runs,
     tools: Option<Tools>,
     actions: Vec<Action>,
+    /// Counted resources (`llm:<name>` tokens).
+    ledger: Ledger,
 }
 
 impl Loop {
@@ -84,6 +87,12 @@ impl Loop {
                 None
             }
         };
+        let ledger = Ledger::new(
+            sup.config()
+                .resources
+                .iter()
+                .map(|r| (r.name.as_str(), r.capacity)),
+        );
         Ok(Loop {
             epoll,
             sigfd,
@@ -95,6 +104,7 @@ impl Loop {
             runs: Runs::new(),
             tools,
             actions: Vec::new(),
+            ledger,
         })
     }
 
@@ -105,8 +115,12 @@ impl Loop {
             let now = Millis::now();
             self.sup.tick(now);
             self.runs.tick(now);
+            let board = crate::runs::Board {
+                tools: self.tools.as_ref(),
+                bus: self.sup.bus(),
+            };
             self.runs
-                .replenish(self.tools.as_ref(), &self.sup.config().bundles.warm, now);
+                .replenish(board, &self.sup.config().bundles.warm, now);
             self.serve(now);
             self.apply_requests();
             if let Some(w) = self.watchdog.as_mut() {
@@ -209,7 +223,10 @@ impl Loop {
             match rustix::process::wait(WaitOptions::NOHANG) {
                 Ok(Some((pid, status))) => {
                     let code = ExitCode::from_wait(status);
-                    if self.runs.on_exit(pid.as_raw_nonzero().get(), code) {
+                    if self
+                        .runs
+                        .on_exit(pid.as_raw_nonzero().get(), code, self.sup.bus())
+                    {
                         continue;
                     }
                     if let Some(action) = self.sup.on_exit(pid.as_raw_nonzero().get(), code, now) {
@@ -238,33 +255,214 @@ impl Loop {
                     bundle,
                     input,
                     timeout_ms,
+                    detached,
+                    parent,
                 } => {
-                    match self.runs.start(
-                        self.tools.as_ref(),
-                        &bundle,
-                        &input,
+                    let board = crate::runs::Board {
+                        tools: self.tools.as_ref(),
+                        bus: self.sup.bus(),
+                    };
+                    let parent_id = parent.as_ref().map_or(0, |p| p.run);
+                    let ask = crate::runs::Ask {
+                        bundle,
+                        input,
                         timeout_ms,
                         client,
-                        now,
-                    ) {
-                        Ok(id) => event!(
-                            "event=run-start id={} bundle={} input_bytes={}",
-                            id,
-                            bundle,
-                            input.len()
-                        ),
+                        detached,
+                        parent,
+                    };
+                    match self.runs.start(board, &ask, now) {
+                        Ok(id) => {
+                            event!(
+                                "event=run-start id={} bundle={} input_bytes={} parent={}",
+                                id,
+                                ask.bundle,
+                                ask.input.len(),
+                                parent_id
+                            );
+                            if detached {
+                                ctl.send(client, &Reply::Spawned { id });
+                            }
+                        }
                         Err(e) => ctl.send(client, &control::refuse(e.code, &e.message)),
                     }
                 }
+                Action::Wait { client, id } => match self.runs.wait(client, id) {
+                    Ok(Some(reply)) => ctl.send(client, &reply),
+                    Ok(None) => {}
+                    Err(e) => ctl.send(client, &control::refuse(e.code, &e.message)),
+                },
+                Action::Stop { client, id } => match self.runs.stop(client, id) {
+                    Ok(reply) => ctl.send(client, &reply),
+                    Err(e) => ctl.send(client, &control::refuse(e.code, &e.message)),
+                },
+                Action::Service { client, name, verb } => {
+                    match self.sup.operate(&name, verb, now) {
+                        Ok(state) => ctl.send(
+                            client,
+                            &Reply::ServiceState {
+                                name,
+                                state: state.into(),
+                            },
+                        ),
+                        Err(why) => ctl.send(
+                            client,
+                            &control::refuse(quilt_proto::ErrorCode::NotFound, &why),
+                        ),
+                    }
+                }
+                Action::Acquire {
+                    client,
+                    holder,
+                    resource,
+                    units,
+                } => match self.ledger.acquire(holder, &resource, units, client) {
+                    Outcome::Granted => {
+                        event!(
+                            "event=resource-acquired run={} resource={} units={}",
+                            holder,
+                            resource,
+                            units
+                        );
+                        ctl.send(client, &Reply::Acquired { resource, units });
+                    }
+                    Outcome::Queued => event!(
+                        "event=resource-wait run={} resource={} units={}",
+                        holder,
+                        resource,
+                        units
+                    ),
+                    Outcome::Deadlock(cycle) => {
+                        let path: Vec<String> = cycle.iter().map(|h| h.to_string()).collect();
+                        event!(
+                            "event=deadlock-refused run={} resource={} cycle={}",
+                            holder,
+                            resource,
+                            path.join(">")
+                        );
+                        ctl.send(
+                            client,
+                            &control::refuse(
+                                quilt_proto::ErrorCode::Deadlock,
+                                &format!(
+                                    "waiting for {resource} would deadlock: run {holder} waits for run {}, which waits (through runs {}) for run {holder}; release what you hold and retry",
+                                    cycle.first().copied().unwrap_or(0),
+                                    path.join(" > ")
+                                ),
+                            ),
+                        );
+                    }
+                    Outcome::Refused(why) => ctl.send(
+                        client,
+                        &control::refuse(quilt_proto::ErrorCode::Denied, &why),
+                    ),
+                },
+                Action::Release {
+                    client,
+                    holder,
+                    resource,
+                    units,
+                } => match self.ledger.release(holder, &resource, units) {
+                    Ok(grants) => {
+                        ctl.send(client, &Reply::Released { resource, units });
+                        for g in grants {
+                            deliver_grant(ctl, g);
+                        }
+                    }
+                    Err(why) => ctl.send(
+                        client,
+                        &control::refuse(quilt_proto::ErrorCode::NotFound, &why),
+                    ),
+                },
+                Action::Exec {
+                    client,
+                    service,
+                    argv,
+                    input,
+                    timeout_ms,
+                } => {
+                    let started = self.sup.container_pid(&service).and_then(|pid| {
+                        self.runs
+                            .start_exec(&service, pid, &argv, &input, timeout_ms, client, now)
+                            .map_err(|e| e.message)
+                    });
+                    if let Err(why) = started {
+                        ctl.send(
+                            client,
+                            &control::refuse(quilt_proto::ErrorCode::Failed, &why),
+                        );
+                    }
+                }
+                Action::Resources(client) => {
+                    let list = self
+                        .ledger
+                        .status()
+                        .into_iter()
+                        .map(
+                            |(name, capacity, used, waiting)| quilt_proto::ResourceInfo {
+                                name,
+                                capacity,
+                                used,
+                                waiting: u32::try_from(waiting).unwrap_or(u32::MAX),
+                            },
+                        )
+                        .collect();
+                    ctl.send(client, &Reply::Resources(list));
+                }
+                Action::Bundles { client, request } => {
+                    let reply = bundles(&mut self.tools, &mut self.runs, &mut self.sup, request);
+                    ctl.send(client, &reply);
+                }
+                Action::Logs {
+                    client,
+                    name,
+                    follow,
+                } => match self.sup.output_since(&name, 0) {
+                    Some((_, missed, data, pos)) => {
+                        ctl.send(client, &Reply::Log { missed, data });
+                        if follow {
+                            ctl.follow(client, &name, pos);
+                        }
+                    }
+                    None => ctl.send(
+                        client,
+                        &control::refuse(
+                            quilt_proto::ErrorCode::NotFound,
+                            &format!(
+                                "no service named {name:?} with output; `quilt ps` lists them"
+                            ),
+                        ),
+                    ),
+                },
+            }
+        }
+        for (fd, spawner) in self.runs.adopt.drain(..) {
+            let run = spawner.run;
+            if !ctl.adopt(fd, spawner) {
+                event!("event=control-refused reason=too-many-clients run={}", run);
             }
         }
         for done in self.runs.take_done() {
-            ctl.send(done.client, &Reply::Ran(done.result));
+            ctl.send(done.client, &done.reply);
         }
+        for (client, name, pos) in ctl.followers() {
+            if let Some((_, missed, data, next)) = self.sup.output_since(&name, pos) {
+                if !data.is_empty() || missed > 0 {
+                    ctl.send(client, &Reply::Log { missed, data });
+                    ctl.follow(client, &name, next);
+                }
+            }
+        }
+        ctl.publish_events();
         for slot in ctl.gone.iter() {
             self.runs.cancel_client(*slot);
         }
         ctl.gone.clear();
+        for run in core::mem::take(&mut ctl.gone_containers) {
+            for g in self.ledger.forget(run) {
+                deliver_grant(ctl, g);
+            }
+        }
     }
 
     fn apply_requests(&mut self) {
@@ -348,4 +546,74 @@ impl Loop {
             event!("event=timer-failed error={}", e);
         }
     }
+}
+
+/// `Install`, `Remove` and `Bundles` from the operator.
+fn bundles(
+    tools: &mut Option<Tools>,
+    runs: &mut crate::runs::Runs,
+    sup: &mut crate::supervisor::Supervisor,
+    request: quilt_proto::Request,
+) -> Reply {
+    use quilt_proto::{ErrorCode, Request};
+    let Some(tools) = tools.as_mut() else {
+        return control::refuse(
+            ErrorCode::NotFound,
+            "this board has no trust store (/etc/quilt/trust), so no bundles",
+        );
+    };
+    match request {
+        Request::Bundles => tools.describe(),
+        Request::Install { path } => {
+            if !path.starts_with('/') {
+                return control::refuse(
+                    ErrorCode::Failed,
+                    "give the bundle's absolute path on the board",
+                );
+            }
+            match tools.install(std::path::Path::new(&path)) {
+                Ok(reply) => {
+                    if let Reply::Installed { name, .. } = &reply {
+                        runs.forget_plan(name);
+                        sup.bundle_updated(name, tools);
+                    }
+                    reply
+                }
+                Err(why) => control::refuse(ErrorCode::Failed, &why),
+            }
+        }
+        Request::Remove { name } => {
+            if sup.uses_bundle(&name) || runs.uses_bundle(&name) {
+                return control::refuse(
+                    ErrorCode::Busy,
+                    &format!("bundle {name:?} is in use (a service or a run); stop it first"),
+                );
+            }
+            match tools.remove(&name) {
+                Ok(()) => {
+                    runs.forget_plan(&name);
+                    Reply::Removed { name }
+                }
+                Err(why) => control::refuse(ErrorCode::NotFound, &why),
+            }
+        }
+        _ => control::refuse(ErrorCode::Malformed, "not a bundle request"),
+    }
+}
+
+/// A queued `Acquire` was granted: answer the container that asked.
+fn deliver_grant(ctl: &mut Control, g: crate::ledger::Grant) {
+    event!(
+        "event=resource-acquired run={} resource={} units={} waited=1",
+        g.holder,
+        g.resource,
+        g.units
+    );
+    ctl.send(
+        g.client,
+        &Reply::Acquired {
+            resource: g.resource,
+            units: g.units,
+        },
+    );
 }

@@ -13,13 +13,43 @@ struct Sinks {
     console: Option<OwnedFd>,
     kmsg: Option<OwnedFd>,
     ring: Ring<INIT_RING>,
+    /// Lines kept for `quilt events` subscribers until the loop sends them.
+    tap: Option<Vec<String>>,
+    /// Lines the tap could not keep.
+    tap_dropped: u64,
 }
 
 static SINKS: Mutex<Sinks> = Mutex::new(Sinks {
     console: None,
     kmsg: None,
     ring: Ring::new(),
+    tap: None,
+    tap_dropped: 0,
 });
+
+/// Most lines held for event subscribers between two loop turns.
+const TAP_LINES: usize = 256;
+
+/// Start or stop keeping lines for event subscribers.
+pub fn tap(on: bool) {
+    if let Ok(mut s) = SINKS.lock() {
+        match (on, s.tap.is_some()) {
+            (true, false) => s.tap = Some(Vec::new()),
+            (false, true) => s.tap = None,
+            _ => {}
+        }
+    }
+}
+
+/// The lines kept since the last call, and how many were dropped.
+pub fn take_tapped() -> (Vec<String>, u64) {
+    let Ok(mut s) = SINKS.lock() else {
+        return (Vec::new(), 0);
+    };
+    let dropped = core::mem::take(&mut s.tap_dropped);
+    let lines = s.tap.as_mut().map(core::mem::take).unwrap_or_default();
+    (lines, dropped)
+}
 
 /// Start writing to the console (`/dev/console` once devtmpfs is up).
 pub fn set_console(fd: OwnedFd) {
@@ -94,6 +124,12 @@ pub fn emit(text: &str) {
     let Ok(mut s) = SINKS.lock() else { return };
     s.ring.write(text.as_bytes());
     s.ring.write(b"\n");
+    let full = s.tap.as_ref().is_some_and(|t| t.len() >= TAP_LINES);
+    if full {
+        s.tap_dropped += 1;
+    } else if let Some(t) = s.tap.as_mut() {
+        t.push(text.to_owned());
+    }
     if let Some(fd) = s.console.as_ref() {
         write_all(fd.as_fd(), text.as_bytes());
         write_all(fd.as_fd(), b"\n");

@@ -17,12 +17,14 @@
 
 mod boot;
 mod bundles;
+mod bus;
 mod cgroup;
 mod clock;
 mod cmdline;
 mod control;
 mod evloop;
 mod fatal;
+mod ledger;
 mod log;
 mod modules;
 mod mounts;
@@ -75,7 +77,8 @@ fn main() {
     let _ = std::fs::create_dir_all(supervisor::STAGING);
     let _ = std::fs::create_dir_all(supervisor::SCRATCH);
     let tools = bundles::bring_up(&cfg.bundles);
-    let sup = supervisor::Supervisor::new(cfg, tools.as_ref());
+    let bus = bus::Bus::bring_up(&cfg.channels);
+    let sup = supervisor::Supervisor::new(cfg, tools.as_ref(), bus);
     let lp = match evloop::Loop::new(sup, wd, cl.hang_after_s, tools) {
         Ok(lp) => lp,
         Err(e) => fatal::fatal(

@@ -67,6 +67,12 @@ impl Output {
         }
     }
 
+    /// Output since position `pos` (see [`Ring::since`]) and the new position.
+    pub fn since(&self, pos: u64) -> (u64, Vec<u8>, u64) {
+        let (missed, data) = self.ring.since(pos);
+        (missed, data, self.ring.total())
+    }
+
     /// The last non-empty line retained, cut to `buf`'s size: what a
     /// service that crashed quietly said last.
     pub fn last_line<'a>(&self, buf: &'a mut [u8]) -> &'a str {

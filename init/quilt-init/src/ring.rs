@@ -62,6 +62,29 @@ impl<const N: usize> Ring<N> {
         }
     }
 
+    /// Bytes ever written: a position readers can follow from.
+    pub fn total(&self) -> u64 {
+        self.dropped.saturating_add(self.len as u64)
+    }
+
+    /// What was written since position `pos` (a [`Ring::total`]): the
+    /// count of those bytes no longer held, and the held ones.
+    pub fn since(&self, pos: u64) -> (u64, Vec<u8>) {
+        let total = self.total();
+        let missed = self.dropped.saturating_sub(pos);
+        let want = usize::try_from(total.saturating_sub(pos)).unwrap_or(usize::MAX);
+        let (a, b) = self.as_slices();
+        let keep = want.min(self.len);
+        let skip = self.len - keep;
+        let out = a
+            .iter()
+            .chain(b.iter())
+            .skip(skip)
+            .copied()
+            .collect::<Vec<u8>>();
+        (missed, out)
+    }
+
     /// Bytes held.
     #[cfg(test)]
     pub fn len(&self) -> usize {
@@ -95,6 +118,21 @@ mod tests {
         r.write(b"0123456789abcdef");
         assert_eq!(contents(&r), b"89abcdef");
         assert_eq!(r.len(), 8);
+    }
+
+    #[test]
+    fn followers_get_what_is_new_and_a_count_of_what_they_missed() {
+        let mut r = Ring::<8>::new();
+        r.write(b"abc");
+        let p = r.total();
+        assert_eq!(r.since(0), (0, b"abc".to_vec()));
+        r.write(b"de");
+        assert_eq!(r.since(p), (0, b"de".to_vec()));
+        r.write(b"0123456789");
+        // 15 written, 8 held (89 dropped... "89" is held: 2..9 + ...).
+        assert_eq!(r.total(), 15);
+        assert_eq!(r.since(p), (4, b"de0123456789"[4..].to_vec()));
+        assert_eq!(r.since(15), (0, Vec::new()));
     }
 
     #[test]

@@ -6,12 +6,23 @@
 //! nothing of the run is left behind.
 
 use crate::bundles::Tools;
+use crate::bus::Bus;
+
+/// What runs are made from: the installed bundles and the bus channels.
+#[derive(Clone, Copy)]
+pub struct Board<'a> {
+    /// Installed bundles, if the board has a trust store.
+    pub tools: Option<&'a Tools>,
+    /// Bus channels.
+    pub bus: &'a Bus,
+}
 use crate::cgroup;
 use crate::clock::Millis;
+use crate::control::{Parent, Spawner};
 use crate::event;
 use crate::policy::ExitCode;
 use crate::ring::Ring;
-use quilt_proto::{RunResult, MAX_OUTPUT};
+use quilt_proto::{Reply, RunResult, MAX_OUTPUT};
 use rustix::fd::{AsFd, OwnedFd};
 use std::collections::HashMap;
 
@@ -23,6 +34,28 @@ const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 const MAX_TIMEOUT_MS: u64 = 600_000;
 /// Epoll token base: stdout is `TOKEN + 2·slot`, stderr `TOKEN + 2·slot + 1`.
 pub const TOKEN: u64 = 0x800;
+/// How deep containers may spawn containers (a top-level run is depth 0).
+pub const MAX_DEPTH: u8 = 3;
+/// Most children one container may have running at once.
+pub const MAX_CHILDREN: usize = 8;
+/// Most results of spawned runs kept for a `Wait` that has not come yet.
+const MAX_KEPT: usize = 2 * MAX_RUNS;
+
+/// A request to start a run, as the control server decoded it.
+pub struct Ask {
+    /// Installed bundle name.
+    pub bundle: String,
+    /// Its stdin.
+    pub input: Vec<u8>,
+    /// Deadline asked for (0 = default).
+    pub timeout_ms: u32,
+    /// The control client asking.
+    pub client: usize,
+    /// Answer with the id now and keep the result for `Wait`.
+    pub detached: bool,
+    /// The container asking, when one is (the run becomes its child).
+    pub parent: Option<Parent>,
+}
 
 /// One run in flight.
 struct Run {
@@ -34,7 +67,15 @@ struct Run {
     stdin: Option<OwnedFd>,
     /// Started ahead of demand, waiting for input.
     parked: bool,
-    cgroup: heapless::String<32>,
+    /// Spawned: the result waits for `Wait` (from `waiter`, once asked).
+    detached: bool,
+    waiter: Option<usize>,
+    /// The run that spawned it.
+    parent: Option<u64>,
+    /// Holds a `spawn` token: the process lives in `<cgroup>/main`, its
+    /// children under `<cgroup>/kids`.
+    family: bool,
+    cgroup: String,
     pid: i32,
     started: Millis,
     started_us: u64,
@@ -48,12 +89,12 @@ struct Run {
     timed_out: bool,
 }
 
-/// A finished run, for the control server to deliver.
+/// A reply for the control server to deliver (a run ended).
 pub struct Done {
     /// The client slot that asked.
     pub client: usize,
-    /// What happened.
-    pub result: RunResult,
+    /// `Ran` or `Finished`.
+    pub reply: Reply,
 }
 
 /// Why a run could not start.
@@ -81,7 +122,16 @@ pub struct Runs {
     pub started: u64,
     /// Warm pools not refilled until then (their containers died parked).
     pool_pause: HashMap<String, Millis>,
+    /// Results of spawned runs nobody waited for yet: (id, owner, result).
+    kept: Vec<(u64, usize, RunResult)>,
+    /// Container sockets to hand to the control server.
+    pub adopt: Vec<(OwnedFd, Spawner)>,
+    /// Cgroups to remove once their children's are gone.
+    cg_gc: Vec<String>,
 }
+
+/// The uid/gid processes run as in containers.
+const TOOL_ID: u32 = 1000;
 
 /// Pause before refilling a pool whose containers died while parked.
 const POOL_PAUSE_MS: u64 = 5_000;
@@ -97,23 +147,25 @@ impl Runs {
             done: Vec::new(),
             started: 0,
             pool_pause: HashMap::new(),
+            kept: Vec::new(),
+            adopt: Vec::new(),
+            cg_gc: Vec::new(),
         }
     }
 
     /// Start `bundle` with `input` for control client `client`: hand the
     /// input to a parked warm container if one is waiting, else start a
     /// fresh one.
-    pub fn start(
-        &mut self,
-        tools: Option<&Tools>,
-        bundle: &str,
-        input: &[u8],
-        timeout_ms: u32,
-        client: usize,
-        now: Millis,
-    ) -> Result<u64, StartError> {
+    pub fn start(&mut self, board: Board<'_>, ask: &Ask, now: Millis) -> Result<u64, StartError> {
         use quilt_proto::ErrorCode::*;
-        let tools = tools.ok_or_else(|| {
+        let (bundle, input, timeout_ms, client) = (
+            ask.bundle.as_str(),
+            &ask.input[..],
+            ask.timeout_ms,
+            ask.client,
+        );
+        let bus = board.bus;
+        let tools = board.tools.ok_or_else(|| {
             err(
                 NotFound,
                 "this board has no trusted bundles (trust store missing)".into(),
@@ -131,23 +183,55 @@ impl Runs {
             0 => DEFAULT_TIMEOUT_MS,
             t => t.min(MAX_TIMEOUT_MS),
         };
+        if let Some(p) = &ask.parent {
+            if p.depth >= MAX_DEPTH {
+                return Err(err(
+                    Denied,
+                    format!(
+                        "containers nest at most {MAX_DEPTH} deep; run {} is at the limit",
+                        p.run
+                    ),
+                ));
+            }
+            let children = self
+                .slots
+                .iter()
+                .flatten()
+                .filter(|r| r.parent == Some(p.run) && r.exit.is_none())
+                .count();
+            if children >= MAX_CHILDREN {
+                return Err(err(
+                    Busy,
+                    format!("a container may have {MAX_CHILDREN} children running; wait for one"),
+                ));
+            }
+        }
+        // Warm containers are top-level; a child must be born in its
+        // parent's cgroup, so it always starts cold.
         let parked = self.slots.iter().position(|r| {
             r.as_ref()
                 .is_some_and(|r| r.parked && r.exit.is_none() && r.bundle == bundle)
         });
-        if let Some(slot) = parked {
+        if let (Some(slot), None) = (parked, &ask.parent) {
             if let Some(id) = self.dispatch(slot, input, client, now.after(timeout), now) {
+                if let Some(Some(r)) = self.slots.get_mut(slot) {
+                    r.detached = ask.detached;
+                }
                 return Ok(id);
             }
         }
-        self.launch(
-            tools,
+        let id = self.launch(
+            (tools, bus),
             bundle,
             Some(input),
-            client,
-            Some(now.after(timeout)),
+            Some((client, now.after(timeout))),
+            ask.parent.as_ref(),
             now,
-        )
+        )?;
+        if let Some(r) = self.slots.iter_mut().flatten().find(|r| r.id == id) {
+            r.detached = ask.detached;
+        }
+        Ok(id)
     }
 
     /// Hand `input` to a parked container: it has started Bun and is
@@ -184,8 +268,9 @@ impl Runs {
     /// Keep every warm pool at its size. A pool whose containers die while
     /// parked is refilled only after a pause, so a broken bundle cannot
     /// turn the pool into a crash loop.
-    pub fn replenish(&mut self, tools: Option<&Tools>, warm: &[quilt_config::Warm], now: Millis) {
-        let Some(tools) = tools else { return };
+    pub fn replenish(&mut self, board: Board<'_>, warm: &[quilt_config::Warm], now: Millis) {
+        let Some(tools) = board.tools else { return };
+        let bus = board.bus;
         for w in warm {
             if self
                 .pool_pause
@@ -205,7 +290,7 @@ impl Runs {
                 if self.slots.iter().filter(|r| r.is_none()).count() <= MAX_RUNS / 4 {
                     return;
                 }
-                if let Err(e) = self.launch(tools, &w.bundle, None, usize::MAX, None, now) {
+                if let Err(e) = self.launch((tools, bus), &w.bundle, None, None, None, now) {
                     event!(
                         "event=warm-pool-failed bundle={} error=\"{}\"",
                         w.bundle,
@@ -220,14 +305,15 @@ impl Runs {
     }
 
     /// Start a container for `bundle`. With `input`, it runs at once (input
-    /// from a memfd); without, it is parked on an empty stdin pipe.
+    /// from a memfd) for `waiter` (client, deadline); without, it is parked
+    /// on an empty stdin pipe.
     fn launch(
         &mut self,
-        tools: &Tools,
+        (tools, bus): (&Tools, &Bus),
         bundle: &str,
         input: Option<&[u8]>,
-        client: usize,
-        deadline: Option<Millis>,
+        waiter: Option<(usize, Millis)>,
+        parent: Option<&Parent>,
         now: Millis,
     ) -> Result<u64, StartError> {
         use quilt_proto::ErrorCode::*;
@@ -243,7 +329,7 @@ impl Runs {
                 name: heapless::String::try_from(hostname_of(bundle)).unwrap_or_default(),
                 ..crate::supervisor::blank_service()
             };
-            let plan = crate::supervisor::container_plan(&svc, bundle, Some(tools))
+            let plan = crate::supervisor::container_plan(&svc, bundle, Some(tools), bus)
                 .map_err(|m| err(Failed, m))?;
             self.plans.insert(bundle.to_owned(), plan);
         }
@@ -253,15 +339,62 @@ impl Runs {
             .ok_or_else(|| err(Failed, "no plan".into()))?;
         let id = self.next_id;
         self.next_id += 1;
-        let mut cg: heapless::String<32> = heapless::String::new();
-        let _ = core::fmt::Write::write_fmt(&mut cg, format_args!("runs/{id}"));
+        let cg = match parent {
+            Some(p) => format!("{}/kids/{id}", p.cgroup),
+            None => format!("runs/{id}"),
+        };
         let svc_like = quilt_config::Service {
             bundle: Some(heapless::String::try_from(bundle).unwrap_or_default()),
             ..crate::supervisor::blank_service()
         };
         let limits = crate::supervisor::merged_limits(&svc_like, Some(tools));
+        let spawner = tools
+            .get(bundle)
+            .and_then(|t| crate::supervisor::control_grant(&t.header.tokens))
+            .map(|grant| Spawner {
+                run: id,
+                bundle: bundle.to_owned(),
+                grant,
+                cgroup: cg.clone(),
+                depth: parent.map_or(0, |p| p.depth + 1),
+            });
+        // A container that may spawn gets a family cgroup: its limits on
+        // `<cg>`, itself in `<cg>/main`, its children under `<cg>/kids`,
+        // so its limits bound them all and one cgroup.kill ends them all.
+        let family = spawner
+            .as_ref()
+            .is_some_and(|s| s.grant.spawn_any || !s.grant.spawn_only.is_empty());
         let cg_fd = cgroup::create(&cg, &limits)
-            .map_err(|e| err(Failed, format!("creating cgroup {cg}: {e}")))?;
+            .and_then(|fd| {
+                if !family {
+                    return Ok(fd);
+                }
+                cgroup::delegate(&cg);
+                cgroup::create(&format!("{cg}/kids"), &quilt_config::Limits::default())?;
+                cgroup::delegate(&format!("{cg}/kids"));
+                cgroup::create(&format!("{cg}/main"), &quilt_config::Limits::default())
+            })
+            .map_err(|e| {
+                remove_family(&cg);
+                err(Failed, format!("creating cgroup {cg}: {e}"))
+            })?;
+        // The container's end of its control socket goes in after the bus fds.
+        let (ours, theirs) = match &spawner {
+            Some(_) => {
+                let (a, b) = rustix::net::socketpair(
+                    rustix::net::AddressFamily::UNIX,
+                    rustix::net::SocketType::SEQPACKET,
+                    rustix::net::SocketFlags::CLOEXEC,
+                    None,
+                )
+                .map_err(|e| {
+                    remove_family(&cg);
+                    err(Failed, format!("control socketpair: {e}"))
+                })?;
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
         let fail = |what: &str, e: &dyn std::fmt::Display| err(Failed, format!("{what}: {e}"));
         let flags = rustix::pipe::PipeFlags::CLOEXEC;
         // stdin: the input in a memfd, or an empty pipe we keep the write end of.
@@ -288,17 +421,32 @@ impl Runs {
                 let _ = rustix::fs::fcntl_setfl(fd, fl | rustix::fs::OFlags::NONBLOCK);
             }
         }
+        let wants = tools
+            .get(bundle)
+            .map(|t| crate::bus::wants(&t.header.tokens))
+            .unwrap_or_default();
+        let mut extra = match bus.claim(id, &wants) {
+            Ok(fds) => fds,
+            Err(why) => {
+                remove_family(&cg);
+                return Err(err(Busy, format!("bundle {bundle:?}: {why}")));
+            }
+        };
+        extra.extend(theirs.as_ref().map(|f| f.as_fd()));
         let stdio = quilt_container::Stdio {
             stdin: stdin.as_fd(),
             stdout: out_w.as_fd(),
             stderr: err_w.as_fd(),
+            extra: &extra,
         };
         let spawned = quilt_container::spawn(plan, stdio, cg_fd.as_fd());
-        drop((out_w, err_w, stdin, cg_fd));
+        drop((out_w, err_w, stdin, cg_fd, extra));
+        drop(theirs);
         let sp = match spawned {
             Ok(sp) => sp,
             Err(e) => {
-                cgroup::remove(&cg);
+                bus.release(id);
+                remove_family(&cg);
                 return Err(fail("clone3", &e));
             }
         };
@@ -328,16 +476,23 @@ impl Runs {
                 sp.pid
             );
         }
+        if let (Some(fd), Some(s)) = (ours, spawner) {
+            self.adopt.push((fd, s));
+        }
         if let Some(s) = self.slots.get_mut(slot) {
             *s = Some(Run {
                 id,
-                client,
+                detached: false,
+                waiter: None,
+                parent: parent.map(|p| p.run),
+                family,
+                client: waiter.map_or(usize::MAX, |(c, _)| c),
                 bundle: heapless::String::try_from(bundle).unwrap_or_default(),
-                cgroup: cg,
+                cgroup: cg.clone(),
                 pid: sp.pid,
                 started: now,
                 started_us: crate::clock::boot_micros(),
-                deadline: deadline.unwrap_or(Millis(u64::MAX)),
+                deadline: waiter.map_or(Millis(u64::MAX), |(_, d)| d),
                 stdin: keep,
                 parked,
                 stdout: Some(out_r),
@@ -403,7 +558,7 @@ impl Runs {
     }
 
     /// A child was reaped; true if it was a run's.
-    pub fn on_exit(&mut self, pid: i32, code: ExitCode) -> bool {
+    pub fn on_exit(&mut self, pid: i32, code: ExitCode, bus: &Bus) -> bool {
         let Some(slot) = self
             .slots
             .iter()
@@ -413,6 +568,7 @@ impl Runs {
         };
         if let Some(Some(run)) = self.slots.get_mut(slot) {
             run.exit = Some(code);
+            bus.release(run.id);
             // Whatever the tool left running goes now, so the pipes hit EOF.
             if cgroup::populated(&run.cgroup) {
                 cgroup::kill_all(&run.cgroup);
@@ -422,8 +578,9 @@ impl Runs {
         true
     }
 
-    /// Enforce deadlines.
+    /// Enforce deadlines; remove family cgroups whose children are gone.
     pub fn tick(&mut self, now: Millis) {
+        self.cg_gc.retain(|cg| !remove_family(cg));
         for run in self.slots.iter_mut().flatten() {
             if run.exit.is_none() && !run.parked && !run.timed_out && now >= run.deadline {
                 run.timed_out = true;
@@ -443,8 +600,10 @@ impl Runs {
             .min()
     }
 
-    /// The client that asked went away: stop its runs.
+    /// The client that asked went away: stop its runs (a container's
+    /// socket closes when it ends: its children go with it).
     pub fn cancel_client(&mut self, client: usize) {
+        self.kept.retain(|(_, c, _)| *c != client);
         for run in self.slots.iter_mut().flatten() {
             if run.client == client {
                 run.client = usize::MAX;
@@ -475,8 +634,24 @@ impl Runs {
                 .insert(run.bundle.to_string(), Millis::now().after(POOL_PAUSE_MS));
         }
         let now = Millis::now();
-        let oom = cgroup::read_key(&run.cgroup, "memory.events", "oom_kill").unwrap_or(0) > 0;
-        cgroup::remove(&run.cgroup);
+        // A family's own process is in `main`; kills of its children are
+        // theirs to report.
+        let own = if run.family {
+            format!("{}/main", run.cgroup)
+        } else {
+            run.cgroup.clone()
+        };
+        let oom = cgroup::read_key(&own, "memory.events", "oom_kill").unwrap_or(0) > 0;
+        if run.family {
+            // Its children are being killed with it; their cgroups go
+            // when they are reaped, then this one (retried on tick).
+            cgroup::kill_all(&run.cgroup);
+            if !remove_family(&run.cgroup) {
+                self.cg_gc.push(run.cgroup.clone());
+            }
+        } else {
+            cgroup::remove(&run.cgroup);
+        }
         let status = run.exit.map_or(255, |c| c.0);
         event!(
             "event=run-done id={} pid={} status={} ms={} stdout_bytes={}{}{}",
@@ -498,16 +673,229 @@ impl Runs {
             stderr_tail: [a, b].concat(),
             micros: crate::clock::boot_micros().saturating_sub(run.started_us),
         };
-        self.done.push(Done {
-            client: run.client,
-            result,
-        });
+        if !run.detached {
+            self.done.push(Done {
+                client: run.client,
+                reply: Reply::Ran(result),
+            });
+        } else if let Some(w) = run.waiter {
+            self.done.push(Done {
+                client: w,
+                reply: Reply::Finished { id: run.id, result },
+            });
+        } else if run.client != usize::MAX {
+            if self.kept.len() >= MAX_KEPT {
+                self.kept.remove(0);
+            }
+            self.kept.push((run.id, run.client, result));
+        }
+    }
+
+    /// `Wait` from `client` for run `id`: the result now if it is kept,
+    /// later if the run is still going, or why not.
+    pub fn wait(&mut self, client: usize, id: u64) -> Result<Option<Reply>, StartError> {
+        if let Some(k) = self
+            .kept
+            .iter()
+            .position(|(i, c, _)| *i == id && *c == client)
+        {
+            let (id, _, result) = self.kept.remove(k);
+            return Ok(Some(Reply::Finished { id, result }));
+        }
+        match self
+            .slots
+            .iter_mut()
+            .flatten()
+            .find(|r| r.id == id && r.client == client && r.detached)
+        {
+            Some(r) => {
+                r.waiter = Some(client);
+                Ok(None)
+            }
+            None => Err(err(
+                quilt_proto::ErrorCode::NotFound,
+                format!("no run {id} spawned by this client (already collected, or never yours)"),
+            )),
+        }
+    }
+
+    /// `Stop` from `client`: kill run `id` (and its children) at once.
+    pub fn stop(&mut self, client: usize, id: u64) -> Result<Reply, StartError> {
+        match self
+            .slots
+            .iter_mut()
+            .flatten()
+            .find(|r| r.id == id && r.client == client && r.exit.is_none())
+        {
+            Some(r) => {
+                event!("event=run-stop id={} pid={}", r.id, r.pid);
+                cgroup::kill_all(&r.cgroup);
+                Ok(Reply::Stopping { id })
+            }
+            None => Err(err(
+                quilt_proto::ErrorCode::NotFound,
+                format!("no running run {id} spawned by this client"),
+            )),
+        }
+    }
+
+    /// Run `argv` inside the running container of service `service` (main
+    /// pid `target`), in a cgroup of its own under the service's, so the
+    /// service's limits bound it and a stop or deadline kills only it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_exec(
+        &mut self,
+        service: &str,
+        target: i32,
+        argv: &[String],
+        input: &[u8],
+        timeout_ms: u32,
+        client: usize,
+        now: Millis,
+    ) -> Result<u64, StartError> {
+        use quilt_proto::ErrorCode::*;
+        let Some(slot) = self.slots.iter().position(Option::is_none) else {
+            return Err(err(
+                Busy,
+                format!("{MAX_RUNS} runs already in flight; retry when one finishes"),
+            ));
+        };
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let plan = quilt_container::EnterPlan::new(
+            &argv,
+            &["PATH=/bin", "HOME=/tmp", "TMPDIR=/tmp", "NO_COLOR=1"],
+            "/",
+            TOOL_ID,
+            TOOL_ID,
+        )
+        .map_err(|e| err(Failed, e.to_string()))?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let cg = format!("{service}/exec-{id}");
+        let fail = |what: &str, e: &dyn std::fmt::Display| err(Failed, format!("{what}: {e}"));
+        // The service's cgroup enables no controllers for children, so a
+        // child cgroup may sit beside its processes (and is bounded by it).
+        rustix::fs::mkdir(
+            cgroup::path(&cg, "").as_str(),
+            rustix::fs::Mode::from_raw_mode(0o755),
+        )
+        .map_err(|e| fail("creating its cgroup", &e))?;
+        let cg_fd = rustix::fs::open(
+            cgroup::path(&cg, "").as_str(),
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| {
+            cgroup::remove(&cg);
+            fail("opening its cgroup", &e)
+        })?;
+        let timeout = match u64::from(timeout_ms) {
+            0 => DEFAULT_TIMEOUT_MS,
+            t => t.min(MAX_TIMEOUT_MS),
+        };
+        let flags = rustix::pipe::PipeFlags::CLOEXEC;
+        let stdin = rustix::fs::memfd_create("quilt-input", rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| fail("memfd", &e))?;
+        rustix::io::write(&stdin, input).map_err(|e| fail("writing input", &e))?;
+        rustix::fs::seek(&stdin, rustix::fs::SeekFrom::Start(0)).map_err(|e| fail("seek", &e))?;
+        let (out_r, out_w) = rustix::pipe::pipe_with(flags).map_err(|e| fail("pipe", &e))?;
+        let (err_r, err_w) = rustix::pipe::pipe_with(flags).map_err(|e| fail("pipe", &e))?;
+        for fd in [&out_r, &err_r] {
+            if let Ok(fl) = rustix::fs::fcntl_getfl(fd) {
+                let _ = rustix::fs::fcntl_setfl(fd, fl | rustix::fs::OFlags::NONBLOCK);
+            }
+        }
+        let stdio = quilt_container::Stdio {
+            stdin: stdin.as_fd(),
+            stdout: out_w.as_fd(),
+            stderr: err_w.as_fd(),
+            extra: &[],
+        };
+        let entered = quilt_container::enter(&plan, target, stdio, cg_fd.as_fd());
+        drop((out_w, err_w, stdin, cg_fd));
+        let sp = entered.map_err(|e| {
+            cgroup::remove(&cg);
+            fail("entering the container", &e)
+        })?;
+        if let Some((stage, errno)) = sp.failed {
+            event!(
+                "event=exec-setup-failed id={} service={} stage={} error=\"{}\"",
+                id,
+                service,
+                stage.name(),
+                std::io::Error::from_raw_os_error(errno)
+            );
+        }
+        event!(
+            "event=exec-start id={} service={} pid={} argv0={}",
+            id,
+            service,
+            sp.pid,
+            plan.program()
+        );
+        use rustix::fd::AsRawFd;
+        let _ = self
+            .watch
+            .push((out_r.as_raw_fd(), TOKEN + 2 * slot as u64));
+        let _ = self
+            .watch
+            .push((err_r.as_raw_fd(), TOKEN + 2 * slot as u64 + 1));
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = Some(Run {
+                id,
+                client,
+                detached: false,
+                waiter: None,
+                parent: None,
+                family: false,
+                bundle: heapless::String::try_from(service).unwrap_or_default(),
+                stdin: None,
+                parked: false,
+                cgroup: cg,
+                pid: sp.pid,
+                started: now,
+                started_us: crate::clock::boot_micros(),
+                deadline: now.after(timeout),
+                stdout: Some(out_r),
+                stderr: Some(err_r),
+                out: Vec::new(),
+                truncated: false,
+                err_tail: Box::default(),
+                exit: None,
+                timed_out: false,
+            });
+        }
+        self.started += 1;
+        Ok(id)
+    }
+
+    /// Drop the prepared container of `bundle` (a new version was
+    /// installed, or it was removed).
+    pub fn forget_plan(&mut self, bundle: &str) {
+        self.plans.remove(bundle);
+    }
+
+    /// Whether a run or parked container of `bundle` exists.
+    pub fn uses_bundle(&self, bundle: &str) -> bool {
+        self.slots.iter().flatten().any(|r| r.bundle == bundle)
     }
 
     /// Completed runs to deliver.
     pub fn take_done(&mut self) -> Vec<Done> {
         std::mem::take(&mut self.done)
     }
+}
+
+/// Remove a run's cgroup, with its `main` and `kids` if it has them; true
+/// when it is gone (false while children's cgroups remain).
+fn remove_family(cg: &str) -> bool {
+    for sub in ["main", "kids"] {
+        cgroup::remove(&format!("{cg}/{sub}"));
+    }
+    cgroup::remove(cg);
+    !std::path::Path::new(cgroup::path(cg, "").as_str()).exists()
 }
 
 /// A hostname for a run of `bundle`: its last path component, at most 32

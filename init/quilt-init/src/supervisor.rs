@@ -2,12 +2,14 @@
 //! are ready, restart with backoff, stop in reverse order at shutdown.
 
 use crate::bundles::Tools;
+use crate::bus::Bus;
 use crate::cgroup;
 use crate::clock::Millis;
 use crate::event;
 use crate::output::Output;
 use crate::policy::{self, ExitCode};
 use crate::spawn;
+use quilt_bundle::tokens::BusRole;
 use quilt_config::{BootConfig, PowerAction, Ready, MAX_SERVICES};
 use rustix::fd::{AsFd, OwnedFd};
 use std::ffi::CString;
@@ -58,6 +60,10 @@ pub struct Svc {
     oom_seen: u64,
     /// For a bundle service: the prepared container, or why there is none.
     container: Option<Result<quilt_container::Plan, String>>,
+    /// Its bundle's bus tokens (topic, role).
+    bus_wants: Vec<(String, BusRole)>,
+    /// Start again once the operator's stop has finished (`restart`).
+    restart_pending: bool,
 }
 
 /// What the supervisor wants the event loop to do.
@@ -88,6 +94,8 @@ pub struct Supervisor {
     pub orphans_reaped: u64,
     /// fds to (un)register, drained by the event loop.
     pub requests: heapless::Vec<Request, 64>,
+    /// The board's bus channels.
+    bus: Bus,
 }
 
 fn cstring(s: &str) -> CString {
@@ -96,7 +104,7 @@ fn cstring(s: &str) -> CString {
 
 impl Supervisor {
     /// Set up capture pipes and cgroups for every configured service.
-    pub fn new(cfg: Box<BootConfig>, tools: Option<&Tools>) -> Supervisor {
+    pub fn new(cfg: Box<BootConfig>, tools: Option<&Tools>, bus: Bus) -> Supervisor {
         let order = quilt_config::start_order(&cfg).unwrap_or_default();
         let mut svcs = heapless::Vec::new();
         let mut requests = heapless::Vec::new();
@@ -111,7 +119,18 @@ impl Supervisor {
             if let Some(o) = &output {
                 let _ = requests.push(Request::Watch(raw(&o.read), TOKEN_OUT + i as u64));
             }
-            let container = s.bundle.as_ref().map(|b| container_plan(s, b, tools));
+            let container = s.bundle.as_ref().map(|b| container_plan(s, b, tools, &bus));
+            let bus_wants = s
+                .bundle
+                .as_ref()
+                .and_then(|b| tools?.get(b))
+                .map(|t| {
+                    crate::bus::wants(&t.header.tokens)
+                        .into_iter()
+                        .map(|(topic, role)| (topic.to_owned(), role))
+                        .collect()
+                })
+                .unwrap_or_default();
             let limits = merged_limits(s, tools);
             let cgroup = match cgroup::create(&s.name, &limits) {
                 Ok(fd) => Some(fd),
@@ -129,6 +148,8 @@ impl Supervisor {
                 cgroup,
                 oom_seen: 0,
                 container,
+                bus_wants,
+                restart_pending: false,
             });
         }
         Supervisor {
@@ -141,7 +162,177 @@ impl Supervisor {
             pending: None,
             orphans_reaped: 0,
             requests,
+            bus,
         }
+    }
+
+    /// The board's bus channels (runs take subscriber slots from it too).
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// The operator's `start`, `stop` or `restart` of service `name`: the
+    /// state it is in afterwards, or why not.
+    pub fn operate(
+        &mut self,
+        name: &str,
+        verb: quilt_proto::ServiceVerb,
+        now: Millis,
+    ) -> Result<&'static str, String> {
+        use quilt_proto::ServiceVerb::*;
+        if self.shutdown.is_some() {
+            return Err("the board is shutting down".into());
+        }
+        let i = self
+            .cfg
+            .service_index(name)
+            .ok_or_else(|| format!("no service named {name:?}; `quilt ps` lists them"))?;
+        let grace = u64::from(self.cfg.shutdown_grace_ms);
+        let st = self.svcs.get_mut(i).ok_or("no such service")?;
+        match (verb, st.state) {
+            (Start, State::Running { .. } | State::Waiting | State::Backoff { .. }) => {
+                Err(format!("service {name:?} is already started"))
+            }
+            (Start, State::Stopping { .. }) => {
+                st.restart_pending = true;
+                Ok("stopping")
+            }
+            (Start | Restart, State::Done | State::Stopped) => {
+                st.failures = 0;
+                st.state = State::Waiting;
+                event!("event=service-operator verb=start name={}", name);
+                Ok("waiting")
+            }
+            (Stop | Restart, State::Running { pid, .. }) => {
+                st.restart_pending = verb == Restart;
+                st.state = State::Stopping {
+                    pid: Some(pid),
+                    kill_at: now.after(grace),
+                    killed: false,
+                    since: now,
+                };
+                event!(
+                    "event=service-stop name={} pid={} signal=TERM reason=operator",
+                    name,
+                    pid
+                );
+                cgroup::signal_all(name, rustix::process::Signal::TERM);
+                if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+                }
+                Ok("stopping")
+            }
+            (Stop, State::Waiting | State::Backoff { .. }) => {
+                st.state = State::Stopped;
+                event!("event=service-stopped name={} reason=operator", name);
+                Ok("stopped")
+            }
+            (Restart, State::Waiting | State::Backoff { .. }) => {
+                st.state = State::Waiting;
+                Ok("waiting")
+            }
+            (Stop, State::Stopping { .. }) => {
+                st.restart_pending = false;
+                Ok("stopping")
+            }
+            (Restart, State::Stopping { .. }) => {
+                st.restart_pending = true;
+                Ok("stopping")
+            }
+            (Stop, State::Done | State::Stopped) => Ok("stopped"),
+        }
+    }
+
+    /// An operator's stop in progress: kill at the grace, settle when the
+    /// process is gone (and start again for a restart).
+    fn advance_operator_stops(&mut self, now: Millis) {
+        for (i, st) in self.svcs.iter_mut().enumerate() {
+            let State::Stopping {
+                pid,
+                kill_at,
+                killed,
+                since,
+            } = st.state
+            else {
+                continue;
+            };
+            let name = self.cfg.services.get(i).map_or("?", |s| s.name.as_str());
+            if pid.is_none() && !cgroup::populated(name) {
+                event!(
+                    "event=service-stopped name={} after_ms={} reason=operator",
+                    name,
+                    now.since(since)
+                );
+                st.state = if st.restart_pending {
+                    st.restart_pending = false;
+                    State::Waiting
+                } else {
+                    State::Stopped
+                };
+            } else if !killed && now >= kill_at {
+                event!("event=service-kill name={} reason=grace-expired", name);
+                cgroup::kill_all(name);
+                if let Some(p) = pid.and_then(rustix::process::Pid::from_raw) {
+                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                }
+                st.state = State::Stopping {
+                    pid,
+                    kill_at,
+                    killed: true,
+                    since,
+                };
+            }
+        }
+    }
+
+    /// A new version of `bundle` was installed: its services get it at
+    /// their next start.
+    pub fn bundle_updated(&mut self, bundle: &str, tools: &Tools) {
+        for (i, svc) in self.cfg.services.iter().enumerate() {
+            if svc.bundle.as_deref() == Some(bundle) {
+                let plan = container_plan(svc, bundle, Some(tools), &self.bus);
+                if let Some(st) = self.svcs.get_mut(i) {
+                    st.container = Some(plan);
+                }
+            }
+        }
+    }
+
+    /// The main pid of service `name`'s container, if it is a running
+    /// bundle service.
+    pub fn container_pid(&self, name: &str) -> Result<i32, String> {
+        let i = self
+            .cfg
+            .service_index(name)
+            .ok_or_else(|| format!("no service named {name:?}; `quilt ps` lists them"))?;
+        let is_container = self.svcs.get(i).is_some_and(|s| s.container.is_some());
+        match self.svcs.get(i).map(|s| s.state) {
+            Some(State::Running { pid, .. }) if is_container => Ok(pid),
+            Some(State::Running { .. }) => Err(format!(
+                "service {name:?} is not a container (no bundle): nothing to enter"
+            )),
+            _ => Err(format!("service {name:?} is not running")),
+        }
+    }
+
+    /// Whether a service that is not stopped or done runs `bundle`.
+    pub fn uses_bundle(&self, bundle: &str) -> bool {
+        self.cfg
+            .services
+            .iter()
+            .zip(self.svcs.iter())
+            .any(|(c, s)| {
+                c.bundle.as_deref() == Some(bundle)
+                    && !matches!(s.state, State::Stopped | State::Done)
+            })
+    }
+
+    /// Service `name`'s index and its output since `pos`: bytes missed,
+    /// new bytes, new position.
+    pub fn output_since(&self, name: &str, pos: u64) -> Option<(usize, u64, Vec<u8>, u64)> {
+        let i = self.cfg.service_index(name)?;
+        let (missed, data, next) = self.svcs.get(i)?.output.as_ref()?.since(pos);
+        Some((i, missed, data, next))
     }
 
     /// Services as the control API's `List` shows them.
@@ -197,6 +388,7 @@ impl Supervisor {
             self.advance_shutdown(now);
             return;
         }
+        self.advance_operator_stops(now);
         for k in 0..self.order.len() {
             let Some(i) = self.order.get(k).map(|&i| usize::from(i)) else {
                 continue;
@@ -389,12 +581,29 @@ impl Supervisor {
             self.start_failed(i, now);
             return;
         };
+        let wants: Vec<(&str, BusRole)> =
+            st.bus_wants.iter().map(|(t, r)| (t.as_str(), *r)).collect();
+        let holder = crate::bus::SERVICE | i as u64;
+        let extra = match self.bus.claim(holder, &wants) {
+            Ok(fds) => fds,
+            Err(why) => {
+                event!("event=service-start-failed name={} error=\"{}\"", name, why);
+                self.start_failed(i, now);
+                return;
+            }
+        };
         let stdio = quilt_container::Stdio {
             stdin: input.as_ref().map_or(null.as_fd(), |f| f.as_fd()),
             stdout: out.write.as_fd(),
             stderr: out.write.as_fd(),
+            extra: &extra,
         };
-        match quilt_container::spawn(plan, stdio, cg.as_fd()) {
+        let spawned = quilt_container::spawn(plan, stdio, cg.as_fd());
+        drop(extra);
+        if spawned.is_err() {
+            self.bus.release(holder);
+        }
+        match spawned {
             Ok(sp) => {
                 if let Some((stage, errno)) = sp.failed {
                     let step = plan.step(stage);
@@ -507,6 +716,7 @@ impl Supervisor {
             return None;
         };
         let svc = self.cfg.services.get(i)?.clone();
+        self.bus.release(crate::bus::SERVICE | i as u64);
         // Drain what it printed last, before we log its exit.
         self.on_output(i);
         let oom = cgroup::read_key(&svc.name, "memory.events", "oom_kill").unwrap_or(0);
@@ -528,10 +738,15 @@ impl Supervisor {
                     since,
                 };
                 event!(
-                    "event=service-exit name={} pid={} status={} during=shutdown",
+                    "event=service-exit name={} pid={} status={} during={}",
                     svc.name,
                     pid,
-                    code.0
+                    code.0,
+                    if self.shutdown.is_some() {
+                        "shutdown"
+                    } else {
+                        "stop"
+                    }
                 );
                 None
             }
@@ -823,6 +1038,7 @@ pub(crate) fn container_plan(
     svc: &quilt_config::Service,
     bundle: &str,
     tools: Option<&Tools>,
+    bus: &Bus,
 ) -> Result<quilt_container::Plan, String> {
     let tools = tools.ok_or("no trusted bundles on this board (trust store missing)")?;
     let tool = tools.get(bundle).ok_or_else(|| {
@@ -838,7 +1054,14 @@ pub(crate) fn container_plan(
     let entry = format!("/app/{}", h.entry.trim_start_matches('/'));
     let mut argv: Vec<&str> = vec!["/bin/bun", "run", "--no-install", &entry];
     argv.extend(svc.exec.iter().map(|a| a.as_str()));
+    let (bus_env, bus_fds) = bus
+        .env(&crate::bus::wants(&h.tokens))
+        .map_err(|e| format!("bundle {bundle:?}: {e}"))?;
+    // Runs of a bundle with a spawn token get their control socket next.
+    let control_env = control_grant(&h.tokens).map(|_| format!("QUILT_CONTROL_FD={}", 3 + bus_fds));
     let mut env: Vec<&str> = vec!["PATH=/bin", "HOME=/tmp", "TMPDIR=/tmp", "NO_COLOR=1"];
+    env.extend(bus_env.as_deref());
+    env.extend(control_env.as_deref());
     env.extend(svc.env.iter().map(|e| e.as_str()));
     let binds = [quilt_container::Bind {
         src: &tool.tree,
@@ -879,6 +1102,55 @@ pub(crate) fn container_plan(
     quilt_container::Plan::new(&spec).map_err(|e| e.to_string())
 }
 
+/// What a bundle's tokens let its containers ask over a control socket
+/// of their own: children (`spawn`, `spawn:<bundle>`) and counted
+/// resources (`llm:<name>`). `None` when nothing: no socket at all.
+pub(crate) fn control_grant(tokens: &[String]) -> Option<ControlGrant> {
+    use quilt_bundle::tokens::Token;
+    let mut g = ControlGrant::default();
+    for t in tokens {
+        match Token::parse(t) {
+            Ok(Token::Spawn(None)) => g.spawn_any = true,
+            Ok(Token::Spawn(Some(b))) => g.spawn_only.push(b.to_owned()),
+            Ok(Token::Counted(r)) => g.counted.push(r.to_owned()),
+            Ok(Token::Exec(s)) => g.exec.push(s.to_owned()),
+            _ => {}
+        }
+    }
+    (g.spawn_any || !g.spawn_only.is_empty() || !g.counted.is_empty() || !g.exec.is_empty())
+        .then_some(g)
+}
+
+/// See [`control_grant`].
+#[derive(Debug, Clone, Default)]
+pub struct ControlGrant {
+    /// Any installed bundle may be spawned.
+    pub spawn_any: bool,
+    /// These bundles may be spawned.
+    pub spawn_only: Vec<String>,
+    /// Counted resources it may acquire.
+    pub counted: Vec<String>,
+    /// Services it may exec into.
+    pub exec: Vec<String>,
+}
+
+impl ControlGrant {
+    /// Whether `bundle` may be spawned.
+    pub fn may_spawn(&self, bundle: &str) -> bool {
+        self.spawn_any || self.spawn_only.iter().any(|b| b == bundle)
+    }
+
+    /// Whether it may start processes in service `name`'s container.
+    pub fn may_exec(&self, name: &str) -> bool {
+        self.exec.iter().any(|s| s == name)
+    }
+
+    /// Whether it holds the token of resource `name`.
+    pub fn may_acquire(&self, name: &str) -> bool {
+        self.counted.iter().any(|r| r == name)
+    }
+}
+
 /// What a bundle's signed tokens grant its containers.
 struct Grants {
     userns: bool,
@@ -905,6 +1177,8 @@ impl Grants {
             match Token::parse(t) {
                 Ok(Token::UserNs) => g.userns = true,
                 Ok(Token::Cap(_, nr)) => g.caps |= 1u64 << nr,
+                // Handed out per container by crate::bus and crate::runs.
+                Ok(Token::Bus(..) | Token::Spawn(_) | Token::Counted(_) | Token::Exec(_)) => {}
                 Ok(Token::Write(dir)) => {
                     let lower = tree.join(dir);
                     if !lower.is_dir() {

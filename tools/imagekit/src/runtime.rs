@@ -513,6 +513,10 @@ pub struct BunLayer {
     bun: PathBuf,
     sysroot: PathBuf,
     prefix: String,
+    /// (layer path, host file, mode) added as they are.
+    extra: Vec<(String, PathBuf, u32)>,
+    /// (layer path, contents, mode) generated files.
+    extra_bytes: Vec<(String, Vec<u8>, u32)>,
 }
 
 impl BunLayer {
@@ -523,7 +527,31 @@ impl BunLayer {
             bun: bun.into(),
             sysroot: PathBuf::from("/"),
             prefix: BUN_LAYER_PREFIX.to_owned(),
+            extra: Vec::new(),
+            extra_bytes: Vec::new(),
         }
+    }
+
+    /// Add a file with these contents at `path` in the layer (read-only).
+    pub fn bytes(mut self, path: &str, data: impl Into<Vec<u8>>, mode: u32) -> Self {
+        self.extra_bytes.push((
+            format!("/{}", path.trim_start_matches('/')),
+            data.into(),
+            mode & 0o555,
+        ));
+        self
+    }
+
+    /// Add a host file at `path` in the layer (read-only), e.g. the bus
+    /// client package at `/node_modules/quilt-bus/index.ts`, which Bun
+    /// finds from any tool under `/app`.
+    pub fn file(mut self, path: &str, host: impl Into<PathBuf>, mode: u32) -> Self {
+        self.extra.push((
+            format!("/{}", path.trim_start_matches('/')),
+            host.into(),
+            mode & 0o555,
+        ));
+        self
     }
 
     /// Take the libraries from another root, e.g. an arm64 Debian sysroot
@@ -539,14 +567,28 @@ impl BunLayer {
         self
     }
 
-    /// Add `bin/bun`, its library closure, the loader, `etc/` and the mount
-    /// points under the prefix. Entries already in the image at those paths
-    /// are replaced.
+    /// Add `bin/bun`, its library closure (and that of every ELF added with
+    /// [`Self::file`]), the loader, `etc/` and the mount points under the
+    /// prefix. Entries already in the image at those paths are replaced.
     pub fn add_to(&self, image: &mut Initramfs) -> Result<LayerReport, RuntimeError> {
         let closure = LibClosure::resolve(&self.bun, &self.sysroot)?;
+        let mut lib_paths: Vec<String> = closure.paths().map(str::to_owned).collect();
+        for (_, host, _) in &self.extra {
+            let mut magic = [0u8; 4];
+            let is_elf = std::fs::File::open(host)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+                .is_ok()
+                && magic == *b"\x7fELF";
+            if is_elf {
+                let c = LibClosure::resolve(host, &self.sysroot)?;
+                lib_paths.extend(c.paths().map(str::to_owned));
+            }
+        }
+        lib_paths.sort();
+        lib_paths.dedup();
         let mut files: BTreeMap<String, LayerFile> = BTreeMap::new();
         let mut symlinks: BTreeMap<String, String> = BTreeMap::new();
-        for path in closure.paths() {
+        for path in lib_paths.iter().map(String::as_str) {
             let not_found = || RuntimeError::NotAFile {
                 path: path.to_owned(),
                 sysroot: self.sysroot.display().to_string(),
@@ -584,6 +626,23 @@ impl BunLayer {
                 mode: 0o555,
             },
         );
+        for (path, host, mode) in &self.extra {
+            let size = std::fs::metadata(host)
+                .map_err(|source| RuntimeError::Read {
+                    path: host.clone(),
+                    source,
+                })?
+                .len();
+            files.insert(
+                path.clone(),
+                LayerFile {
+                    path: path.clone(),
+                    source: Some(host.clone()),
+                    size,
+                    mode: *mode,
+                },
+            );
+        }
         let mut generated = Vec::new();
         for (path, text) in [
             ("/etc/passwd", PASSWD),
@@ -618,6 +677,9 @@ impl BunLayer {
         }
         for (path, text) in generated {
             image.bytes(&format!("{p}{path}"), text, 0o444)?;
+        }
+        for (path, data, mode) in &self.extra_bytes {
+            image.bytes(&format!("{p}{path}"), data.clone(), *mode)?;
         }
         Ok(LayerReport {
             prefix: p.clone(),

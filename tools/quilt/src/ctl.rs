@@ -1,5 +1,6 @@
 //! Talking to a running quilt-init over its control socket: `quilt ping`,
-//! `quilt ps`, `quilt run`.
+//! `quilt ps`, `quilt run`, `quilt start|stop|restart`, `quilt logs`,
+//! `quilt events`.
 
 use anyhow::{bail, Context};
 use quilt_proto::{Reply, Request};
@@ -10,8 +11,8 @@ use std::process::ExitCode;
 /// Exit status when quilt-init refused or failed the request itself.
 const REFUSED: u8 = 3;
 
-/// Send one request, wait for its reply.
-pub fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
+/// Connect and send one request; replies are read with [`next_reply`].
+fn open(socket: &Path, req: &Request) -> anyhow::Result<rustix::fd::OwnedFd> {
     let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None)?;
     let addr = SocketAddrUnix::new(socket)?;
     rustix::net::connect(&fd, &addr).with_context(|| {
@@ -22,14 +23,253 @@ pub fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
     })?;
     let frame = quilt_proto::encode_request(req).map_err(|e| anyhow::anyhow!("request: {e}"))?;
     rustix::net::send(&fd, &frame, SendFlags::NOSIGNAL).context("sending the request")?;
-    let mut buf = vec![0u8; quilt_proto::MAX_REPLY + 1];
+    Ok(fd)
+}
+
+/// The next reply on a connection.
+fn next_reply(fd: &rustix::fd::OwnedFd, buf: &mut [u8]) -> anyhow::Result<Reply> {
     let (_, n) =
-        rustix::net::recv(&fd, &mut buf[..], RecvFlags::TRUNC).context("waiting for the reply")?;
+        rustix::net::recv(fd, &mut *buf, RecvFlags::TRUNC).context("waiting for the reply")?;
     if n == 0 {
-        bail!("quilt-init closed the connection without replying");
+        bail!("quilt-init closed the connection");
     }
     quilt_proto::decode_reply(buf.get(..n).unwrap_or(&[]))
         .map_err(|e| anyhow::anyhow!("reply: {e}"))
+}
+
+/// Send one request, wait for its reply.
+pub fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
+    let fd = open(socket, req)?;
+    let mut buf = vec![0u8; quilt_proto::MAX_REPLY + 1];
+    next_reply(&fd, &mut buf)
+}
+
+/// `quilt start|stop|restart NAME`.
+pub fn service(
+    socket: &Path,
+    name: &str,
+    verb: quilt_proto::ServiceVerb,
+) -> anyhow::Result<ExitCode> {
+    let req = Request::Service {
+        name: name.into(),
+        verb,
+    };
+    match call(socket, &req)? {
+        Reply::ServiceState { name, state } => {
+            println!("{name}: {state}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => refused(other),
+    }
+}
+
+/// `quilt install FILE.qb` (on the board): through the trust store, as at
+/// boot.
+pub fn install(socket: &Path, file: &Path) -> anyhow::Result<ExitCode> {
+    let path = std::fs::canonicalize(file)
+        .with_context(|| format!("{}: no such bundle file on this board", file.display()))?;
+    let req = Request::Install {
+        path: path.to_string_lossy().into_owned(),
+    };
+    match call(socket, &req)? {
+        Reply::Installed {
+            name,
+            version,
+            already_installed: true,
+            ..
+        } => {
+            println!(
+                "{name} version {version} is already installed (same signed root); the file's content was not read"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Reply::Installed {
+            name,
+            version,
+            chunks,
+            chunks_written,
+            ..
+        } => {
+            println!(
+                "installed {name} version {version} ({chunks} chunks, {chunks_written} new to the store)"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        other => refused(other),
+    }
+}
+
+/// `quilt remove NAME`.
+pub fn remove(socket: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    match call(socket, &Request::Remove { name: name.into() })? {
+        Reply::Removed { name } => {
+            println!("removed {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => refused(other),
+    }
+}
+
+/// `quilt bundles [--json]`: installed bundles and the trust store.
+pub fn bundles(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    match call(socket, &Request::Bundles)? {
+        Reply::Bundles {
+            bundles,
+            keys,
+            policy,
+        } => {
+            if json {
+                let v = serde_json::json!({
+                    "bundles": bundles.iter().map(|b| serde_json::json!({
+                        "name": b.name, "version": b.version, "root": b.root,
+                        "tokens": b.tokens, "files": b.files, "total_size": b.total_size,
+                    })).collect::<Vec<_>>(),
+                    "trust": {"keys": keys, "policy": policy},
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{:<28} {:>8}  {:<16}  tokens", "BUNDLE", "VERSION", "ROOT");
+                for b in &bundles {
+                    println!(
+                        "{:<28} {:>8}  {:<16}  {}",
+                        b.name,
+                        b.version,
+                        b.root.get(..16).unwrap_or(&b.root),
+                        if b.tokens.is_empty() {
+                            "-".to_string()
+                        } else {
+                            b.tokens.join(",")
+                        }
+                    );
+                }
+                println!("trusted keys: {}", keys.join(", "));
+                print!("policy:\n{policy}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        other => refused(other),
+    }
+}
+
+/// `quilt tokens [--json]`: counted resources in use, and the tokens each
+/// installed bundle holds.
+pub fn tokens(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let resources = match call(socket, &Request::Resources)? {
+        Reply::Resources(r) => r,
+        other => return refused(other),
+    };
+    let bundles = match call(socket, &Request::Bundles)? {
+        Reply::Bundles { bundles, .. } => bundles,
+        // A board without a trust store still has resources to show.
+        Reply::Error { .. } => Vec::new(),
+        other => return refused(other),
+    };
+    if json {
+        let v = serde_json::json!({
+            "resources": resources.iter().map(|r| serde_json::json!({
+                "name": r.name, "capacity": r.capacity, "used": r.used, "waiting": r.waiting,
+            })).collect::<Vec<_>>(),
+            "bundles": bundles.iter().map(|b| serde_json::json!({
+                "name": b.name, "tokens": b.tokens,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:>8} {:>6} {:>8}",
+        "RESOURCE", "CAPACITY", "USED", "WAITING"
+    );
+    for r in &resources {
+        println!(
+            "{:<24} {:>8} {:>6} {:>8}",
+            r.name, r.capacity, r.used, r.waiting
+        );
+    }
+    println!();
+    for b in &bundles {
+        let t = if b.tokens.is_empty() {
+            "-".to_string()
+        } else {
+            b.tokens.join(" ")
+        };
+        println!("{:<28} {t}", b.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `quilt logs NAME [-f]`: the retained output, then (with `follow`)
+/// everything new until interrupted.
+pub fn logs(socket: &Path, name: &str, follow: bool) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let fd = open(
+        socket,
+        &Request::Logs {
+            name: name.into(),
+            follow,
+        },
+    )?;
+    let mut buf = vec![0u8; quilt_proto::MAX_REPLY + 1];
+    let mut out = std::io::stdout().lock();
+    loop {
+        match next_reply(&fd, &mut buf)? {
+            Reply::Log { missed, data } => {
+                if missed > 0 {
+                    eprintln!("quilt: … {missed} bytes of output were not kept …");
+                }
+                out.write_all(&data)?;
+                out.flush()?;
+            }
+            other => return refused(other),
+        }
+        if !follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+}
+
+/// `quilt events [--json]`: every event line as it is logged, until
+/// interrupted.
+pub fn events(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let fd = open(socket, &Request::Events)?;
+    let mut buf = vec![0u8; quilt_proto::MAX_REPLY + 1];
+    loop {
+        match next_reply(&fd, &mut buf)? {
+            Reply::Event { line } => {
+                if json {
+                    println!("{}", event_json(&line));
+                } else {
+                    println!("{line}");
+                }
+            }
+            other => return refused(other),
+        }
+    }
+}
+
+/// `quilt: t=1.5 event=x a=b c="d e"` as a JSON object of its fields.
+fn event_json(line: &str) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    let rest = line.strip_prefix("quilt: ").unwrap_or(line);
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        let value: String = if chars.peek() == Some(&'"') {
+            chars.next();
+            let v = chars.by_ref().take_while(|&c| c != '"').collect();
+            v
+        } else {
+            chars.by_ref().take_while(|&c| c != ' ').collect()
+        };
+        map.insert(key, serde_json::Value::String(value));
+    }
+    serde_json::Value::Object(map)
 }
 
 fn refused(reply: Reply) -> anyhow::Result<ExitCode> {
@@ -101,7 +341,36 @@ pub fn run(
     timeout_ms: u32,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let input = match input {
+    let req = Request::Run {
+        bundle: bundle.into(),
+        input: read_input(input)?,
+        timeout_ms,
+    };
+    show_result(socket, &req, bundle, json)
+}
+
+/// `quilt exec SERVICE -- ARGV...`: a process inside a running service's
+/// container, its output and exit status as for `quilt run`.
+pub fn exec(
+    socket: &Path,
+    service: &str,
+    argv: Vec<String>,
+    input: Option<&PathBuf>,
+    timeout_ms: u32,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let req = Request::Exec {
+        service: service.into(),
+        argv,
+        input: read_input(input)?,
+        timeout_ms,
+    };
+    show_result(socket, &req, service, json)
+}
+
+/// `--input FILE` (`-`: stdin), or nothing.
+fn read_input(input: Option<&PathBuf>) -> anyhow::Result<Vec<u8>> {
+    Ok(match input {
         Some(p) if p.as_os_str() == "-" => {
             let mut v = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
@@ -109,15 +378,13 @@ pub fn run(
         }
         Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
         None => Vec::new(),
-    };
-    let r = match call(
-        socket,
-        &Request::Run {
-            bundle: bundle.into(),
-            input,
-            timeout_ms,
-        },
-    )? {
+    })
+}
+
+/// Send a `Run` or `Exec`, print its result, exit with its status.
+fn show_result(socket: &Path, req: &Request, what: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let bundle = what;
+    let r = match call(socket, req)? {
         Reply::Ran(r) => r,
         other => return refused(other),
     };
@@ -145,4 +412,18 @@ pub fn run(
         }
     }
     Ok(ExitCode::from(u8::try_from(r.status).unwrap_or(255)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn event_lines_become_json_objects() {
+        let v = super::event_json(
+            r#"quilt: t=2.5 event=service-exit name=db status=1 error="no such file""#,
+        );
+        assert_eq!(v["t"], "2.5");
+        assert_eq!(v["event"], "service-exit");
+        assert_eq!(v["status"], "1");
+        assert_eq!(v["error"], "no such file");
+    }
 }

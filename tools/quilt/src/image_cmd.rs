@@ -46,6 +46,12 @@ pub enum ImageCmd {
         /// the root of every tool container.
         #[arg(long)]
         bun: Option<PathBuf>,
+        /// libquiltbus.so for the board (`tools/build-init.sh --cdylib
+        /// libquiltbus.so -p quilt-bus-ffi`): with it, the runtime layer
+        /// carries the `quilt-bus` package at /node_modules/quilt-bus, so
+        /// tools `import ... from "quilt-bus"` (needs --bun).
+        #[arg(long, requires = "bun")]
+        bus_lib: Option<PathBuf>,
         /// Signed bundles (.qb) to ship; quilt-init installs at boot those
         /// the trust store accepts (repeatable).
         #[arg(long = "bundle", value_name = "FILE.qb")]
@@ -72,6 +78,7 @@ pub fn run(cmd: ImageCmd) -> anyhow::Result<ExitCode> {
             kernel_version,
             busybox,
             bun,
+            bus_lib,
             bundles,
             trust,
             add,
@@ -127,11 +134,17 @@ pub fn run(cmd: ImageCmd) -> anyhow::Result<ExitCode> {
                 tree.closure(&names)?.add_to(&mut img)?;
             }
             if let Some(bun) = &bun {
-                let report = quilt_imagekit::BunLayer::new(bun)
-                    .add_to(&mut img)
-                    .with_context(|| {
-                        format!("adding the Bun runtime layer from {}", bun.display())
-                    })?;
+                let mut layer = quilt_imagekit::BunLayer::new(bun);
+                if let Some(lib) = &bus_lib {
+                    for (name, text) in BUS_PACKAGE {
+                        layer =
+                            layer.bytes(&format!("/node_modules/quilt-bus/{name}"), *text, 0o444);
+                    }
+                    layer = layer.file("/node_modules/quilt-bus/libquiltbus.so", lib, 0o555);
+                }
+                let report = layer.add_to(&mut img).with_context(|| {
+                    format!("adding the Bun runtime layer from {}", bun.display())
+                })?;
                 eprintln!(
                     "bun runtime layer: {} files, {:.1} MiB",
                     report.files.len(),
@@ -184,3 +197,24 @@ pub fn run(cmd: ImageCmd) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The `quilt-bus` TypeScript package (init/bus-ffi/js), carried by the CLI
+/// so an image always gets the wrapper matching its library's ABI.
+const BUS_PACKAGE: &[(&str, &str)] = &[
+    (
+        "package.json",
+        include_str!("../../../init/bus-ffi/js/package.json"),
+    ),
+    (
+        "index.ts",
+        include_str!("../../../init/bus-ffi/js/index.ts"),
+    ),
+    (
+        "index.d.ts",
+        include_str!("../../../init/bus-ffi/js/index.d.ts"),
+    ),
+    (
+        "README.md",
+        include_str!("../../../init/bus-ffi/js/README.md"),
+    ),
+];

@@ -60,6 +60,114 @@ enum Cmd {
         #[arg(long, default_value = "/run/quilt/control.sock")]
         socket: std::path::PathBuf,
     },
+    /// Start a stopped or finished service (it is not restarted by itself
+    /// after `quilt stop`).
+    Start {
+        /// Service name (`quilt ps` lists them).
+        name: String,
+        /// quilt-init's control socket.
+        #[arg(long, default_value = "/run/quilt/control.sock")]
+        socket: std::path::PathBuf,
+    },
+    /// Stop a service: SIGTERM, then cgroup.kill after the shutdown grace;
+    /// it stays stopped until `quilt start`.
+    Stop {
+        /// Service name.
+        name: String,
+        /// quilt-init's control socket.
+        #[arg(long, default_value = "/run/quilt/control.sock")]
+        socket: std::path::PathBuf,
+    },
+    /// Stop a service if it runs, then start it again.
+    Restart {
+        /// Service name.
+        name: String,
+        /// quilt-init's control socket.
+        #[arg(long, default_value = "/run/quilt/control.sock")]
+        socket: std::path::PathBuf,
+    },
+    /// A service's output: the last 8 KiB quilt-init kept, and with -f
+    /// everything it prints from then on (Ctrl-C to stop).
+    Logs {
+        /// Service name.
+        name: String,
+        /// Keep following new output.
+        #[arg(short, long)]
+        follow: bool,
+        /// quilt-init's control socket.
+        #[arg(long, default_value = "/run/quilt/control.sock")]
+        socket: std::path::PathBuf,
+    },
+    /// Print quilt-init's events as they happen: services starting,
+    /// exiting (with status), OOM-killed, backing off; bundles installed
+    /// or refused; runs (Ctrl-C to stop).
+    Events {
+        /// One JSON object per event instead of the raw line.
+        #[arg(long)]
+        json: bool,
+        /// quilt-init's control socket.
+        #[arg(long, default_value = "/run/quilt/control.sock")]
+        socket: std::path::PathBuf,
+    },
+    /// Install a signed bundle file that is on the board, through the
+    /// trust store (signatures, threshold, version, architecture), as at
+    /// boot. From a host without a network, use `quilt send`.
+    Install {
+        /// The .qb file.
+        file: std::path::PathBuf,
+        /// quilt-init's control socket.
+        #[arg(long, default_value = "/run/quilt/control.sock")]
+        socket: std::path::PathBuf,
+    },
+    /// Remove an installed bundle (refused while a service or run uses it).
+    Remove {
+        /// Bundle name.
+        name: String,
+        /// quilt-init's control socket.
+        #[arg(long, default_value = "/run/quilt/control.sock")]
+        socket: std::path::PathBuf,
+    },
+    /// Installed bundles (name, version, root, tokens) and the trust store.
+    Bundles {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// quilt-init's control socket.
+        #[arg(long, default_value = "/run/quilt/control.sock")]
+        socket: std::path::PathBuf,
+    },
+    /// Counted resources (capacity, units in use, waiters) and the tokens
+    /// each installed bundle holds.
+    Tokens {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// quilt-init's control socket.
+        #[arg(long, default_value = "/run/quilt/control.sock")]
+        socket: std::path::PathBuf,
+    },
+    /// Run a command inside a running bundle service's container (its
+    /// namespaces, root and cgroup; uid 1000, no capabilities, seccomp), e.g.
+    /// `quilt exec calc -- /bin/bun --version`.
+    Exec {
+        /// Service name.
+        service: String,
+        /// Command and arguments (argv[0] a path inside the container).
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+        /// File fed on stdin (`-`: this stdin).
+        #[arg(long)]
+        input: Option<std::path::PathBuf>,
+        /// Kill it after this many milliseconds (0: 30 s).
+        #[arg(long, default_value_t = 0)]
+        timeout_ms: u32,
+        /// Print status, output and timing as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// quilt-init's control socket.
+        #[arg(long, default_value = "/run/quilt/control.sock")]
+        socket: std::path::PathBuf,
+    },
     /// Check that quilt-init answers, and its version.
     Ping {
         /// quilt-init's control socket.
@@ -83,6 +191,31 @@ fn main() -> std::process::ExitCode {
             socket,
         } => ctl::run(&socket, &bundle, input.as_ref(), timeout_ms, json),
         Cmd::Ps { json, socket } => ctl::ps(&socket, json),
+        Cmd::Start { name, socket } => {
+            ctl::service(&socket, &name, quilt_proto::ServiceVerb::Start)
+        }
+        Cmd::Stop { name, socket } => ctl::service(&socket, &name, quilt_proto::ServiceVerb::Stop),
+        Cmd::Restart { name, socket } => {
+            ctl::service(&socket, &name, quilt_proto::ServiceVerb::Restart)
+        }
+        Cmd::Logs {
+            name,
+            follow,
+            socket,
+        } => ctl::logs(&socket, &name, follow),
+        Cmd::Events { json, socket } => ctl::events(&socket, json),
+        Cmd::Install { file, socket } => ctl::install(&socket, &file),
+        Cmd::Remove { name, socket } => ctl::remove(&socket, &name),
+        Cmd::Bundles { json, socket } => ctl::bundles(&socket, json),
+        Cmd::Tokens { json, socket } => ctl::tokens(&socket, json),
+        Cmd::Exec {
+            service,
+            argv,
+            input,
+            timeout_ms,
+            json,
+            socket,
+        } => ctl::exec(&socket, &service, argv, input.as_ref(), timeout_ms, json),
         Cmd::Ping { socket } => ctl::ping(&socket),
     };
     match result {
