@@ -48,6 +48,7 @@ cargo build --release -q -p quilt
 quilt="$root/target/release/quilt"
 guest_quilt="$(tools/build-init.sh -p quilt --bin quilt)"
 bun="$(tools/fetch-bun.sh x86_64)"
+bus_lib="$(tools/build-init.sh -p quilt-bus-ffi --cdylib libquiltbus.so)"
 
 out="$root/target/qemu"
 mkdir -p "$out/bundles" "$out/trust"
@@ -59,16 +60,17 @@ fi
 cp "$out/keys/demo.pub" "$out/trust/demo.pub"
 # The board's image policy wants two signatures; the demo signs with one.
 printf 'root-threshold 1\ndefault 1\n' >"$out/trust/policy"
-for t in hello json-transform bun-apis; do
+for t in hello json-transform bun-apis bus-server bus-client; do
 	"$quilt" bundle pack "examples/$t" --out "$out/bundles/$t.qb"
 	"$quilt" bundle sign "$out/bundles/$t.qb" --key "$out/keys/demo.key"
 done
 step "image"
 "$quilt" image initramfs --init "$init" --config "$config" \
 	--rootfs "$root/rootfs" --rootfs "$root/qemu/demo-rootfs" \
-	--modules "$kdir/modules" --busybox /bin/busybox --bun "$bun" \
+	--modules "$kdir/modules" --busybox /bin/busybox --bun "$bun" --bus-lib "$bus_lib" \
 	--trust "$out/trust" --bundle "$out/bundles/hello.qb" \
 	--bundle "$out/bundles/json-transform.qb" --bundle "$out/bundles/bun-apis.qb" \
+	--bundle "$out/bundles/bus-server.qb" --bundle "$out/bundles/bus-client.qb" \
 	--add "$guest_quilt:/bin/quilt" --out "$out/initrd.cpio"
 
 accel=tcg

@@ -308,6 +308,37 @@ pub fn quilt_init_binary_for(arch: Arch) -> Result<PathBuf> {
     guest_binary_for(arch, "quilt-init", "quilt-init")
 }
 
+/// A shared library of a workspace crate (`crate-type = ["cdylib"]`), for
+/// x86_64 guests whose runtime layer carries the host's glibc: built once
+/// per process in the release profile; returns `target/release/<file>`.
+pub fn host_cdylib(package: &str, file: &str) -> Result<PathBuf> {
+    static CACHE: OnceLock<BuildCache> = OnceLock::new();
+    cached_build(
+        &CACHE,
+        (package.to_owned(), file.to_owned()),
+        || format!("building {package} ({file})"),
+        || {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            run(
+                "cargo build",
+                Command::new(cargo).current_dir(repo_root()).args([
+                    "build",
+                    "--release",
+                    "-p",
+                    package,
+                    "--lib",
+                ]),
+            )?;
+            let path = target_dir().join("release").join(file);
+            if path.exists() {
+                Ok(path)
+            } else {
+                Err(format!("{} was not produced", path.display()))
+            }
+        },
+    )
+}
+
 /// A host-side workspace binary (e.g. the `quilt` CLI), built once per
 /// process in the dev profile (it shares artifacts with the test build).
 pub fn host_binary(package: &str, bin: &str) -> Result<PathBuf> {

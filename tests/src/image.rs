@@ -271,6 +271,41 @@ impl ImageBuilder {
         self
     }
 
+    /// The bus client package (`init/bus-ffi/js` and `libquiltbus.so`) at
+    /// `/node_modules/quilt-bus/` of the runtime layer, where Bun resolves
+    /// `import ... from "quilt-bus"` for any tool under `/app`. x86_64 only
+    /// (the library is built for the host).
+    pub fn bus_client(mut self) -> Self {
+        let arch = self.arch;
+        let added = crate::build::host_cdylib("quilt-bus-ffi", "libquiltbus.so").and_then(|lib| {
+            // The layer again, now with the package and the library's own
+            // closure (libgcc_s for Rust's std): the same paths are replaced.
+            let mut layer =
+                quilt_imagekit::BunLayer::new(bun_binary_for(arch)?).sysroot(sysroot_for(arch)?);
+            let js = crate::build::repo_root().join("init/bus-ffi/js");
+            let entries = std::fs::read_dir(&js).map_err(|e| HarnessError::Setup {
+                what: format!("reading {}", js.display()),
+                detail: e.to_string(),
+            })?;
+            for e in entries.flatten().filter(|e| e.path().is_file()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                layer = layer.file(&format!("/node_modules/quilt-bus/{name}"), e.path(), 0o444);
+            }
+            layer = layer.file("/node_modules/quilt-bus/libquiltbus.so", lib, 0o555);
+            layer
+                .add_to(&mut self.image)
+                .map(|_| ())
+                .map_err(|e| HarnessError::Setup {
+                    what: "adding the bus client to the runtime layer".into(),
+                    detail: error_chain(&e),
+                })
+        });
+        if let Err(e) = added {
+            self.error.get_or_insert(e);
+        }
+        self
+    }
+
     /// Copy a host directory (e.g. `examples/hello`) to `dst`, keeping
     /// permission bits and symlinks.
     pub fn tree(mut self, dst: &str, src: impl AsRef<Path>) -> Self {
@@ -284,11 +319,17 @@ impl ImageBuilder {
     /// verified ([`crate::signed_example`]), installed where quilt-init's
     /// `[bundles]` defaults look: `/usr/share/quilt/bundles/<name>.qb`, with
     /// the test key's `.pub` and policy in `/etc/quilt/trust/`.
-    pub fn signed_example(mut self, name: &str) -> Self {
-        match crate::bundles::signed_example(name) {
-            Ok((qb, trust)) => {
-                self = self.file(&format!("/usr/share/quilt/bundles/{name}.qb"), qb, 0o644);
-                self.tree("/etc/quilt/trust", trust)
+    pub fn signed_example(self, name: &str) -> Self {
+        self.signed_tool(name, &crate::bundles::example_dir(name))
+    }
+
+    /// Any tool directory (e.g. `tests/fixtures/tools/<name>`) packed and
+    /// signed like [`Self::signed_example`], installed as `<name>.qb`.
+    pub fn signed_tool(mut self, name: &str, dir: &Path) -> Self {
+        match crate::bundles::signed_bundle(dir) {
+            Ok(b) => {
+                self = self.file(&format!("/usr/share/quilt/bundles/{name}.qb"), b.qb, 0o644);
+                self.tree("/etc/quilt/trust", b.trust)
             }
             Err(e) => {
                 self.error.get_or_insert(e);

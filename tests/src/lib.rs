@@ -53,7 +53,7 @@ mod image;
 mod vm;
 
 pub use build::{
-    busybox_for, guest_binary, guest_binary_for, host_binary, kernel, kernel_for,
+    busybox_for, guest_binary, guest_binary_for, host_binary, host_cdylib, kernel, kernel_for,
     quilt_init_binary, quilt_init_binary_for, repo_root, sysroot_for, work_dir, Arch, Kernel,
 };
 pub use bundles::{

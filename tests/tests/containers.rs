@@ -319,6 +319,343 @@ echo "upper_left=$(ls /run/quilt/scratch | wc -l)" > /dev/ttyS1
 }
 
 #[test]
+fn an_agent_spawns_waits_for_and_stops_children_bounded_by_its_own_limits() {
+    // `agent` holds spawn tokens for json-transform, ticker and grower; it
+    // drives them over its own control socket (tests/fixtures/tools/agent).
+    let probe = br#"#!/bin/sh
+echo '{"mode":"family"}' > /tmp/family.json
+echo "family=$(quilt run agent --json --timeout-ms 120000 --input /tmp/family.json)" > /dev/ttyS1
+echo "runs_after_family=$(ls /sys/fs/cgroup/quilt/runs | grep -c '^[0-9]')" > /dev/ttyS1
+echo '{"mode":"linger"}' > /tmp/linger.json
+quilt run agent --json --timeout-ms 120000 --input /tmp/linger.json > /tmp/linger.out 2>&1 &
+for i in $(seq 1 300); do
+    kids=$(ls -d /sys/fs/cgroup/quilt/runs/*/kids/*/ 2>/dev/null | wc -l)
+    [ "$kids" -ge 3 ] && break
+    sleep 0.1
+done
+echo "kids_before=$kids" > /dev/ttyS1
+sleep 1
+kill -9 $(cat /sys/fs/cgroup/quilt/runs/*/main/cgroup.procs)
+wait
+echo "linger=$(cat /tmp/linger.out)" > /dev/ttyS1
+for i in $(seq 1 100); do
+    left=$(ls /sys/fs/cgroup/quilt/runs | grep -c '^[0-9]')
+    [ "$left" -eq 0 ] && break
+    sleep 0.1
+done
+echo "runs_after_kill=$left" > /dev/ttyS1
+echo "checker=$(quilt run checker --json)" > /dev/ttyS1
+"#;
+    let img = image(
+        &[
+            ("agent", signed("agent")),
+            ("json-transform", signed("json-transform")),
+            ("ticker", signed("ticker")),
+            ("grower", signed("grower")),
+            ("checker", signed("checker")),
+        ],
+        PROBE,
+        &[("/bin/probe.sh", probe)],
+    );
+    let mut vm = Vm::boot(
+        &img,
+        VmOpts {
+            mem_mb: 2048,
+            timeout: BOOT,
+            ..VmOpts::default()
+        },
+    )
+    .unwrap();
+    let exit = vm.wait_exit(BOOT).unwrap();
+    assert!(exit.powered_off(), "{exit:?}");
+    let ch = vm.channel_text();
+    let family = json_line(&ch, "family=");
+    assert_eq!(family["status"], 0, "{family}\n{}", vm.console_text());
+    // The OOM kill was its child's, not the agent's.
+    assert_eq!(family["oom_killed"], false, "{family}");
+    let out: serde_json::Value =
+        serde_json::from_str(family["stdout"].as_str().unwrap_or("")).unwrap();
+    assert_eq!(out["ids_distinct"], true, "{out}");
+    assert_eq!(out["transform_status"], 0, "{out}");
+    assert_eq!(out["transform_total"], 5, "{out}");
+    // A ticker never ends by itself: 137 without a timeout is the stop.
+    assert_eq!(out["ticker_status"], 137, "{out}");
+    // The grower may take 1 GiB by its own manifest; the agent's 160 MiB
+    // bounds the family, so the OOM killer stops it there.
+    assert_eq!(out["grower_oom_killed"], true, "{out}");
+    assert_eq!(out["grower_status"], 137, "{out}");
+    assert_eq!(out["forbidden"], "denied", "{out}");
+    assert_eq!(out["collected_twice"], "not-found", "{out}");
+    assert!(ch.contains("runs_after_family=0"), "{ch}");
+    assert!(ch.contains("kids_before=3"), "{ch}");
+    let linger = json_line(&ch, "linger=");
+    assert_eq!(linger["status"], 137, "{linger}");
+    assert!(
+        ch.contains("runs_after_kill=0"),
+        "children or cgroups outlived their parent:\n{ch}\n{}",
+        vm.console_text()
+    );
+    // Without a spawn token a tool gets no control socket at all.
+    let checker = json_line(&ch, "checker=");
+    let inner: serde_json::Value =
+        serde_json::from_str(checker["stdout"].as_str().unwrap_or("")).unwrap();
+    assert_eq!(inner["checks"]["no_control_socket"], true, "{inner}");
+    let ev = vm.events();
+    assert!(
+        ev.iter()
+            .any(|e| e.name() == Some("spawn-refused") && e.get("child") == Some("checker")),
+        "no spawn-refused event"
+    );
+}
+
+#[test]
+fn the_operator_installs_upgrades_and_removes_bundles_on_a_running_board() {
+    let v2_edit = |dir: &Path| {
+        let toml = std::fs::read_to_string(dir.join("quilt.toml")).unwrap();
+        std::fs::write(
+            dir.join("quilt.toml"),
+            toml.replace("version = 1", "version = 2"),
+        )
+        .unwrap();
+        let ts = std::fs::read_to_string(dir.join("hello.ts")).unwrap();
+        std::fs::write(
+            dir.join("hello.ts"),
+            ts.replace("hello: \"quilt\"", "hello: \"quilt v2\""),
+        )
+        .unwrap();
+    };
+    let v3_edit = |dir: &Path| {
+        let toml = std::fs::read_to_string(dir.join("quilt.toml")).unwrap();
+        std::fs::write(
+            dir.join("quilt.toml"),
+            toml.replace("version = 1", "version = 3"),
+        )
+        .unwrap();
+    };
+    let v1 = signed("hello");
+    let v2 = bundle("hello", Some(&v2_edit), Some(&trusted().key));
+    let v3 = bundle("hello", Some(&v3_edit), Some(&trusted().key));
+    let flip_last = |qb: &Path| {
+        let mut b = std::fs::read(qb).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 0x20;
+        b
+    };
+    let tampered = flip_last(&v3);
+    let tampered_v2 = flip_last(&v2);
+    let probe = br#"#!/bin/sh
+out=/dev/ttyS1
+echo "list=$(quilt bundles --json | tr -d ' \n')" > $out
+echo "v1_run=$(quilt run examples/hello)" > $out
+echo "install_v2=$(quilt install /root/v2.qb)" > $out
+echo "v2_run=$(quilt run examples/hello)" > $out
+quilt install /root/v1.qb 2> /tmp/err; echo "replay=$? $(cat /tmp/err)" > $out
+quilt install /root/tampered.qb 2> /tmp/err; echo "tampered=$? $(cat /tmp/err)" > $out
+echo "again=$(quilt install /root/tampered-v2.qb)" > $out
+echo "still_v2=$(quilt run examples/hello)" > $out
+echo "remove=$(quilt remove examples/hello)" > $out
+quilt run examples/hello 2> /tmp/err; echo "gone=$? $(cat /tmp/err)" > $out
+"#;
+    let img = image(
+        &[("hello", v1.clone())],
+        PROBE,
+        &[
+            ("/bin/probe.sh", probe),
+            ("/root/v1.qb", &std::fs::read(&v1).unwrap()),
+            ("/root/v2.qb", &std::fs::read(&v2).unwrap()),
+            ("/root/tampered.qb", &tampered),
+            ("/root/tampered-v2.qb", &tampered_v2),
+        ],
+    );
+    let mut vm = boot(&img);
+    let exit = vm.wait_exit(BOOT).unwrap();
+    assert!(exit.powered_off(), "{exit:?}");
+    let ch = vm.channel_text();
+    let get = |k: &str| -> String {
+        ch.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k}= line:\n{ch}"))
+            .to_owned()
+    };
+    let list: serde_json::Value = serde_json::from_str(&get("list")).unwrap();
+    assert_eq!(list["bundles"][0]["name"], "examples/hello", "{list}");
+    assert_eq!(list["bundles"][0]["version"], 1, "{list}");
+    assert_eq!(
+        list["trust"]["keys"].as_array().map(Vec::len),
+        Some(1),
+        "{list}"
+    );
+    assert!(
+        list["trust"]["policy"]
+            .as_str()
+            .unwrap()
+            .contains("root-threshold"),
+        "{list}"
+    );
+    assert!(get("v1_run").contains(r#""hello":"quilt""#), "{ch}");
+    assert!(
+        get("install_v2").starts_with("installed examples/hello version 2"),
+        "{ch}"
+    );
+    assert!(get("v2_run").contains(r#""hello":"quilt v2""#), "{ch}");
+    let replay = get("replay");
+    assert!(
+        replay.starts_with("3 "),
+        "an older version was not refused: {replay}"
+    );
+    let tampered = get("tampered");
+    assert!(
+        tampered.starts_with("3 ") && tampered.contains("does not hash"),
+        "{tampered}"
+    );
+    // The same signed bundle again: its header and manifest match what is
+    // installed, so its content is not read, and the CLI says so.
+    assert!(
+        get("again").contains("version 2 is already installed"),
+        "{ch}"
+    );
+    assert!(get("still_v2").contains(r#""hello":"quilt v2""#), "{ch}");
+    assert_eq!(get("remove"), "removed examples/hello", "{ch}");
+    let gone = get("gone");
+    assert!(
+        gone.starts_with("3 ") && gone.contains("not installed"),
+        "{gone}"
+    );
+}
+
+#[test]
+fn counted_tokens_queue_and_the_request_closing_a_deadlock_is_refused() {
+    let config = format!(
+        "[[resource]]\nname = \"llm:gpt\"\ncapacity = 1\n\n[[resource]]\nname = \"llm:db\"\ncapacity = 1\n{PROBE}"
+    );
+    let probe = br#"#!/bin/sh
+echo '{"mode":"lock","first":"llm:gpt","second":"llm:db","hold_ms":3000}' > /tmp/a.json
+echo '{"mode":"lock","first":"llm:db","second":"llm:gpt","hold_ms":6000}' > /tmp/b.json
+quilt run agent --json --timeout-ms 120000 --input /tmp/a.json > /tmp/a.out 2>&1 &
+quilt run agent --json --timeout-ms 120000 --input /tmp/b.json > /tmp/b.out 2>&1 &
+wait
+echo "a=$(cat /tmp/a.out)" > /dev/ttyS1
+echo "b=$(cat /tmp/b.out)" > /dev/ttyS1
+echo "after=$(quilt tokens --json | tr -d ' \n')" > /dev/ttyS1
+"#;
+    let img = image(
+        &[("agent", signed("agent"))],
+        &config,
+        &[("/bin/probe.sh", probe)],
+    );
+    let mut vm = boot(&img);
+    let exit = vm.wait_exit(BOOT).unwrap();
+    assert!(exit.powered_off(), "{exit:?}");
+    let ch = vm.channel_text();
+    let tool = |k: &str| -> serde_json::Value {
+        let run = json_line(&ch, k);
+        serde_json::from_str(run["stdout"].as_str().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("{k} {e}: {run}\n{}", vm.console_text()))
+    };
+    let (a, b) = (tool("a="), tool("b="));
+    // A holds gpt and waits for db (held by B); B asking for gpt would
+    // close the cycle: B is refused, gives db back, and A gets it.
+    assert_eq!(a["first"], "ok", "{a}");
+    assert_eq!(b["first"], "ok", "{b}");
+    assert_eq!(b["second"], "deadlock", "{b}");
+    assert_eq!(a["second"], "ok", "{a}");
+    assert!(
+        a["waited_ms"].as_u64().unwrap() >= 1000,
+        "A did not wait: {a}"
+    );
+    // Tokens name what a container may take; nothing else.
+    assert_eq!(a["unowned"], "denied", "{a}");
+    let after: serde_json::Value =
+        serde_json::from_str(ch.lines().find_map(|l| l.strip_prefix("after=")).unwrap()).unwrap();
+    for r in after["resources"].as_array().unwrap() {
+        assert_eq!(r["used"], 0, "{after}");
+        assert_eq!(r["waiting"], 0, "{after}");
+    }
+    let ev = vm.events();
+    assert!(
+        ev.iter().any(|e| e.name() == Some("deadlock-refused")),
+        "no deadlock-refused event"
+    );
+}
+
+#[test]
+fn exec_starts_a_process_inside_a_running_container_only_with_its_token() {
+    let config = format!(
+        "[[service]]\nname = \"tick\"\nbundle = \"ticker\"\nrestart = \"always\"\n\n{}",
+        PROBE.replace(
+            "restart = \"never\"",
+            "after = [\"tick\"]\nrestart = \"never\""
+        )
+    );
+    let probe = br#"#!/bin/sh
+echo '{"mode":"exec"}' > /tmp/e.json
+echo "agent=$(quilt run agent --json --timeout-ms 120000 --input /tmp/e.json)" > /dev/ttyS1
+echo "operator=$(quilt exec tick --json -- /bin/bun -e 'console.log(require("node:os").hostname())')" > /dev/ttyS1
+quilt exec probe -- /bin/true 2> /tmp/err; echo "not_container=$? $(cat /tmp/err)" > /dev/ttyS1
+echo "left=$(ls /sys/fs/cgroup/quilt/tick | grep -c '^exec-')" > /dev/ttyS1
+"#;
+    let img = image(
+        &[("agent", signed("agent")), ("ticker", signed("ticker"))],
+        &config,
+        &[("/bin/probe.sh", probe)],
+    );
+    let mut vm = boot(&img);
+    let exit = vm.wait_exit(BOOT).unwrap();
+    assert!(exit.powered_off(), "{exit:?}");
+    let ch = vm.channel_text();
+    let agent = json_line(&ch, "agent=");
+    let out: serde_json::Value = serde_json::from_str(agent["stdout"].as_str().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {agent}\n{}", vm.console_text()));
+    let setup: Vec<String> = vm
+        .console_text()
+        .lines()
+        .filter(|l| l.contains("event=exec"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(out["status"], 0, "{out}\n{setup:?}");
+    let inside = &out["inside"];
+    // The target's UTS, PID and mount namespaces: its hostname, its Bun as
+    // PID 1, its /app.
+    assert_eq!(inside["hostname"], "tick", "{out}");
+    assert!(
+        inside["pid1"].as_str().unwrap().contains("/app/index.ts"),
+        "{out}"
+    );
+    assert_eq!(inside["app"], true, "{out}");
+    // And what every container process gets.
+    assert_eq!(inside["uid"], 1000, "{out}");
+    assert_eq!(inside["cap_eff"], "0000000000000000", "{out}");
+    assert_eq!(inside["seccomp"], "2", "{out}");
+    assert_eq!(inside["no_new_privs"], "1", "{out}");
+    // In a cgroup of its own below the target's (the cgroup namespace
+    // shows the target's as the root).
+    assert!(
+        inside["cgroup"].as_str().unwrap().starts_with("0::/exec-"),
+        "{out}"
+    );
+    assert_eq!(out["other"], "denied", "{out}");
+    let op = json_line(&ch, "operator=");
+    assert_eq!(op["status"], 0, "{op}");
+    assert_eq!(op["stdout"], "tick\n", "{op}");
+    let nc = ch
+        .lines()
+        .find_map(|l| l.strip_prefix("not_container="))
+        .unwrap();
+    assert!(
+        nc.starts_with("3 ") && nc.contains("not a container"),
+        "{nc}"
+    );
+    assert!(
+        ch.contains("left=0"),
+        "an exec cgroup was left behind:\n{ch}"
+    );
+    assert!(vm
+        .events()
+        .iter()
+        .any(|e| e.name() == Some("exec-refused") && e.get("target") == Some("calc")));
+}
+
+#[test]
 fn memory_hogs_and_fork_bombs_are_contained() {
     let probe = br#"#!/bin/sh
 sleep 1

@@ -64,3 +64,98 @@ exec = ["/bin/sh", "-c", "while :; do sleep 0.2; done"]
         1
     );
 }
+
+#[test]
+fn the_operator_stops_starts_restarts_and_follows_services() {
+    let cli = guest_binary("quilt", "quilt").unwrap();
+    let config = r#"
+[[service]]
+name = "beat"
+exec = ["/bin/sh", "-c", "n=0; while :; do n=$((n+1)); echo beat $n; sleep 0.1; done"]
+restart = "always"
+
+[[service]]
+name = "probe"
+exec = ["/bin/probe.sh"]
+after = ["beat"]
+restart = "never"
+on_exit = "poweroff"
+"#;
+    let probe = r#"#!/bin/sh
+out=/dev/ttyS1
+state() { quilt ps --json | tr -d ' \n' | sed 's/},{/}\n{/g' | grep '"name":"beat"' | sed 's/.*"state":"\([a-z]*\)".*/\1/'; }
+pid() { quilt ps --json | tr -d ' \n' | sed 's/},{/}\n{/g' | grep '"name":"beat"' | sed 's/.*"pid":\([0-9]*\).*/\1/'; }
+quilt events --json > /tmp/events &
+ev=$!
+sleep 0.5
+echo "logs_has_beat=$(quilt logs beat | grep -c '^beat ')" > $out
+quilt logs beat -f > /tmp/follow &
+fol=$!
+sleep 1
+kill $fol
+echo "follow_lines=$(grep -c '^beat ' /tmp/follow)" > $out
+first=$(pid)
+echo "stop=$(quilt stop beat)" > $out
+for i in $(seq 1 50); do [ "$(state)" = stopped ] && break; sleep 0.1; done
+echo "after_stop=$(state) populated=$(grep populated /sys/fs/cgroup/quilt/beat/cgroup.events)" > $out
+sleep 0.5
+echo "still_stopped=$(state)" > $out
+echo "start=$(quilt start beat)" > $out
+for i in $(seq 1 50); do [ "$(state)" = running ] && break; sleep 0.1; done
+second=$(pid)
+echo "after_start=$(state)" > $out
+echo "restart=$(quilt restart beat)" > $out
+for i in $(seq 1 50); do p=$(pid); [ "$(state)" = running ] && [ -n "$p" ] && [ "$p" != "$second" ] && break; sleep 0.1; done
+third=$(pid)
+echo "pids_distinct=$( [ "$first" != "$second" ] && [ "$second" != "$third" ] && echo yes)" > $out
+quilt stop nope 2> /tmp/err
+echo "unknown_status=$? msg=$(cat /tmp/err)" > $out
+sleep 0.3
+kill $ev
+echo "ev_stopped=$(grep -c '"event":"service-stopped"' /tmp/events)" > $out
+echo "ev_start=$(grep '"event":"service-start"' /tmp/events | grep -c '"name":"beat"')" > $out
+"#;
+    let img = ImageBuilder::new()
+        .busybox()
+        .file("/bin/quilt", &cli, 0o755)
+        .bytes("/bin/probe.sh", probe, 0o755)
+        .config_toml(config)
+        .build()
+        .unwrap();
+    let t = Duration::from_secs(120);
+    let mut vm = Vm::boot(
+        &img,
+        VmOpts {
+            timeout: t,
+            ..VmOpts::default()
+        },
+    )
+    .unwrap();
+    let exit = vm.wait_exit(t).unwrap();
+    assert!(exit.powered_off(), "{exit:?}");
+    let ch = vm.channel_text();
+    let get = |k: &str| -> String {
+        ch.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k}= line:\n{ch}"))
+            .to_owned()
+    };
+    assert!(get("logs_has_beat").parse::<u32>().unwrap() >= 1, "{ch}");
+    assert!(get("follow_lines").parse::<u32>().unwrap() >= 3, "{ch}");
+    assert_eq!(get("stop"), "beat: stopping", "{ch}");
+    assert_eq!(get("after_stop"), "stopped populated=populated 0", "{ch}");
+    // `restart = "always"` does not bring back what the operator stopped.
+    assert_eq!(get("still_stopped"), "stopped", "{ch}");
+    assert_eq!(get("start"), "beat: waiting", "{ch}");
+    assert_eq!(get("after_start"), "running", "{ch}");
+    assert_eq!(get("restart"), "beat: stopping", "{ch}");
+    assert_eq!(get("pids_distinct"), "yes", "{ch}");
+    let unknown = get("unknown_status");
+    assert!(
+        unknown.starts_with("3 msg=") && unknown.contains("no service named \"nope\""),
+        "{unknown}"
+    );
+    // The subscriber saw the stops (stop, and restart's stop) and the starts.
+    assert!(get("ev_stopped").parse::<u32>().unwrap() >= 2, "{ch}");
+    assert!(get("ev_start").parse::<u32>().unwrap() >= 2, "{ch}");
+}

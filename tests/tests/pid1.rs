@@ -303,7 +303,8 @@ fn pid1_binary_is_static_and_within_budget() {
         size as f64 / 1048576.0
     );
     // Goal is 1 MiB; glibc-static + std alone is ~1.09 MB here, and bundle
-    // verification, the store and the container runtime bring it to ~1.6 MB
+    // verification, the store and the container runtime bring it to ~1.6 MB,
+    // the bus owner side, the control verbs, the ledger and exec to ~1.78 MB
     // (see README). This budget catches regressions.
-    assert!(size <= 1_700_000, "quilt-init grew to {size} bytes");
+    assert!(size <= 1_850_000, "quilt-init grew to {size} bytes");
 }

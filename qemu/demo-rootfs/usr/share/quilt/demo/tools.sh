@@ -9,5 +9,9 @@ for t in examples/hello examples/json-transform examples/bun-apis; do
 	quilt run "$t" --input "$in"
 	echo "(exit status $?)"
 done
+echo "and a client container talking to the calc service over the shared-memory bus:"
+echo "\$ quilt run examples/bus-client --input $d/bus-client.json"
+quilt run examples/bus-client --input "$d/bus-client.json"
+echo "(exit status $?)"
 echo "\$ quilt ps"
 quilt ps
