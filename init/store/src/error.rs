@@ -56,6 +56,10 @@ pub enum StoreError {
     NotInstalled { name: String },
     /// A stored chunk is missing or does not hash to its name.
     BadChunk { id: Hash, path: PathBuf },
+    /// Bytes handed to [`crate::Store::put_chunk`] do not hash to the id given.
+    WrongChunk { id: Hash },
+    /// [`crate::Store::install_staged`] found nothing staged for this root.
+    NotStaged { root: Hash },
 }
 
 impl fmt::Display for StoreError {
@@ -102,6 +106,16 @@ impl fmt::Display for StoreError {
                 "chunk {} at {} is missing or corrupt; reinstall the bundles that use it",
                 id.short(),
                 path.display()
+            ),
+            WrongChunk { id } => write!(
+                f,
+                "chunk bytes do not hash to their id {}; the sender's copy is corrupt or tampered",
+                id.short()
+            ),
+            NotStaged { root } => write!(
+                f,
+                "no bundle {} is staged; send its envelope and manifest first",
+                root.short()
             ),
         }
     }

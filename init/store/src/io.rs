@@ -16,6 +16,11 @@ impl<R: Read> ReadSource<R> {
     pub fn new(inner: R) -> Self {
         ReadSource { inner, error: None }
     }
+
+    /// The reader inside.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
 }
 
 impl<R: Read> Source for ReadSource<R> {

@@ -6,6 +6,8 @@
 //! <root>/chunks/ab/ab12…   chunk bytes, named by their SHA3-256 leaf hash
 //! <root>/bundles/<root>    record: a bundle's signed envelope and manifest
 //! <root>/tmp/              temp files; emptied on open
+//! <root>/incoming/<root>   a bundle arriving piecewise (serial link): its
+//!                          envelope and manifest, kept across reboots
 //! <root>/state             installed bundles, highest versions, permit
 //!                          sequences, rotated trust (see [`state`])
 //! ```
@@ -17,6 +19,14 @@
 //! in one rename. A crash at any point leaves the old state or the new one;
 //! anything written before the commit is unreferenced and [`Store::gc`]
 //! removes it.
+//!
+//! A bundle can also arrive piecewise (the serial update link,
+//! `quilt-link`): [`Store::check_offer`] checks the signed envelope first,
+//! [`Store::stage`] keeps envelope and manifest under `incoming/`,
+//! [`Store::has_chunk`] and [`Store::put_chunk`] dedup and keep verified
+//! chunks, and [`Store::install_staged`] replays the staged parts and the
+//! stored chunks through the same `.qb` install path as above, so every
+//! check runs again on exactly what gets committed.
 //!
 //! Boundaries: no threads, no global state, bounded memory (one chunk
 //! buffer and one manifest); no panicking paths, since quilt-init (PID 1)
@@ -35,6 +45,7 @@
 pub mod error;
 mod fsutil;
 pub mod io;
+mod staged;
 pub mod state;
 pub mod trustdir;
 
@@ -122,7 +133,7 @@ impl Store {
     /// trust dir shipped in the image; a rotation persisted in the state
     /// takes precedence over it.
     pub fn open(root: &Path, image_trust: Trust) -> Result<Self, StoreError> {
-        for d in ["chunks", "bundles", "tmp"] {
+        for d in ["chunks", "bundles", "tmp", "incoming"] {
             fsutil::ensure_dir(&root.join(d))?;
         }
         // Leftovers of an interrupted write: never referenced, safe to drop.
@@ -509,6 +520,9 @@ impl Store {
             keep_chunks.extend(m.chunk_order().into_iter().map(|c| c.id));
             keep_records.insert(i.root.to_string());
         }
+        // A bundle still arriving over the serial link keeps the chunks it
+        // already has, so a gc between a cut and the resume costs nothing.
+        keep_chunks.extend(self.staged_chunk_ids()?);
         for (id, path) in self.chunk_files()? {
             if id.is_some_and(|id| keep_chunks.contains(&id)) {
                 continue;

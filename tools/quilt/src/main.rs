@@ -7,6 +7,7 @@ mod config_cmd;
 mod ctl;
 mod image_cmd;
 mod key;
+mod send;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,8 @@ enum Cmd {
     /// Assemble bootable images (initramfs for QEMU and boards).
     #[command(subcommand)]
     Image(image_cmd::ImageCmd),
+    // Help text: the doc comment on `send::SendArgs`.
+    Send(send::SendArgs),
     /// Run an installed bundle once in a fresh container on this board and
     /// print its result; exits with the tool's status (3: refused).
     Run {
@@ -183,6 +186,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Bundle(c) => bundle::run(c),
         Cmd::Config(c) => config_cmd::run(c),
         Cmd::Image(c) => image_cmd::run(c),
+        Cmd::Send(a) => send::run(&a),
         Cmd::Run {
             bundle,
             input,
