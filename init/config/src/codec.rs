@@ -121,6 +121,7 @@ mod tests {
             bundles: Bundles::default(),
             channels: heapless::Vec::new(),
             resources: heapless::Vec::new(),
+            update: None,
         };
         c.services.push(s).unwrap();
         c

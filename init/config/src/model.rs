@@ -58,6 +58,25 @@ pub struct BootConfig {
     /// Counted resources (`llm:<name>` tokens acquire units of them).
     #[serde(default, rename = "resource")]
     pub resources: Vec<Resource, MAX_RESOURCES>,
+    /// Air-gapped installs over a serial line (`quilt send`).
+    #[serde(default)]
+    pub update: Option<Update>,
+}
+
+/// Where `quilt send` reaches the board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    /// A serial line of its own (not the console): a UART such as
+    /// `/dev/ttyS2`, or a virtio port such as `/dev/vport0p1`.
+    pub port: Path,
+    /// Line speed for a UART (ignored by virtio ports).
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+}
+
+fn default_baud() -> u32 {
+    115_200
 }
 
 /// Most counted resources.

@@ -80,15 +80,7 @@ impl Tools {
             r.chunks_written,
             path.display()
         );
-        // A fresh tree per version: containers still running keep theirs.
-        let tree = Path::new(TREES).join(format!("{}@{}", r.name.replace('/', "__"), r.version));
-        let _ = std::fs::remove_dir_all(&tree);
-        let header = self.store.header(&r.name).map_err(|e| e.to_string())?;
-        self.store
-            .materialize(&r.name, &tree)
-            .map_err(|e| format!("installed, but writing its tree failed: {e}"))?;
-        self.tools.retain(|t| t.header.name != r.name);
-        self.tools.push(Tool { header, tree });
+        self.refresh(&r.name)?;
         Ok(quilt_proto::Reply::Installed {
             name: r.name,
             version: r.version,
@@ -96,6 +88,26 @@ impl Tools {
             chunks_written: r.chunks_written,
             already_installed: r.already_installed,
         })
+    }
+
+    /// After an install of `name` (a file, or the serial link): write its
+    /// tree out and run the new version from now on. A fresh tree per
+    /// version: containers still running keep theirs.
+    pub fn refresh(&mut self, name: &str) -> Result<(), String> {
+        let header = self.store.header(name).map_err(|e| e.to_string())?;
+        let tree = Path::new(TREES).join(format!("{}@{}", name.replace('/', "__"), header.version));
+        let _ = std::fs::remove_dir_all(&tree);
+        self.store
+            .materialize(name, &tree)
+            .map_err(|e| format!("installed, but writing its tree failed: {e}"))?;
+        self.tools.retain(|t| t.header.name != name);
+        self.tools.push(Tool { header, tree });
+        Ok(())
+    }
+
+    /// The board name installs are checked against.
+    pub fn board(&self) -> Option<String> {
+        self.board.clone()
     }
 
     /// Remove bundle `name` from the store (the caller checked nothing
@@ -132,7 +144,8 @@ impl Tools {
     }
 }
 
-fn now_secs() -> Option<u64> {
+/// The device clock for validity windows, when it has one.
+pub fn now_secs() -> Option<u64> {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
     u64::try_from(t.tv_sec).ok()
 }

@@ -11,6 +11,7 @@ use crate::policy::ExitCode;
 use crate::runs::{self, Runs};
 use crate::signals;
 use crate::supervisor::{self, Request, Supervisor, TOKEN_OUT, TOKEN_READY};
+use crate::update::Update;
 use crate::watchdog::Watchdog;
 use core::mem::MaybeUninit;
 use quilt_config::PowerAction;
@@ -22,6 +23,8 @@ use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, 
 
 const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TIMER: u64 = 2;
+/// The `[update]` serial port (control's listener is 3).
+const TOKEN_UPDATE: u64 = 4;
 
 /// Everything the loop owns.
 pub struct Loop {
@@ -38,6 +41,8 @@ pub struct Loop {
     actions: Vec<Action>,
     /// Counted resources (`llm:<name>` tokens).
     ledger: Ledger,
+    /// Air-gapped installs (`quilt send`), when the config names a port.
+    update: Option<Update>,
 }
 
 impl Loop {
@@ -93,6 +98,7 @@ impl Loop {
                 .iter()
                 .map(|r| (r.name.as_str(), r.capacity)),
         );
+        let update = sup.config().update.as_ref().map(Update::new);
         Ok(Loop {
             epoll,
             sigfd,
@@ -105,6 +111,7 @@ impl Loop {
             tools,
             actions: Vec::new(),
             ledger,
+            update,
         })
     }
 
@@ -115,6 +122,19 @@ impl Loop {
             let now = Millis::now();
             self.sup.tick(now);
             self.runs.tick(now);
+            if let Some(u) = self.update.as_mut() {
+                if let Some(fd) = u.poll_open(now) {
+                    if let Err(e) = epoll::add(
+                        &self.epoll,
+                        fd,
+                        epoll::EventData::new_u64(TOKEN_UPDATE),
+                        epoll::EventFlags::IN,
+                    ) {
+                        event!("event=epoll-add-failed token={} error={}", TOKEN_UPDATE, e);
+                    }
+                }
+                u.tick(now);
+            }
             let board = crate::runs::Board {
                 tools: self.tools.as_ref(),
                 bus: self.sup.bus(),
@@ -186,6 +206,20 @@ impl Loop {
             }
             t if (runs::TOKEN..runs::TOKEN + 2 * runs::MAX_RUNS as u64).contains(&t) => {
                 self.runs.on_pipe(t)
+            }
+            TOKEN_UPDATE => {
+                let Some(u) = self.update.as_mut() else {
+                    return;
+                };
+                if let Some(name) = u.on_readable(self.tools.as_mut(), Millis::now()) {
+                    if let Some(tools) = self.tools.as_mut() {
+                        if let Err(e) = tools.refresh(&name) {
+                            event!("event=bundle-unreadable name={} error=\"{}\"", name, e);
+                        }
+                        self.runs.forget_plan(&name);
+                        self.sup.bundle_updated(&name, tools);
+                    }
+                }
             }
             _ => {}
         }
@@ -509,6 +543,9 @@ impl Loop {
     fn arm_timer(&self, now: Millis) {
         let mut next = self.sup.deadline(now);
         if let Some(d) = self.runs.deadline() {
+            next = Some(next.map_or(d, |n| n.min(d)));
+        }
+        if let Some(d) = self.update.as_ref().and_then(|u| u.deadline(now)) {
             next = Some(next.map_or(d, |n| n.min(d)));
         }
         for d in [

@@ -36,6 +36,7 @@ mod runs;
 mod signals;
 mod spawn;
 mod supervisor;
+mod update;
 mod watchdog;
 
 use clock::boot_micros;
