@@ -153,16 +153,22 @@ fn image_with_modules(
     b.build().unwrap()
 }
 
-fn boot(image: &Path) -> Vm {
-    Vm::boot(
+/// Boot, wait until the probe powers the guest off, and return the VM and
+/// its result channel.
+fn run_to_poweroff(image: &Path, mem_mb: u32, timeout: Duration) -> (Vm, String) {
+    let mut vm = Vm::boot(
         image,
         VmOpts {
-            mem_mb: 1024,
-            timeout: BOOT,
+            mem_mb,
+            timeout,
             ..VmOpts::default()
         },
     )
-    .unwrap()
+    .unwrap();
+    let exit = vm.wait_exit(timeout).unwrap();
+    assert!(exit.powered_off(), "{exit:?}");
+    let ch = vm.channel_text();
+    (vm, ch)
 }
 
 const PROBE: &str = r#"
@@ -201,10 +207,7 @@ echo "json=$(quilt run checker --json)" > /dev/ttyS1
         PROBE,
         &[("/bin/probe.sh", probe)],
     );
-    let mut vm = boot(&img);
-    let exit = vm.wait_exit(BOOT).unwrap();
-    assert!(exit.powered_off(), "{exit:?}");
-    let ch = vm.channel_text();
+    let (vm, ch) = run_to_poweroff(&img, 1024, BOOT);
     assert!(ch.contains("status=0"), "{ch}");
     assert!(
         ch.contains("runs_left=0"),
@@ -357,18 +360,7 @@ echo "checker=$(quilt run checker --json)" > /dev/ttyS1
         PROBE,
         &[("/bin/probe.sh", probe)],
     );
-    let mut vm = Vm::boot(
-        &img,
-        VmOpts {
-            mem_mb: 2048,
-            timeout: BOOT,
-            ..VmOpts::default()
-        },
-    )
-    .unwrap();
-    let exit = vm.wait_exit(BOOT).unwrap();
-    assert!(exit.powered_off(), "{exit:?}");
-    let ch = vm.channel_text();
+    let (vm, ch) = run_to_poweroff(&img, 2048, BOOT);
     let family = json_line(&ch, "family=");
     assert_eq!(family["status"], 0, "{family}\n{}", vm.console_text());
     // The OOM kill was its child's, not the agent's.
@@ -467,10 +459,7 @@ quilt run examples/hello 2> /tmp/err; echo "gone=$? $(cat /tmp/err)" > $out
             ("/root/tampered-v2.qb", &tampered_v2),
         ],
     );
-    let mut vm = boot(&img);
-    let exit = vm.wait_exit(BOOT).unwrap();
-    assert!(exit.powered_off(), "{exit:?}");
-    let ch = vm.channel_text();
+    let (_vm, ch) = run_to_poweroff(&img, 1024, BOOT);
     let get = |k: &str| -> String {
         ch.lines()
             .find_map(|l| l.strip_prefix(&format!("{k}=")))
@@ -543,10 +532,7 @@ echo "after=$(quilt tokens --json | tr -d ' \n')" > /dev/ttyS1
         &config,
         &[("/bin/probe.sh", probe)],
     );
-    let mut vm = boot(&img);
-    let exit = vm.wait_exit(BOOT).unwrap();
-    assert!(exit.powered_off(), "{exit:?}");
-    let ch = vm.channel_text();
+    let (vm, ch) = run_to_poweroff(&img, 1024, BOOT);
     let tool = |k: &str| -> serde_json::Value {
         let run = json_line(&ch, k);
         serde_json::from_str(run["stdout"].as_str().unwrap_or(""))
@@ -599,10 +585,7 @@ echo "left=$(ls /sys/fs/cgroup/quilt/tick | grep -c '^exec-')" > /dev/ttyS1
         &config,
         &[("/bin/probe.sh", probe)],
     );
-    let mut vm = boot(&img);
-    let exit = vm.wait_exit(BOOT).unwrap();
-    assert!(exit.powered_off(), "{exit:?}");
-    let ch = vm.channel_text();
+    let (vm, ch) = run_to_poweroff(&img, 1024, BOOT);
     let agent = json_line(&ch, "agent=");
     let out: serde_json::Value = serde_json::from_str(agent["stdout"].as_str().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{e}: {agent}\n{}", vm.console_text()));
@@ -675,10 +658,7 @@ echo "ticker=$t1" > /dev/ttyS1
         &config,
         &[("/bin/probe.sh", probe)],
     );
-    let mut vm = boot(&img);
-    let exit = vm.wait_exit(BOOT).unwrap();
-    assert!(exit.powered_off(), "{exit:?}");
-    let ch = vm.channel_text();
+    let (vm, ch) = run_to_poweroff(&img, 1024, BOOT);
     let hog = json_line(&ch, "hog=");
     assert_eq!(hog["oom_killed"], true, "hog not OOM-killed: {hog}");
     assert_eq!(hog["status"], 137, "{hog}");
@@ -750,10 +730,7 @@ quilt run forkbomb --timeout-ms 1 > /dev/null 2>&1; echo "good=$?" > /dev/ttyS1
         PROBE,
         &[("/bin/probe.sh", probe)],
     );
-    let mut vm = boot(&img);
-    let exit = vm.wait_exit(BOOT).unwrap();
-    assert!(exit.powered_off(), "{exit:?}");
-    let ch = vm.channel_text();
+    let (vm, ch) = run_to_poweroff(&img, 1024, BOOT);
     for t in ["examples/json-transform", "checker", "hog", "ticker"] {
         assert!(ch.contains(&format!("{t}=3")), "{t} was not refused:\n{ch}");
     }
@@ -822,18 +799,7 @@ echo "after fds=$(fds) rss_kb=$(rss) mounts=$(wc -l < /proc/mounts) runs_left=$(
         &[("/bin/probe.sh", probe)],
     );
     let long = Duration::from_secs(1500);
-    let mut vm = Vm::boot(
-        &img,
-        VmOpts {
-            mem_mb: 1024,
-            timeout: long,
-            ..VmOpts::default()
-        },
-    )
-    .unwrap();
-    let exit = vm.wait_exit(long).unwrap();
-    assert!(exit.powered_off(), "{exit:?}");
-    let ch = vm.channel_text();
+    let (vm, ch) = run_to_poweroff(&img, 1024, long);
     let field = |line: &str, k: &str| -> i64 {
         let l = ch
             .lines()

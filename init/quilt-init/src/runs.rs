@@ -399,14 +399,10 @@ impl Runs {
         let flags = rustix::pipe::PipeFlags::CLOEXEC;
         // stdin: the input in a memfd, or an empty pipe we keep the write end of.
         let (stdin, keep) = match input {
-            Some(input) => {
-                let m = rustix::fs::memfd_create("quilt-input", rustix::fs::MemfdFlags::CLOEXEC)
-                    .map_err(|e| fail("memfd", &e))?;
-                rustix::io::write(&m, input).map_err(|e| fail("writing input", &e))?;
-                rustix::fs::seek(&m, rustix::fs::SeekFrom::Start(0))
-                    .map_err(|e| fail("seek", &e))?;
-                (m, None)
-            }
+            Some(input) => (
+                input_memfd(input).map_err(|e| fail("the input memfd", &e))?,
+                None,
+            ),
             None => {
                 let (r, w) = rustix::pipe::pipe_with(flags).map_err(|e| fail("pipe", &e))?;
                 rustix::pipe::fcntl_setpipe_size(&w, 2 * quilt_proto::MAX_REQUEST)
@@ -414,13 +410,7 @@ impl Runs {
                 (r, Some(w))
             }
         };
-        let (out_r, out_w) = rustix::pipe::pipe_with(flags).map_err(|e| fail("pipe", &e))?;
-        let (err_r, err_w) = rustix::pipe::pipe_with(flags).map_err(|e| fail("pipe", &e))?;
-        for fd in [&out_r, &err_r] {
-            if let Ok(fl) = rustix::fs::fcntl_getfl(fd) {
-                let _ = rustix::fs::fcntl_setfl(fd, fl | rustix::fs::OFlags::NONBLOCK);
-            }
-        }
+        let ((out_r, out_w), (err_r, err_w)) = output_pipes().map_err(|e| fail("pipe", &e))?;
         let wants = tools
             .get(bundle)
             .map(|t| crate::bus::wants(&t.header.tokens))
@@ -460,13 +450,7 @@ impl Runs {
                 std::io::Error::from_raw_os_error(errno)
             );
         }
-        use rustix::fd::AsRawFd;
-        let _ = self
-            .watch
-            .push((out_r.as_raw_fd(), TOKEN + 2 * slot as u64));
-        let _ = self
-            .watch
-            .push((err_r.as_raw_fd(), TOKEN + 2 * slot as u64 + 1));
+        self.watch_outputs(slot, &out_r, &err_r);
         let parked = keep.is_some();
         if parked {
             event!(
@@ -795,18 +779,8 @@ impl Runs {
             0 => DEFAULT_TIMEOUT_MS,
             t => t.min(MAX_TIMEOUT_MS),
         };
-        let flags = rustix::pipe::PipeFlags::CLOEXEC;
-        let stdin = rustix::fs::memfd_create("quilt-input", rustix::fs::MemfdFlags::CLOEXEC)
-            .map_err(|e| fail("memfd", &e))?;
-        rustix::io::write(&stdin, input).map_err(|e| fail("writing input", &e))?;
-        rustix::fs::seek(&stdin, rustix::fs::SeekFrom::Start(0)).map_err(|e| fail("seek", &e))?;
-        let (out_r, out_w) = rustix::pipe::pipe_with(flags).map_err(|e| fail("pipe", &e))?;
-        let (err_r, err_w) = rustix::pipe::pipe_with(flags).map_err(|e| fail("pipe", &e))?;
-        for fd in [&out_r, &err_r] {
-            if let Ok(fl) = rustix::fs::fcntl_getfl(fd) {
-                let _ = rustix::fs::fcntl_setfl(fd, fl | rustix::fs::OFlags::NONBLOCK);
-            }
-        }
+        let stdin = input_memfd(input).map_err(|e| fail("the input memfd", &e))?;
+        let ((out_r, out_w), (err_r, err_w)) = output_pipes().map_err(|e| fail("pipe", &e))?;
         let stdio = quilt_container::Stdio {
             stdin: stdin.as_fd(),
             stdout: out_w.as_fd(),
@@ -835,13 +809,7 @@ impl Runs {
             sp.pid,
             plan.program()
         );
-        use rustix::fd::AsRawFd;
-        let _ = self
-            .watch
-            .push((out_r.as_raw_fd(), TOKEN + 2 * slot as u64));
-        let _ = self
-            .watch
-            .push((err_r.as_raw_fd(), TOKEN + 2 * slot as u64 + 1));
+        self.watch_outputs(slot, &out_r, &err_r);
         if let Some(s) = self.slots.get_mut(slot) {
             *s = Some(Run {
                 id,
@@ -871,6 +839,16 @@ impl Runs {
         Ok(id)
     }
 
+    /// Have the loop watch a run's stdout and stderr.
+    fn watch_outputs(&mut self, slot: usize, out: &OwnedFd, err: &OwnedFd) {
+        use rustix::fd::AsRawFd;
+        for (fd, k) in [(out, 0), (err, 1)] {
+            let _ = self
+                .watch
+                .push((fd.as_raw_fd(), TOKEN + 2 * slot as u64 + k));
+        }
+    }
+
     /// Drop the prepared container of `bundle` (a new version was
     /// installed, or it was removed).
     pub fn forget_plan(&mut self, bundle: &str) {
@@ -886,6 +864,33 @@ impl Runs {
     pub fn take_done(&mut self) -> Vec<Done> {
         std::mem::take(&mut self.done)
     }
+}
+
+/// A run's stdin: `input` in a memfd, read from the start (PID 1 never
+/// blocks writing it).
+fn input_memfd(input: &[u8]) -> rustix::io::Result<OwnedFd> {
+    let m = rustix::fs::memfd_create("quilt-input", rustix::fs::MemfdFlags::CLOEXEC)?;
+    let mut rest = input;
+    while !rest.is_empty() {
+        let n = rustix::io::write(&m, rest)?;
+        rest = rest.get(n..).unwrap_or(&[]);
+    }
+    rustix::fs::seek(&m, rustix::fs::SeekFrom::Start(0))?;
+    Ok(m)
+}
+
+/// A run's stdout and stderr pipes, (read, write) each, read ends
+/// non-blocking (the loop drains them), all close-on-exec.
+type Pipe = (OwnedFd, OwnedFd);
+fn output_pipes() -> rustix::io::Result<(Pipe, Pipe)> {
+    let flags = rustix::pipe::PipeFlags::CLOEXEC;
+    let out = rustix::pipe::pipe_with(flags)?;
+    let err = rustix::pipe::pipe_with(flags)?;
+    for fd in [&out.0, &err.0] {
+        let fl = rustix::fs::fcntl_getfl(fd)?;
+        rustix::fs::fcntl_setfl(fd, fl | rustix::fs::OFlags::NONBLOCK)?;
+    }
+    Ok((out, err))
 }
 
 /// Remove a run's cgroup, with its `main` and `kids` if it has them; true
