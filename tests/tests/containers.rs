@@ -639,6 +639,133 @@ echo "left=$(ls /sys/fs/cgroup/quilt/tick | grep -c '^exec-')" > /dev/ttyS1
 }
 
 #[test]
+fn a_pod_shares_network_ipc_and_volumes_and_stops_as_one() {
+    let config = r#"
+[[pod]]
+name = "duo"
+services = ["web", "peer"]
+volumes = ["shared"]
+
+[[service]]
+name = "web"
+bundle = "pod-web"
+restart = "always"
+
+[[service]]
+name = "peer"
+bundle = "pod-peer"
+restart = "always"
+
+[[service]]
+name = "alone"
+bundle = "pod-peer2"
+restart = "always"
+
+[[service]]
+name = "probe"
+exec = ["/bin/probe.sh"]
+after = ["web", "peer"]
+restart = "never"
+on_exit = "poweroff"
+"#;
+    let check = r#"
+const fs = require("node:fs");
+const note = fs.readFileSync("/run/volumes/shared/note", "utf8");
+let ro = false;
+try { fs.writeFileSync("/run/volumes/shared/x", "x"); } catch { ro = true; }
+const net = fs.readFileSync("/proc/net/tcp", "utf8").includes(":1F90");
+fetch("http://127.0.0.1:8080/").then((r) => r.text()).then((http) =>
+  console.log(JSON.stringify({ note, http, ro, listening: net }))
+).catch((e) => console.log(JSON.stringify({ note, http: String(e), ro, listening: net })));
+"#;
+    let probe = format!(
+        r#"#!/bin/sh
+for i in $(seq 1 100); do
+    quilt ps | grep -q '^web .*running' && quilt ps | grep -q '^peer .*running' && break
+    sleep 0.2
+done
+sleep 2
+cat > /tmp/check.js <<'JS'
+{check}
+JS
+echo "peer=$(quilt exec peer --json -- /bin/bun -e "$(cat /tmp/check.js)")" > /dev/ttyS1
+echo "alone=$(quilt exec alone --json -- /bin/bun -e "fetch('http://127.0.0.1:8080/').then(r=>r.text()).then(console.log).catch(e=>console.log('refused'))")" > /dev/ttyS1
+echo "pods=$(quilt pods --json | tr -d ' \n')" > /dev/ttyS1
+echo "stop=$(quilt stop duo)" > /dev/ttyS1
+for i in $(seq 1 50); do
+    quilt ps | grep -q '^web .*stopped' && quilt ps | grep -q '^peer .*stopped' && break
+    sleep 0.2
+done
+echo "after=$(quilt ps | grep -E '^(web|peer|alone) ' | tr -s ' ' | cut -d' ' -f1,2 | tr '\n' ,)" > /dev/ttyS1
+"#
+    );
+    let img = image(
+        &[
+            ("pod-web", signed("pod-web")),
+            ("pod-peer", signed("pod-peer")),
+            (
+                "pod-peer2",
+                bundle(
+                    "pod-peer",
+                    Some(&|d: &Path| {
+                        let t = std::fs::read_to_string(d.join("quilt.toml")).unwrap();
+                        std::fs::write(
+                            d.join("quilt.toml"),
+                            t.replace("name = \"pod-peer\"", "name = \"pod-peer2\"")
+                                .replace("tokens = [\"fs:shared:ro\"]", "tokens = []"),
+                        )
+                        .unwrap();
+                    }),
+                    Some(&trusted().key),
+                ),
+            ),
+        ],
+        config,
+        &[("/bin/probe.sh", probe.as_bytes())],
+    );
+    let (vm, ch) = run_to_poweroff(&img, 1536, BOOT);
+    let peer = json_line(&ch, "peer=");
+    let out: serde_json::Value = serde_json::from_str(peer["stdout"].as_str().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {peer}\n{}", vm.console_text()));
+    // The peer reads what web wrote in the pod volume, may not write it,
+    // and reaches web's server on the loopback they share.
+    assert!(
+        out["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("written by pod-web"),
+        "{out}"
+    );
+    assert_eq!(out["ro"], true, "{out}");
+    assert_eq!(out["http"], out["note"], "{out}");
+    assert_eq!(
+        out["listening"], true,
+        "port 8080 not in the peer's netns: {out}"
+    );
+    // A service outside the pod has a loopback of its own.
+    let alone = json_line(&ch, "alone=");
+    assert_eq!(alone["stdout"], "refused\n", "{alone}");
+    assert_eq!(
+        ch.lines().find_map(|l| l.strip_prefix("stop=")),
+        Some("duo: stopping"),
+        "{ch}"
+    );
+    let pods: serde_json::Value =
+        serde_json::from_str(ch.lines().find_map(|l| l.strip_prefix("pods=")).unwrap()).unwrap();
+    assert_eq!(pods[0]["name"], "duo", "{pods}");
+    assert_eq!(pods[0]["members"][1]["name"], "peer", "{pods}");
+    assert_eq!(pods[0]["members"][1]["state"], "running", "{pods}");
+    assert_eq!(pods[0]["volumes"][0], "shared", "{pods}");
+    let after = ch.lines().find_map(|l| l.strip_prefix("after=")).unwrap();
+    assert!(
+        after.contains("web stopped")
+            && after.contains("peer stopped")
+            && after.contains("alone running"),
+        "{after}"
+    );
+}
+
+#[test]
 fn memory_hogs_and_fork_bombs_are_contained() {
     let probe = br#"#!/bin/sh
 sleep 1

@@ -10,6 +10,7 @@
 //! | `cap:<name>` | keeps that one capability (see [`CAPS`]) |
 //! | `write:<dir>` | a writable overlay over `/app/<dir>` (writes land in memory and vanish with the container) |
 //! | `bus:<topic>:pub` / `bus:<topic>:sub` | publishing to / subscribing to a bus channel the board declares |
+//! | `fs:<volume>:ro` / `fs:<volume>:rw` | a named volume of its pod at `/run/volumes/<volume>`, read-only or writable |
 //! | `exec:<service>` | starting a process inside that supervised service's container |
 //! | `llm:<name>` | acquiring units of a counted resource the board declares (`[[resource]]`), with deadlock detection |
 //! | `spawn` / `spawn:<bundle>` | starting child containers (of any installed bundle / of that one) over its own control socket, nested under its cgroup |
@@ -53,6 +54,8 @@ pub enum Token<'a> {
     Counted(&'a str),
     /// A process inside the container of this supervised service.
     Exec(&'a str),
+    /// A pod volume, writable or not.
+    Fs(&'a str, bool),
 }
 
 /// What a bus token lets a container do on its channel.
@@ -98,6 +101,18 @@ impl<'a> Token<'a> {
                 Err(_) => Err(bad("needs a bundle name, e.g. `spawn:examples/hello`")),
             };
         }
+        if let Some(rest) = s.strip_prefix("fs:") {
+            let (vol, mode) = rest.rsplit_once(':').unwrap_or((rest, ""));
+            let writable = match mode {
+                "rw" => true,
+                "ro" => false,
+                _ => return Err(bad("needs a mode: `fs:<volume>:ro` or `fs:<volume>:rw`")),
+            };
+            if !topic_like(vol) || vol.contains('.') {
+                return Err(bad("names a volume outside [a-z0-9_-]{1,48}"));
+            }
+            return Ok(Token::Fs(vol, writable));
+        }
         if let Some(name) = s.strip_prefix("exec:") {
             let ok = (1..=32).contains(&name.len())
                 && name.bytes().all(|b| {
@@ -129,7 +144,7 @@ impl<'a> Token<'a> {
             return Ok(Token::Bus(topic, role));
         }
         Err(bad(
-            "is not one this firmware knows (userns, cap:<name>, write:<dir>, bus:<topic>:pub|sub, spawn, spawn:<bundle>, llm:<name>, exec:<service>)",
+            "is not one this firmware knows (userns, cap:<name>, write:<dir>, bus:<topic>:pub|sub, spawn, spawn:<bundle>, llm:<name>, exec:<service>, fs:<volume>:ro|rw)",
         ))
     }
 }
@@ -176,6 +191,8 @@ mod tests {
         assert_eq!(Token::parse("spawn"), Ok(Token::Spawn(None)));
         assert_eq!(Token::parse("llm:gpt"), Ok(Token::Counted("llm:gpt")));
         assert_eq!(Token::parse("exec:calc"), Ok(Token::Exec("calc")));
+        assert_eq!(Token::parse("fs:shared:ro"), Ok(Token::Fs("shared", false)));
+        assert_eq!(Token::parse("fs:cache:rw"), Ok(Token::Fs("cache", true)));
         assert_eq!(
             Token::parse("spawn:examples/hello"),
             Ok(Token::Spawn(Some("examples/hello")))
@@ -206,6 +223,9 @@ mod tests {
             "llm:GPT",
             "exec:",
             "exec:a/b",
+            "fs:shared",
+            "fs:../x:rw",
+            "fs:a.b:ro",
         ] {
             let e = Token::parse(bad).unwrap_err();
             assert!(

@@ -122,6 +122,7 @@ mod tests {
             channels: heapless::Vec::new(),
             resources: heapless::Vec::new(),
             update: None,
+            pods: heapless::Vec::new(),
         };
         c.services.push(s).unwrap();
         c

@@ -61,6 +61,30 @@ pub struct BootConfig {
     /// Air-gapped installs over a serial line (`quilt send`).
     #[serde(default)]
     pub update: Option<Update>,
+    /// Pods: bundle services sharing network and IPC namespaces and volumes.
+    #[serde(default, rename = "pod")]
+    pub pods: Vec<Pod, MAX_PODS>,
+}
+
+/// Most pods.
+pub const MAX_PODS: usize = 8;
+/// Most services or volumes in a pod.
+pub const MAX_POD_MEMBERS: usize = 8;
+
+/// Bundle services that share a network and IPC namespace (the first
+/// one's) and named volumes, started and stopped as one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pod {
+    /// `[a-z0-9_-]`, not a service's name.
+    pub name: Name,
+    /// Member services (bundle services), the first one creating the
+    /// namespaces the others join.
+    pub services: Vec<Name, MAX_POD_MEMBERS>,
+    /// Volume names; a member reaches one with an `fs:<volume>:ro|rw`
+    /// token, at `/run/volumes/<volume>`.
+    #[serde(default)]
+    pub volumes: Vec<Name, MAX_POD_MEMBERS>,
 }
 
 /// Where `quilt send` reaches the board.

@@ -41,6 +41,9 @@ pub enum ConfigError {
     /// A resource whose name is not `llm:<name>`, declared twice, or with
     /// a capacity outside 1..=1024.
     BadResource(heapless::String<64>),
+    /// A pod with a bad name, no members, a member that is not a bundle
+    /// service, or a service in two pods.
+    BadPod(Name),
 }
 
 impl fmt::Display for ConfigError {
@@ -86,6 +89,10 @@ impl fmt::Display for ConfigError {
             ConfigError::BadTopic(t) => write!(
                 f,
                 "bus topic {t:?} must be 1-48 characters of a-z, 0-9, ., _ or - and declared once"
+            ),
+            ConfigError::BadPod(p) => write!(
+                f,
+                "pod {p:?} needs a name of a-z, 0-9, _ or - (not a service's), bundle services as members, each in one pod only, and volume names of a-z, 0-9, _ or -"
             ),
             ConfigError::BadResource(r) => write!(
                 f,
@@ -198,6 +205,28 @@ impl BootConfig {
                 && !self.resources.iter().take(i).any(|o| o.name == r.name);
             if !ok {
                 return Err(ConfigError::BadResource(r.name.clone()));
+            }
+        }
+        for (i, p) in self.pods.iter().enumerate() {
+            let members_ok = !p.services.is_empty()
+                && p.services.iter().all(|m| {
+                    self.services
+                        .iter()
+                        .any(|s| s.name == *m && s.bundle.is_some())
+                        && self
+                            .pods
+                            .iter()
+                            .map(|o| o.services.iter().filter(|x| *x == m).count())
+                            .sum::<usize>()
+                            == 1
+                });
+            let ok = valid_name(&p.name)
+                && self.service_index(&p.name).is_none()
+                && !self.pods.iter().take(i).any(|o| o.name == p.name)
+                && members_ok
+                && p.volumes.iter().all(|v| valid_name(v));
+            if !ok {
+                return Err(ConfigError::BadPod(p.name.clone()));
             }
         }
         for (i, s) in self.services.iter().enumerate() {

@@ -244,6 +244,7 @@ pub(crate) unsafe fn run(
     stdio: Stdio<'_>,
     err_w: i32,
     userns_sync: Option<(i32, i32)>,
+    pod_leader: Option<i32>,
 ) -> ! {
     // SAFETY: every call below is a raw libc call over memory the parent
     // prepared and still owns in our copy of its address space.
@@ -284,6 +285,12 @@ pub(crate) unsafe fn run(
             }
         }
         libc::setsid();
+        // A pod member after the first shares its network and IPC.
+        if let Some(pidfd) = pod_leader {
+            if libc::setns(pidfd, libc::CLONE_NEWNET | libc::CLONE_NEWIPC) != 0 {
+                fail(Stage::Namespaces);
+            }
+        }
         // Device nodes and directories get exactly the planned modes
         // (0666 for /dev/null and friends), not PID 1's umask-filtered ones.
         libc::umask(0);
@@ -354,7 +361,7 @@ pub(crate) unsafe fn run(
         if libc::sethostname(host.as_ptr().cast(), host.len()) != 0 {
             fail(Stage::Namespaces);
         }
-        if plan.new_net && !loopback_up() {
+        if plan.new_net && !plan.join_pod && !loopback_up() {
             fail(Stage::Namespaces);
         }
         let nofile = libc::rlimit {

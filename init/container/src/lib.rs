@@ -28,7 +28,7 @@ pub mod seccomp;
 
 pub use child::{reset_signals, Stage};
 pub use enter::{enter, EnterPlan};
-pub use plan::{Bind, IdMap, Overlay, Plan, PlanError, Spec};
+pub use plan::{Bind, IdMap, Overlay, Plan, PlanError, Spec, Volume};
 
 use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
@@ -130,6 +130,35 @@ pub struct Spawned {
 /// Start a container from a prepared plan, inside the cgroup `cgroup` (an
 /// open cgroup v2 directory).
 pub fn spawn(plan: &Plan, stdio: Stdio<'_>, cgroup: BorrowedFd<'_>) -> std::io::Result<Spawned> {
+    spawn_in(plan, stdio, cgroup, None)
+}
+
+/// [`spawn`], for a pod member after the first: `pod_leader` is the host
+/// pid of the first member's process, whose network and IPC namespaces
+/// it joins (its plan says `join_pod`).
+pub fn spawn_in(
+    plan: &Plan,
+    stdio: Stdio<'_>,
+    cgroup: BorrowedFd<'_>,
+    pod_leader: Option<i32>,
+) -> std::io::Result<Spawned> {
+    let leader = match (plan.join_pod, pod_leader) {
+        (true, Some(pid)) => {
+            let pid = rustix::process::Pid::from_raw(pid)
+                .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))?;
+            Some(rustix::process::pidfd_open(
+                pid,
+                rustix::process::PidfdFlags::empty(),
+            )?)
+        }
+        (true, None) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a pod member needs its pod's first member running",
+            ))
+        }
+        (false, _) => None,
+    };
     if stdio.extra.len() > MAX_EXTRA_FDS {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -137,9 +166,12 @@ pub fn spawn(plan: &Plan, stdio: Stdio<'_>, cgroup: BorrowedFd<'_>) -> std::io::
         ));
     }
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    let mut flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWCGROUP;
-    if plan.new_net {
-        flags |= CLONE_NEWNET;
+    let mut flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWPID | CLONE_NEWCGROUP;
+    if !plan.join_pod {
+        flags |= CLONE_NEWIPC;
+        if plan.new_net {
+            flags |= CLONE_NEWNET;
+        }
     }
     let sync = match plan.userns {
         Some(_) => {
@@ -153,8 +185,9 @@ pub fn spawn(plan: &Plan, stdio: Stdio<'_>, cgroup: BorrowedFd<'_>) -> std::io::
     let pid = unsafe { clone3(flags, Some(cgroup))? };
     if pid == 0 {
         let raw = sync.as_ref().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd()));
+        let leader = leader.as_ref().map(|fd| fd.as_raw_fd());
         // SAFETY: we are the freshly cloned child of a single-threaded parent.
-        unsafe { child::run(plan, stdio, err_w.as_raw_fd(), raw) }
+        unsafe { child::run(plan, stdio, err_w.as_raw_fd(), raw, leader) }
     }
     drop(err_w);
     let mut map_error = None;

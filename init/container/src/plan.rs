@@ -27,6 +27,17 @@ pub struct Overlay<'a> {
     pub dst: &'a str,
 }
 
+/// A host directory shared by a pod's members, at `/run/volumes/<name>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Volume<'a> {
+    /// Host directory.
+    pub src: &'a Path,
+    /// Name under `/run/volumes`.
+    pub name: &'a str,
+    /// Writable (`fs:<name>:rw`) or read-only.
+    pub writable: bool,
+}
+
 /// A user namespace: ids `0..count` inside are host ids `host..host+count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdMap {
@@ -75,6 +86,11 @@ pub struct Spec<'a> {
     /// An empty host directory where the overlays' scratch tmpfs is
     /// mounted (in the container's namespace only). Size: `tmp_bytes`.
     pub scratch: &'a Path,
+    /// A pod member after the first: joins that one's network and IPC
+    /// namespaces ([`crate::spawn_in`] names it) instead of making its own.
+    pub join_pod: bool,
+    /// Pod volumes.
+    pub volumes: &'a [Volume<'a>],
 }
 
 /// Why a spec cannot become a plan.
@@ -157,6 +173,7 @@ pub struct Plan {
     pub(crate) new_net: bool,
     pub(crate) nofile: u64,
     pub(crate) userns: Option<IdMap>,
+    pub(crate) join_pod: bool,
     pub(crate) caps: u64,
     pub(crate) bpf: seccompiler::BpfProgram,
     descriptions: Vec<String>,
@@ -311,6 +328,63 @@ impl Plan {
                 format!("writable overlay at {}", o.dst),
             );
         }
+        if !spec.volumes.is_empty() {
+            push(
+                Op::Mount {
+                    src: Some(cstr("tmpfs", "run")?),
+                    dst: inside(st, "/run")?,
+                    fstype: Some(cstr("tmpfs", "run")?),
+                    flags: NOSUID | NODEV | NOEXEC,
+                    data: Some(cstr("size=64k,mode=755", "run")?),
+                },
+                "tmpfs at /run".into(),
+            );
+            push(
+                Op::Mkdir {
+                    path: inside(st, "/run/volumes")?,
+                    mode: 0o755,
+                },
+                "mkdir /run/volumes".into(),
+            );
+        }
+        for v in spec.volumes {
+            if v.name.is_empty() || v.name.contains('/') || v.name == ".." || v.name == "." {
+                return Err(PlanError::BadPath(v.name.to_owned()));
+            }
+            let dst = inside(st, &format!("/run/volumes/{}", v.name))?;
+            push(
+                Op::Mkdir {
+                    path: dst.clone(),
+                    mode: 0o755,
+                },
+                format!("mkdir /run/volumes/{}", v.name),
+            );
+            push(
+                Op::Mount {
+                    src: Some(host(v.src, "volume")?),
+                    dst: dst.clone(),
+                    fstype: None,
+                    flags: libc::MS_BIND,
+                    data: None,
+                },
+                format!("bind volume {}", v.name),
+            );
+            let ro = if v.writable { 0 } else { libc::MS_RDONLY };
+            push(
+                Op::Mount {
+                    src: None,
+                    dst,
+                    fstype: None,
+                    flags: libc::MS_REMOUNT | libc::MS_BIND | ro | NOSUID | NODEV,
+                    data: None,
+                },
+                format!(
+                    "remount volume {} {}",
+                    v.name,
+                    if v.writable { "nosuid" } else { "read-only" }
+                ),
+            );
+        }
         push(
             Op::Mount {
                 src: Some(cstr("tmpfs", "tmp")?),
@@ -460,6 +534,7 @@ impl Plan {
             new_net: spec.new_net,
             nofile: spec.nofile,
             userns: spec.userns,
+            join_pod: spec.join_pod,
             caps: spec.caps,
             bpf,
             descriptions,
@@ -503,6 +578,8 @@ mod tests {
             caps: 0,
             overlays: &[],
             scratch: Path::new("/run/quilt/scratch"),
+            join_pod: false,
+            volumes: &[],
         }
     }
 

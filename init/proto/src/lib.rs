@@ -132,6 +132,8 @@ pub enum Request {
         /// Deadline, 0 for the default.
         timeout_ms: u32,
     },
+    /// Operator: the pods and their members ([`Reply::Pods`]).
+    Pods,
 }
 
 /// What `Service` does.
@@ -302,6 +304,8 @@ pub enum Reply {
         /// The trust policy, in its text form.
         policy: String,
     },
+    /// Answer to `Pods`: (name, members, volumes) per pod.
+    Pods(Vec<(String, Vec<String>, Vec<String>)>),
 }
 
 /// One counted resource as `Resources` shows it.

@@ -135,6 +135,8 @@ pub enum Action {
     },
     /// List counted resources.
     Resources(usize),
+    /// List pods.
+    Pods(usize),
     /// Run a process inside a service's container.
     Exec {
         client: usize,
@@ -389,6 +391,13 @@ impl Control {
                         input,
                         timeout_ms,
                     }),
+                },
+                Ok(Request::Pods) => match &c.caller {
+                    Caller::Host { .. } => out.push(Action::Pods(slot)),
+                    Caller::Container(_) => out.push(Action::Reply(
+                        slot,
+                        refuse(ErrorCode::Denied, "pods are listed by the operator"),
+                    )),
                 },
                 Ok(Request::Resources) => match &c.caller {
                     Caller::Host { .. } => out.push(Action::Resources(slot)),

@@ -427,6 +427,22 @@ impl Loop {
                         );
                     }
                 }
+                Action::Pods(client) => {
+                    let pods = self
+                        .sup
+                        .config()
+                        .pods
+                        .iter()
+                        .map(|p| {
+                            (
+                                p.name.to_string(),
+                                p.services.iter().map(|s| s.to_string()).collect(),
+                                p.volumes.iter().map(|v| v.to_string()).collect(),
+                            )
+                        })
+                        .collect();
+                    ctl.send(client, &Reply::Pods(pods));
+                }
                 Action::Resources(client) => {
                     let list = self
                         .ledger

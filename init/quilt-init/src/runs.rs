@@ -329,7 +329,7 @@ impl Runs {
                 name: heapless::String::try_from(hostname_of(bundle)).unwrap_or_default(),
                 ..crate::supervisor::blank_service()
             };
-            let plan = crate::supervisor::container_plan(&svc, bundle, Some(tools), bus)
+            let plan = crate::supervisor::container_plan(&svc, bundle, Some(tools), bus, None)
                 .map_err(|m| err(Failed, m))?;
             self.plans.insert(bundle.to_owned(), plan);
         }

@@ -119,7 +119,19 @@ impl Supervisor {
             if let Some(o) = &output {
                 let _ = requests.push(Request::Watch(raw(&o.read), TOKEN_OUT + i as u64));
             }
-            let container = s.bundle.as_ref().map(|b| container_plan(s, b, tools, &bus));
+            let pod = pod_role(&cfg, &s.name);
+            if let Some(p) = &pod {
+                for (_, dir) in &p.volumes {
+                    if std::fs::create_dir_all(dir).is_ok() {
+                        // Tools run as uid 1000: the volume is theirs.
+                        let _ = std::os::unix::fs::chown(dir, Some(TOOL_ID), Some(TOOL_ID));
+                    }
+                }
+            }
+            let container = s
+                .bundle
+                .as_ref()
+                .map(|b| container_plan(s, b, tools, &bus, pod.as_ref()));
             let bus_wants = s
                 .bundle
                 .as_ref()
@@ -182,6 +194,29 @@ impl Supervisor {
         use quilt_proto::ServiceVerb::*;
         if self.shutdown.is_some() {
             return Err("the board is shutting down".into());
+        }
+        // A pod goes as one: its members in order (stopped in reverse).
+        if let Some(p) = self.cfg.pods.iter().find(|p| p.name == name).cloned() {
+            let mut members: Vec<String> = p.services.iter().map(|s| s.to_string()).collect();
+            if verb == Stop {
+                members.reverse();
+            }
+            let mut last = "stopped";
+            for m in &members {
+                last = match self.operate(m, verb, now) {
+                    Ok(s) => s,
+                    // Already started members are fine for a pod start.
+                    Err(e) if verb == Start && e.contains("already started") => "running",
+                    Err(e) => return Err(format!("pod {name:?}: {e}")),
+                };
+            }
+            event!(
+                "event=pod-operator verb={:?} name={} members={}",
+                verb,
+                name,
+                members.len()
+            );
+            return Ok(last);
         }
         let i = self
             .cfg
@@ -290,7 +325,8 @@ impl Supervisor {
     pub fn bundle_updated(&mut self, bundle: &str, tools: &Tools) {
         for (i, svc) in self.cfg.services.iter().enumerate() {
             if svc.bundle.as_deref() == Some(bundle) {
-                let plan = container_plan(svc, bundle, Some(tools), &self.bus);
+                let pod = pod_role(&self.cfg, &svc.name);
+                let plan = container_plan(svc, bundle, Some(tools), &self.bus, pod.as_ref());
                 if let Some(st) = self.svcs.get_mut(i) {
                     st.container = Some(plan);
                 }
@@ -369,6 +405,22 @@ impl Supervisor {
         &self.cfg
     }
 
+    /// A pod member after the first starts once the first runs (it joins
+    /// its namespaces).
+    fn pod_leader_ready(&self, i: usize) -> bool {
+        let Some(name) = self.cfg.services.get(i).map(|s| s.name.as_str()) else {
+            return false;
+        };
+        match pod_role(&self.cfg, name) {
+            Some(p) if !p.is_leader => self
+                .cfg
+                .service_index(&p.leader)
+                .and_then(|l| self.svcs.get(l))
+                .is_some_and(|s| matches!(s.state, State::Running { .. })),
+            _ => true,
+        }
+    }
+
     fn is_ready(&self, name: &str) -> bool {
         let Some(i) = self.cfg.service_index(name) else {
             return false;
@@ -398,7 +450,9 @@ impl Supervisor {
             };
             let state = self.svcs.get(i).map(|s| s.state);
             match state {
-                Some(State::Waiting) if svc.after.iter().all(|d| self.is_ready(d)) => {
+                Some(State::Waiting)
+                    if svc.after.iter().all(|d| self.is_ready(d)) && self.pod_leader_ready(i) =>
+                {
                     self.start(i, now)
                 }
                 Some(State::Backoff { until }) if now >= until => {
@@ -598,7 +652,15 @@ impl Supervisor {
             stderr: out.write.as_fd(),
             extra: &extra,
         };
-        let spawned = quilt_container::spawn(plan, stdio, cg.as_fd());
+        // A pod member after the first joins the first's namespaces.
+        let leader_pid = pod_role(&self.cfg, &name)
+            .filter(|p| !p.is_leader)
+            .and_then(|p| self.cfg.service_index(&p.leader))
+            .and_then(|l| match self.svcs.get(l).map(|s| s.state) {
+                Some(State::Running { pid, .. }) => Some(pid),
+                _ => None,
+            });
+        let spawned = quilt_container::spawn_in(plan, stdio, cg.as_fd(), leader_pid);
         drop(extra);
         if spawned.is_err() {
             self.bus.release(holder);
@@ -1039,6 +1101,7 @@ pub(crate) fn container_plan(
     bundle: &str,
     tools: Option<&Tools>,
     bus: &Bus,
+    pod: Option<&PodRole>,
 ) -> Result<quilt_container::Plan, String> {
     let tools = tools.ok_or("no trusted bundles on this board (trust store missing)")?;
     let tool = tools.get(bundle).ok_or_else(|| {
@@ -1069,6 +1132,22 @@ pub(crate) fn container_plan(
         writable: false,
     }];
     let grants = Grants::of(bundle, h, &tool.tree)?;
+    let mut volumes = Vec::new();
+    for (vol, writable) in &grants.fs {
+        match pod.and_then(|p| p.volumes.iter().find(|(v, _)| v == vol)) {
+            Some((name, dir)) => volumes.push(quilt_container::Volume {
+                src: dir,
+                name,
+                writable: *writable,
+            }),
+            None => {
+                return Err(format!(
+                    "bundle {bundle:?} asks for `fs:{vol}`, but service {:?} is in no pod with a volume {vol:?}",
+                    svc.name
+                ))
+            }
+        }
+    }
     let overlays: Vec<quilt_container::Overlay<'_>> = grants
         .writable
         .iter()
@@ -1098,8 +1177,49 @@ pub(crate) fn container_plan(
         caps: grants.caps,
         overlays: &overlays,
         scratch: std::path::Path::new(SCRATCH),
+        join_pod: pod.is_some_and(|p| !p.is_leader),
+        volumes: &volumes,
     };
     quilt_container::Plan::new(&spec).map_err(|e| e.to_string())
+}
+
+/// Where pods' volumes live on the host (tmpfs `/run`: they last a boot).
+pub const PODS: &str = "/run/quilt/pods";
+
+/// A service's place in its pod.
+#[derive(Debug, Clone)]
+pub struct PodRole {
+    /// Its first member, whose namespaces the others join.
+    pub leader: String,
+    /// This service is that first member.
+    pub is_leader: bool,
+    /// (volume name, host directory).
+    pub volumes: Vec<(String, std::path::PathBuf)>,
+}
+
+/// The pod service `name` belongs to, if any.
+pub fn pod_role(cfg: &BootConfig, name: &str) -> Option<PodRole> {
+    let p = cfg
+        .pods
+        .iter()
+        .find(|p| p.services.iter().any(|s| s == name))?;
+    let leader = p.services.first()?.to_string();
+    Some(PodRole {
+        is_leader: leader == name,
+        leader,
+        volumes: p
+            .volumes
+            .iter()
+            .map(|v| {
+                (
+                    v.to_string(),
+                    std::path::Path::new(PODS)
+                        .join(p.name.as_str())
+                        .join(v.as_str()),
+                )
+            })
+            .collect(),
+    })
 }
 
 /// What a bundle's tokens let its containers ask over a control socket
@@ -1155,6 +1275,8 @@ impl ControlGrant {
 struct Grants {
     userns: bool,
     caps: u64,
+    /// (volume, writable) per `fs:` token.
+    fs: Vec<(String, bool)>,
     /// (host lower dir, container path) per `write:<dir>`.
     writable: Vec<(std::path::PathBuf, String)>,
 }
@@ -1171,6 +1293,7 @@ impl Grants {
         let mut g = Grants {
             userns: false,
             caps: 0,
+            fs: Vec::new(),
             writable: Vec::new(),
         };
         for t in &h.tokens {
@@ -1178,6 +1301,7 @@ impl Grants {
                 Ok(Token::UserNs) => g.userns = true,
                 Ok(Token::Cap(_, nr)) => g.caps |= 1u64 << nr,
                 // Handed out per container by crate::bus and crate::runs.
+                Ok(Token::Fs(vol, writable)) => g.fs.push((vol.to_owned(), writable)),
                 Ok(Token::Bus(..) | Token::Spawn(_) | Token::Counted(_) | Token::Exec(_)) => {}
                 Ok(Token::Write(dir)) => {
                     let lower = tree.join(dir);

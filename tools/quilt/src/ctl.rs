@@ -198,6 +198,51 @@ pub fn tokens(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `quilt pods [--json]`: each pod with its members' states and volumes.
+pub fn pods(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let pods = match call(socket, &Request::Pods)? {
+        Reply::Pods(p) => p,
+        other => return refused(other),
+    };
+    let services = match call(socket, &Request::List)? {
+        Reply::Services(s) => s,
+        other => return refused(other),
+    };
+    let state = |m: &str| {
+        services
+            .iter()
+            .find(|s| s.name == m)
+            .map_or("?", |s| s.state.as_str())
+            .to_string()
+    };
+    if json {
+        let v: Vec<serde_json::Value> = pods
+            .iter()
+            .map(|(name, members, volumes)| {
+                serde_json::json!({
+                    "name": name,
+                    "members": members.iter().map(|m| serde_json::json!({"name": m, "state": state(m)})).collect::<Vec<_>>(),
+                    "volumes": volumes,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (name, members, volumes) in &pods {
+        let m: Vec<String> = members
+            .iter()
+            .map(|m| format!("{m} ({})", state(m)))
+            .collect();
+        println!(
+            "{name:<16} {}  volumes: {}",
+            m.join(", "),
+            volumes.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `quilt logs NAME [-f]`: the retained output, then (with `follow`)
 /// everything new until interrupted.
 pub fn logs(socket: &Path, name: &str, follow: bool) -> anyhow::Result<ExitCode> {

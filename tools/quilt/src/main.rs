@@ -171,6 +171,16 @@ enum Cmd {
         #[arg(long, default_value = "/run/quilt/control.sock")]
         socket: std::path::PathBuf,
     },
+    /// Pods (services sharing network, IPC and volumes) with their
+    /// members' states; `quilt start|stop|restart POD` acts on all of them.
+    Pods {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// quilt-init's control socket.
+        #[arg(long, default_value = "/run/quilt/control.sock")]
+        socket: std::path::PathBuf,
+    },
     /// Check that quilt-init answers, and its version.
     Ping {
         /// quilt-init's control socket.
@@ -212,6 +222,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Remove { name, socket } => ctl::remove(&socket, &name),
         Cmd::Bundles { json, socket } => ctl::bundles(&socket, json),
         Cmd::Tokens { json, socket } => ctl::tokens(&socket, json),
+        Cmd::Pods { json, socket } => ctl::pods(&socket, json),
         Cmd::Exec {
             service,
             argv,
