@@ -1120,8 +1120,13 @@ pub(crate) fn container_plan(
     let (bus_env, bus_fds) = bus
         .env(&crate::bus::wants(&h.tokens))
         .map_err(|e| format!("bundle {bundle:?}: {e}"))?;
-    // Runs of a bundle with a spawn token get their control socket next.
-    let control_env = control_grant(&h.tokens).map(|_| format!("QUILT_CONTROL_FD={}", 3 + bus_fds));
+    // Runs (services not yet: they get no socket) of a bundle with spawn,
+    // llm: or exec: tokens get their control socket next. A run's plan is
+    // made from a service with no `bundle` (runs::launch).
+    let is_run = svc.bundle.is_none();
+    let control_env = control_grant(&h.tokens)
+        .filter(|_| is_run)
+        .map(|_| format!("QUILT_CONTROL_FD={}", 3 + bus_fds));
     let mut env: Vec<&str> = vec!["PATH=/bin", "HOME=/tmp", "TMPDIR=/tmp", "NO_COLOR=1"];
     env.extend(bus_env.as_deref());
     env.extend(control_env.as_deref());
