@@ -766,6 +766,64 @@ echo "after=$(quilt ps | grep -E '^(web|peer|alone) ' | tr -s ' ' | cut -d' ' -f
 }
 
 #[test]
+fn a_supervised_service_spawns_children_under_its_own_cgroup_too() {
+    let config = r#"
+[[service]]
+name = "agentd"
+bundle = "agent"
+input = "/etc/family.json"
+console = true
+restart = "never"
+
+[[service]]
+name = "probe"
+exec = ["/bin/probe.sh"]
+restart = "never"
+on_exit = "poweroff"
+"#;
+    let probe = br#"#!/bin/sh
+for i in $(seq 1 600); do
+    quilt ps | grep -q '^agentd .*done' && break
+    ls -d /sys/fs/cgroup/quilt/agentd/kids/*/ > /dev/null 2>&1 && echo "nested=yes" > /dev/ttyS1
+    sleep 0.2
+done
+echo "state=$(quilt ps | grep '^agentd' | tr -s ' ' | cut -d' ' -f2)" > /dev/ttyS1
+echo "kids_left=$(ls -d /sys/fs/cgroup/quilt/agentd/kids/*/ 2>/dev/null | wc -l)" > /dev/ttyS1
+"#;
+    let img = image(
+        &[
+            ("agent", signed("agent")),
+            ("json-transform", signed("json-transform")),
+            ("ticker", signed("ticker")),
+            ("grower", signed("grower")),
+        ],
+        config,
+        &[
+            ("/bin/probe.sh", probe),
+            ("/etc/family.json", br#"{"mode":"family"}"#),
+        ],
+    );
+    let (vm, ch) = run_to_poweroff(&img, 2048, BOOT);
+    let console = vm.console_text();
+    let line = console
+        .lines()
+        .find_map(|l| l.split_once("[agentd] ").map(|(_, j)| j))
+        .unwrap_or_else(|| panic!("no agent output:\n{console}"));
+    let out: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(out["transform_total"], 5, "{out}");
+    assert_eq!(out["ticker_status"], 137, "{out}");
+    // The service's own 160 MiB bound the child allowed 1 GiB.
+    assert_eq!(out["grower_oom_killed"], true, "{out}");
+    assert_eq!(out["forbidden"], "denied", "{out}");
+    assert!(
+        ch.contains("nested=yes"),
+        "children were not under the service's cgroup:\n{ch}"
+    );
+    assert!(ch.contains("state=done"), "{ch}");
+    assert!(ch.contains("kids_left=0"), "{ch}");
+}
+
+#[test]
 fn memory_hogs_and_fork_bombs_are_contained() {
     let probe = br#"#!/bin/sh
 sleep 1

@@ -220,20 +220,36 @@ pub fn kill_all(name: &str) {
 }
 
 /// Send a signal to every process in the cgroup.
+/// (A service that spawns children keeps its own processes in `main`.)
 pub fn signal_all(name: &str, sig: rustix::process::Signal) {
-    let mut buf = [0u8; 4096];
-    let Ok(n) = crate::mounts::read_into(path(name, "cgroup.procs").as_str(), &mut buf) else {
-        return;
-    };
-    let text = buf
-        .get(..n)
-        .and_then(|b| core::str::from_utf8(b).ok())
-        .unwrap_or("");
-    for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-            let _ = rustix::process::kill_process(pid, sig);
+    for file in ["cgroup.procs", "main/cgroup.procs"] {
+        let mut buf = [0u8; 4096];
+        let Ok(n) = crate::mounts::read_into(path(name, file).as_str(), &mut buf) else {
+            continue;
+        };
+        let text = buf
+            .get(..n)
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .unwrap_or("");
+        for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, sig);
+            }
         }
     }
+}
+
+/// A family cgroup for a container that spawns containers: its limits on
+/// `name`, its own processes in `name/main` (whose fd is returned, for
+/// CLONE_INTO_CGROUP), its children under `name/kids`, so one set of limits
+/// bounds them all and one `cgroup.kill` ends them all.
+pub fn create_family(name: &str, limits: &Limits) -> std::io::Result<OwnedFd> {
+    drop(create(name, limits)?);
+    delegate(name);
+    let kids = format!("{name}/kids");
+    drop(create(&kids, &Limits::default())?);
+    delegate(&kids);
+    create(&format!("{name}/main"), &Limits::default())
 }
 
 /// Remove an empty cgroup.

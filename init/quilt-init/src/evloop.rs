@@ -486,7 +486,8 @@ impl Loop {
                 },
             }
         }
-        for (fd, spawner) in self.runs.adopt.drain(..) {
+        let from_services: Vec<_> = self.sup.adopt.drain(..).collect();
+        for (fd, spawner) in self.runs.adopt.drain(..).chain(from_services) {
             let run = spawner.run;
             if !ctl.adopt(fd, spawner) {
                 event!("event=control-refused reason=too-many-clients run={}", run);

@@ -364,20 +364,15 @@ impl Runs {
         let family = spawner
             .as_ref()
             .is_some_and(|s| s.grant.spawn_any || !s.grant.spawn_only.is_empty());
-        let cg_fd = cgroup::create(&cg, &limits)
-            .and_then(|fd| {
-                if !family {
-                    return Ok(fd);
-                }
-                cgroup::delegate(&cg);
-                cgroup::create(&format!("{cg}/kids"), &quilt_config::Limits::default())?;
-                cgroup::delegate(&format!("{cg}/kids"));
-                cgroup::create(&format!("{cg}/main"), &quilt_config::Limits::default())
-            })
-            .map_err(|e| {
-                remove_family(&cg);
-                err(Failed, format!("creating cgroup {cg}: {e}"))
-            })?;
+        let made = if family {
+            cgroup::create_family(&cg, &limits)
+        } else {
+            cgroup::create(&cg, &limits)
+        };
+        let cg_fd = made.map_err(|e| {
+            remove_family(&cg);
+            err(Failed, format!("creating cgroup {cg}: {e}"))
+        })?;
         // The container's end of its control socket goes in after the bus fds.
         let (ours, theirs) = match &spawner {
             Some(_) => {

@@ -64,6 +64,10 @@ pub struct Svc {
     bus_wants: Vec<(String, BusRole)>,
     /// Start again once the operator's stop has finished (`restart`).
     restart_pending: bool,
+    /// What its bundle's tokens let it ask over a control socket.
+    control: Option<ControlGrant>,
+    /// Its processes live in `<name>/main`, its children in `<name>/kids`.
+    family: bool,
 }
 
 /// What the supervisor wants the event loop to do.
@@ -96,6 +100,8 @@ pub struct Supervisor {
     pub requests: heapless::Vec<Request, 64>,
     /// The board's bus channels.
     bus: Bus,
+    /// Control sockets of started services, for the control server.
+    pub adopt: Vec<(OwnedFd, crate::control::Spawner)>,
 }
 
 fn cstring(s: &str) -> CString {
@@ -144,7 +150,20 @@ impl Supervisor {
                 })
                 .unwrap_or_default();
             let limits = merged_limits(s, tools);
-            let cgroup = match cgroup::create(&s.name, &limits) {
+            let control = s
+                .bundle
+                .as_ref()
+                .and_then(|b| tools?.get(b))
+                .and_then(|t| control_grant(&t.header.tokens));
+            let family = control
+                .as_ref()
+                .is_some_and(|g| g.spawn_any || !g.spawn_only.is_empty());
+            let made = if family {
+                cgroup::create_family(&s.name, &limits)
+            } else {
+                cgroup::create(&s.name, &limits)
+            };
+            let cgroup = match made {
                 Ok(fd) => Some(fd),
                 Err(e) => {
                     event!("event=cgroup-create-failed name={} error={}", s.name, e);
@@ -162,6 +181,8 @@ impl Supervisor {
                 container,
                 bus_wants,
                 restart_pending: false,
+                control,
+                family,
             });
         }
         Supervisor {
@@ -175,6 +196,7 @@ impl Supervisor {
             orphans_reaped: 0,
             requests,
             bus,
+            adopt: Vec::new(),
         }
     }
 
@@ -638,7 +660,7 @@ impl Supervisor {
         let wants: Vec<(&str, BusRole)> =
             st.bus_wants.iter().map(|(t, r)| (t.as_str(), *r)).collect();
         let holder = crate::bus::SERVICE | i as u64;
-        let extra = match self.bus.claim(holder, &wants) {
+        let mut extra = match self.bus.claim(holder, &wants) {
             Ok(fds) => fds,
             Err(why) => {
                 event!("event=service-start-failed name={} error=\"{}\"", name, why);
@@ -646,6 +668,31 @@ impl Supervisor {
                 return;
             }
         };
+        // A control socket of its own after the bus fds (spawn, llm:,
+        // exec: tokens); PID 1 serves the other end.
+        let socket = match st.control.as_ref() {
+            Some(grant) => match rustix::net::socketpair(
+                rustix::net::AddressFamily::UNIX,
+                rustix::net::SocketType::SEQPACKET,
+                rustix::net::SocketFlags::CLOEXEC,
+                None,
+            ) {
+                Ok((ours, theirs)) => Some((ours, theirs, grant.clone())),
+                Err(e) => {
+                    event!(
+                        "event=service-start-failed name={} error=\"control socketpair: {}\"",
+                        name,
+                        e
+                    );
+                    drop(extra);
+                    self.bus.release(holder);
+                    self.start_failed(i, now);
+                    return;
+                }
+            },
+            None => None,
+        };
+        extra.extend(socket.as_ref().map(|(_, theirs, _)| theirs.as_fd()));
         let stdio = quilt_container::Stdio {
             stdin: input.as_ref().map_or(null.as_fd(), |f| f.as_fd()),
             stdout: out.write.as_fd(),
@@ -662,6 +709,19 @@ impl Supervisor {
             });
         let spawned = quilt_container::spawn_in(plan, stdio, cg.as_fd(), leader_pid);
         drop(extra);
+        if let (Ok(_), Some((ours, theirs, grant))) = (&spawned, socket) {
+            drop(theirs);
+            self.adopt.push((
+                ours,
+                crate::control::Spawner {
+                    run: holder,
+                    bundle: svc.bundle.as_deref().unwrap_or("").to_string(),
+                    grant,
+                    cgroup: name.to_string(),
+                    depth: 0,
+                },
+            ));
+        }
         if spawned.is_err() {
             self.bus.release(holder);
         }
@@ -781,7 +841,11 @@ impl Supervisor {
         self.bus.release(crate::bus::SERVICE | i as u64);
         // Drain what it printed last, before we log its exit.
         self.on_output(i);
-        let oom = cgroup::read_key(&svc.name, "memory.events", "oom_kill").unwrap_or(0);
+        let own = match self.svcs.get(i).is_some_and(|s| s.family) {
+            true => format!("{}/main", svc.name),
+            false => svc.name.to_string(),
+        };
+        let oom = cgroup::read_key(&own, "memory.events", "oom_kill").unwrap_or(0);
         let st = self.svcs.get_mut(i)?;
         let oom_killed = oom > st.oom_seen;
         st.oom_seen = oom;
@@ -1120,13 +1184,9 @@ pub(crate) fn container_plan(
     let (bus_env, bus_fds) = bus
         .env(&crate::bus::wants(&h.tokens))
         .map_err(|e| format!("bundle {bundle:?}: {e}"))?;
-    // Runs (services not yet: they get no socket) of a bundle with spawn,
-    // llm: or exec: tokens get their control socket next. A run's plan is
-    // made from a service with no `bundle` (runs::launch).
-    let is_run = svc.bundle.is_none();
-    let control_env = control_grant(&h.tokens)
-        .filter(|_| is_run)
-        .map(|_| format!("QUILT_CONTROL_FD={}", 3 + bus_fds));
+    // Containers of a bundle with spawn, llm: or exec: tokens get their
+    // control socket next.
+    let control_env = control_grant(&h.tokens).map(|_| format!("QUILT_CONTROL_FD={}", 3 + bus_fds));
     let mut env: Vec<&str> = vec!["PATH=/bin", "HOME=/tmp", "TMPDIR=/tmp", "NO_COLOR=1"];
     env.extend(bus_env.as_deref());
     env.extend(control_env.as_deref());
