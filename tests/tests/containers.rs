@@ -179,6 +179,14 @@ restart = "never"
 on_exit = "poweroff"
 "#;
 
+/// The agent and the bundles its tokens let it spawn.
+fn agent_family() -> Vec<(&'static str, PathBuf)> {
+    ["agent", "json-transform", "ticker", "grower"]
+        .into_iter()
+        .map(|b| (b, signed(b)))
+        .collect()
+}
+
 fn json_line(ch: &str, prefix: &str) -> serde_json::Value {
     let line = ch
         .lines()
@@ -350,13 +358,10 @@ echo "runs_after_kill=$left" > /dev/ttyS1
 echo "checker=$(quilt run checker --json)" > /dev/ttyS1
 "#;
     let img = image(
-        &[
-            ("agent", signed("agent")),
-            ("json-transform", signed("json-transform")),
-            ("ticker", signed("ticker")),
-            ("grower", signed("grower")),
-            ("checker", signed("checker")),
-        ],
+        &agent_family()
+            .into_iter()
+            .chain([("checker", signed("checker"))])
+            .collect::<Vec<_>>(),
         PROBE,
         &[("/bin/probe.sh", probe)],
     );
@@ -791,12 +796,7 @@ echo "state=$(quilt ps | grep '^agentd' | tr -s ' ' | cut -d' ' -f2)" > /dev/tty
 echo "kids_left=$(ls -d /sys/fs/cgroup/quilt/agentd/kids/*/ 2>/dev/null | wc -l)" > /dev/ttyS1
 "#;
     let img = image(
-        &[
-            ("agent", signed("agent")),
-            ("json-transform", signed("json-transform")),
-            ("ticker", signed("ticker")),
-            ("grower", signed("grower")),
-        ],
+        &agent_family(),
         config,
         &[
             ("/bin/probe.sh", probe),
