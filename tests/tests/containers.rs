@@ -824,6 +824,38 @@ echo "kids_left=$(ls -d /sys/fs/cgroup/quilt/agentd/kids/*/ 2>/dev/null | wc -l)
 }
 
 #[test]
+fn a_client_that_hangs_up_mid_run_has_its_run_stopped() {
+    let probe = br#"#!/bin/sh
+quilt run ticker --timeout-ms 120000 > /dev/null 2>&1 &
+cli=$!
+for i in $(seq 1 100); do
+    [ "$(ls /sys/fs/cgroup/quilt/runs | grep -c '^[0-9]')" -ge 1 ] && break
+    sleep 0.1
+done
+echo "running=$(ls /sys/fs/cgroup/quilt/runs | grep -c '^[0-9]')" > /dev/ttyS1
+sleep 1
+kill -9 $cli
+for i in $(seq 1 100); do
+    [ "$(ls /sys/fs/cgroup/quilt/runs | grep -c '^[0-9]')" -eq 0 ] && break
+    sleep 0.1
+done
+echo "left=$(ls /sys/fs/cgroup/quilt/runs | grep -c '^[0-9]')" > /dev/ttyS1
+echo "ping=$(quilt ping)" > /dev/ttyS1
+"#;
+    let img = image(
+        &[("ticker", signed("ticker"))],
+        PROBE,
+        &[("/bin/probe.sh", probe)],
+    );
+    let (vm, ch) = run_to_poweroff(&img, 1024, BOOT);
+    assert!(ch.contains("running=1"), "{ch}");
+    // The CLI's socket closed mid-request: PID 1 killed the run and
+    // removed its cgroup, and answers the next client.
+    assert!(ch.contains("left=0"), "{ch}\n{}", vm.console_text());
+    assert!(ch.contains("ping=quilt-init "), "{ch}");
+}
+
+#[test]
 fn memory_hogs_and_fork_bombs_are_contained() {
     let probe = br#"#!/bin/sh
 sleep 1
