@@ -284,7 +284,11 @@ impl Publisher {
             }
             .into());
         }
-        self.loan_wait(timeout)?[..bytes.len()].copy_from_slice(bytes);
+        let slot = self.loan_wait(timeout)?;
+        // The length was checked against the slot size above.
+        if let Some(dst) = slot.get_mut(..bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
         self.publish_as(bytes.len(), corr, kind)
     }
 }

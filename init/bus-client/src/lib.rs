@@ -19,6 +19,16 @@
 //!
 //! Boundaries: no threads, no allocation sized by a peer, no knowledge of
 //! manifests or tokens (that is `quilt-init`'s job).
+// Part of PID 1 (channel creation, eviction): no panicking paths.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 mod endpoints;
 mod reqrep;

@@ -69,6 +69,16 @@
 //! them; that is the seqlock contract: the reader must not act on a view
 //! until validation in step 4 succeeds (or copy it out first).
 #![no_std]
+// Part of PID 1 (channel creation, eviction): no panicking paths.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 #[cfg(test)]
 extern crate std;

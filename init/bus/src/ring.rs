@@ -6,6 +6,23 @@ use crate::layout::*;
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::BusError;
 
+/// Word `i` of a region. Every index used is below the length checked when
+/// the region was opened (or made), so the fallback — a word of its own,
+/// shared with nobody — never serves; it keeps the ring panic-free, as PID
+/// 1, which creates channels and evicts subscribers, must be.
+#[cfg(not(loom))]
+fn word(words: &[AtomicU64], i: usize) -> &AtomicU64 {
+    static SPARE: AtomicU64 = AtomicU64::new(0);
+    words.get(i).unwrap_or(&SPARE)
+}
+
+/// Under loom (model checking only) an out-of-range index should fail loudly.
+#[cfg(loom)]
+#[allow(clippy::indexing_slicing)]
+fn word(words: &[AtomicU64], i: usize) -> &AtomicU64 {
+    &words[i]
+}
+
 /// Set in a slot's stamp while the publisher writes it.
 const BUSY: u64 = 1 << 63;
 /// Bound on the lapped-slot retries of one [`Consumer::peek`].
@@ -56,14 +73,14 @@ pub fn init_data_region(words: &[AtomicU64], config: &Config) -> Result<Geometry
     }
     for (i, v) in geometry.header_words() {
         if i != W_MAGIC {
-            words[i].store(v, Ordering::Relaxed);
+            word(words, i).store(v, Ordering::Relaxed);
         }
     }
-    words[W_HEAD].store(0, Ordering::Relaxed);
-    words[W_WRITER].store(0, Ordering::Relaxed);
-    words[W_PUB_WAITING].store(0, Ordering::Relaxed);
+    word(words, W_HEAD).store(0, Ordering::Relaxed);
+    word(words, W_WRITER).store(0, Ordering::Relaxed);
+    word(words, W_PUB_WAITING).store(0, Ordering::Relaxed);
     // Magic last: a region with the magic is complete.
-    words[W_MAGIC].store(MAGIC, Ordering::Release);
+    word(words, W_MAGIC).store(MAGIC, Ordering::Release);
     Ok(geometry)
 }
 
@@ -76,12 +93,12 @@ pub fn init_sub_region(words: &[AtomicU64]) -> Result<(), BusError> {
             have,
         });
     }
-    words[S_VERSION].store(VERSION, Ordering::Relaxed);
-    words[S_CURSOR].store(0, Ordering::Relaxed);
-    words[S_WAITING].store(0, Ordering::Relaxed);
-    words[S_ACTIVE].store(0, Ordering::Relaxed);
-    words[S_LOST].store(0, Ordering::Relaxed);
-    words[S_MAGIC].store(SUB_MAGIC, Ordering::Release);
+    word(words, S_VERSION).store(VERSION, Ordering::Relaxed);
+    word(words, S_CURSOR).store(0, Ordering::Relaxed);
+    word(words, S_WAITING).store(0, Ordering::Relaxed);
+    word(words, S_ACTIVE).store(0, Ordering::Relaxed);
+    word(words, S_LOST).store(0, Ordering::Relaxed);
+    word(words, S_MAGIC).store(SUB_MAGIC, Ordering::Release);
     Ok(())
 }
 
@@ -108,16 +125,16 @@ impl<'a> DataRegion<'a> {
 
     /// The `HEAD` word: subscribers futex-wait on its low 32 bits.
     pub fn head_word(&self) -> &'a AtomicU64 {
-        &self.words[W_HEAD]
+        word(self.words, W_HEAD)
     }
 
     /// Messages published so far, as the publisher says.
     pub fn head(&self) -> u64 {
-        self.words[W_HEAD].load(Ordering::Acquire)
+        word(self.words, W_HEAD).load(Ordering::Acquire)
     }
 
     fn slot(&self, slot: u64, field: usize) -> &'a AtomicU64 {
-        &self.words[self.geometry.slot_word(slot) + field]
+        word(self.words, self.geometry.slot_word(slot) + field)
     }
 
     /// Start of slot `slot`'s payload (`slot < capacity`); `slot_size`
@@ -157,11 +174,11 @@ impl<'a> SubRegion<'a> {
                 have,
             });
         }
-        let magic = words[S_MAGIC].load(Ordering::Acquire);
+        let magic = word(words, S_MAGIC).load(Ordering::Acquire);
         if magic != SUB_MAGIC {
             return Err(BusError::BadMagic { found: magic });
         }
-        let version = words[S_VERSION].load(Ordering::Relaxed);
+        let version = word(words, S_VERSION).load(Ordering::Relaxed);
         if version != VERSION {
             return Err(BusError::BadVersion { found: version });
         }
@@ -171,23 +188,23 @@ impl<'a> SubRegion<'a> {
     /// The `CURSOR` word: a blocked publisher futex-waits on its low 32
     /// bits.
     pub fn cursor_word(&self) -> &'a AtomicU64 {
-        &self.words[S_CURSOR]
+        word(self.words, S_CURSOR)
     }
 
     /// Whether block/refuse back-pressure counts this subscriber.
     pub fn is_active(&self) -> bool {
-        self.words[S_ACTIVE].load(Ordering::Acquire) != 0
+        word(self.words, S_ACTIVE).load(Ordering::Acquire) != 0
     }
 
     /// Messages this subscriber reports as lost.
     pub fn lost(&self) -> u64 {
-        self.words[S_LOST].load(Ordering::Relaxed)
+        word(self.words, S_LOST).load(Ordering::Relaxed)
     }
 
     /// Owner side: stop counting a dead or stuck subscriber, so it no
     /// longer holds back a block/refuse channel.
     pub fn evict(&self) {
-        self.words[S_ACTIVE].store(0, Ordering::Release);
+        word(self.words, S_ACTIVE).store(0, Ordering::Release);
     }
 }
 
@@ -227,14 +244,14 @@ impl<'a> Producer<'a> {
         if token == 0 {
             return Err(BusError::ZeroToken);
         }
-        let writer = &data.words[W_WRITER];
+        let writer = word(data.words, W_WRITER);
         let mut current = 0;
         // Bounded: two attempts (free, then the holder we saw).
         for _ in 0..2 {
             match writer.compare_exchange(current, token, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
-                    data.words[W_PUB_WAITING].store(0, Ordering::Relaxed);
-                    let head = data.words[W_HEAD].load(Ordering::Acquire);
+                    word(data.words, W_PUB_WAITING).store(0, Ordering::Relaxed);
+                    let head = word(data.words, W_HEAD).load(Ordering::Acquire);
                     // A previous (hostile) holder may have left any head;
                     // below BUSY, `seq + 1` never overflows nor hits BUSY.
                     if head >= BUSY {
@@ -272,7 +289,7 @@ impl<'a> Producer<'a> {
     /// with [`BusError::Full`] while an active subscriber still needs the
     /// slot. Reserving again without committing reuses the same slot.
     pub fn reserve(&mut self, subs: &[SubRegion<'_>]) -> Result<Reservation, BusError> {
-        let holder = self.data.words[W_WRITER].load(Ordering::Relaxed);
+        let holder = word(self.data.words, W_WRITER).load(Ordering::Relaxed);
         if holder != self.token {
             return Err(BusError::Evicted { holder });
         }
@@ -286,7 +303,7 @@ impl<'a> Producer<'a> {
                 }
                 // Acquire: the subscriber's reads of the slot happen-before
                 // our overwrite.
-                let cursor = sub.words[S_CURSOR].load(Ordering::Acquire);
+                let cursor = word(sub.words, S_CURSOR).load(Ordering::Acquire);
                 if seq.saturating_sub(cursor) >= geometry.capacity {
                     return Err(BusError::Full { subscriber: index });
                 }
@@ -330,7 +347,7 @@ impl<'a> Producer<'a> {
             .slot(slot, SLOT_STAMP)
             .store(reservation.seq + 1, Ordering::Release);
         self.head = reservation.seq + 1;
-        self.data.words[W_HEAD].store(self.head, Ordering::Release);
+        word(self.data.words, W_HEAD).store(self.head, Ordering::Release);
         Ok(())
     }
 
@@ -341,13 +358,13 @@ impl<'a> Producer<'a> {
         let limit = self.data.geometry.max_subscribers as usize;
         subs.iter()
             .take(limit)
-            .any(|s| s.is_active() && s.words[S_WAITING].load(Ordering::Relaxed) != 0)
+            .any(|s| s.is_active() && word(s.words, S_WAITING).load(Ordering::Relaxed) != 0)
     }
 
     /// Before sleeping on a subscriber's cursor: announce it, then re-check
     /// with [`Producer::reserve`].
     pub fn set_waiting(&self, waiting: bool) {
-        self.data.words[W_PUB_WAITING].store(u64::from(waiting), Ordering::Relaxed);
+        word(self.data.words, W_PUB_WAITING).store(u64::from(waiting), Ordering::Relaxed);
         fence(Ordering::SeqCst);
     }
 
@@ -359,7 +376,7 @@ impl<'a> Producer<'a> {
     /// Releases the channel for another publisher; this producer is
     /// refused ([`BusError::Evicted`]) from then on.
     pub fn detach(&self) {
-        let _ = self.data.words[W_WRITER].compare_exchange(
+        let _ = word(self.data.words, W_WRITER).compare_exchange(
             self.token,
             0,
             Ordering::AcqRel,
@@ -398,10 +415,10 @@ impl<'a> Consumer<'a> {
     /// delivered) and becomes active for back-pressure.
     pub fn attach(data: DataRegion<'a>, sub: SubRegion<'a>) -> Self {
         let cursor = data.head();
-        sub.words[S_CURSOR].store(cursor, Ordering::Release);
-        sub.words[S_WAITING].store(0, Ordering::Relaxed);
-        sub.words[S_LOST].store(0, Ordering::Relaxed);
-        sub.words[S_ACTIVE].store(1, Ordering::Release);
+        word(sub.words, S_CURSOR).store(cursor, Ordering::Release);
+        word(sub.words, S_WAITING).store(0, Ordering::Relaxed);
+        word(sub.words, S_LOST).store(0, Ordering::Relaxed);
+        word(sub.words, S_ACTIVE).store(1, Ordering::Release);
         Self {
             data,
             sub,
@@ -435,8 +452,8 @@ impl<'a> Consumer<'a> {
         if seq > self.cursor {
             self.lost = self.lost.saturating_add(seq - self.cursor);
             self.cursor = seq;
-            self.sub.words[S_LOST].store(self.lost, Ordering::Relaxed);
-            self.sub.words[S_CURSOR].store(seq, Ordering::Release);
+            word(self.sub.words, S_LOST).store(self.lost, Ordering::Relaxed);
+            word(self.sub.words, S_CURSOR).store(seq, Ordering::Release);
         }
     }
 
@@ -447,7 +464,7 @@ impl<'a> Consumer<'a> {
     pub fn peek(&mut self) -> Result<Option<Peeked>, BusError> {
         let capacity = self.data.geometry.capacity;
         for _ in 0..PEEK_RETRIES {
-            let head = self.data.words[W_HEAD].load(Ordering::Acquire);
+            let head = word(self.data.words, W_HEAD).load(Ordering::Acquire);
             if head <= self.cursor {
                 return Ok(None);
             }
@@ -514,21 +531,21 @@ impl<'a> Consumer<'a> {
             return false;
         }
         self.cursor = peeked.seq + 1;
-        self.sub.words[S_CURSOR].store(self.cursor, Ordering::Release);
+        word(self.sub.words, S_CURSOR).store(self.cursor, Ordering::Release);
         if self.data.geometry.mode != Mode::Block {
             return false;
         }
         fence(Ordering::SeqCst);
-        self.data.words[W_PUB_WAITING].load(Ordering::Relaxed) != 0
+        word(self.data.words, W_PUB_WAITING).load(Ordering::Relaxed) != 0
     }
 
     /// Before sleeping: sets `WAITING` and re-reads `HEAD`. Returns the
     /// `HEAD` value to futex-wait on, or `None` if a message arrived
     /// meanwhile (then `WAITING` is cleared again).
     pub fn prepare_wait(&self) -> Option<u64> {
-        self.sub.words[S_WAITING].store(1, Ordering::Relaxed);
+        word(self.sub.words, S_WAITING).store(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        let head = self.data.words[W_HEAD].load(Ordering::Relaxed);
+        let head = word(self.data.words, W_HEAD).load(Ordering::Relaxed);
         if head > self.cursor {
             self.finish_wait();
             return None;
@@ -538,12 +555,12 @@ impl<'a> Consumer<'a> {
 
     /// After waking up.
     pub fn finish_wait(&self) {
-        self.sub.words[S_WAITING].store(0, Ordering::Relaxed);
+        word(self.sub.words, S_WAITING).store(0, Ordering::Relaxed);
     }
 
     /// Leaves the channel: no longer counted by back-pressure.
     pub fn detach(&self) {
-        self.sub.words[S_ACTIVE].store(0, Ordering::Release);
+        word(self.sub.words, S_ACTIVE).store(0, Ordering::Release);
     }
 }
 
