@@ -195,6 +195,46 @@ fn inside(staging: &Path, p: &str) -> Result<CString, PlanError> {
     host(&staging.join(p.trim_start_matches('/')), "path")
 }
 
+/// Bind `src` at `dst` (`extra` flags, e.g. `MS_REC`), then remount it
+/// read-only, or nosuid/nodev only when `writable`: a bind's flags can
+/// only be set by a remount. `names` = (what the bind step says, what the
+/// remount step says).
+fn bind_ops(
+    src: CString,
+    dst: CString,
+    extra: libc::c_ulong,
+    writable: bool,
+    names: (&str, &str),
+) -> [(Op, String); 2] {
+    let ro = if writable { 0 } else { libc::MS_RDONLY };
+    [
+        (
+            Op::Mount {
+                src: Some(src),
+                dst: dst.clone(),
+                fstype: None,
+                flags: libc::MS_BIND | extra,
+                data: None,
+            },
+            format!("bind {}", names.0),
+        ),
+        (
+            Op::Mount {
+                src: None,
+                dst,
+                fstype: None,
+                flags: libc::MS_REMOUNT | libc::MS_BIND | ro | NOSUID | NODEV,
+                data: None,
+            },
+            format!(
+                "remount {} {}",
+                names.1,
+                if writable { "nosuid" } else { "read-only" }
+            ),
+        ),
+    ]
+}
+
 const NOSUID: libc::c_ulong = libc::MS_NOSUID;
 /// `CAP_NET_RAW` (linux/capability.h; not in the libc crate).
 const CAP_NET_RAW: u64 = 13;
@@ -238,32 +278,15 @@ impl Plan {
             format!("bind runtime layer {}", spec.layer.display()),
         );
         for b in spec.binds {
-            let dst = inside(st, b.dst)?;
-            push(
-                Op::Mount {
-                    src: Some(host(b.src, "bind source")?),
-                    dst: dst.clone(),
-                    fstype: None,
-                    flags: libc::MS_BIND | libc::MS_REC,
-                    data: None,
-                },
-                format!("bind {} at {}", b.src.display(), b.dst),
+            let [bind, remount] = bind_ops(
+                host(b.src, "bind source")?,
+                inside(st, b.dst)?,
+                libc::MS_REC,
+                b.writable,
+                (&format!("{} at {}", b.src.display(), b.dst), b.dst),
             );
-            let ro = if b.writable { 0 } else { libc::MS_RDONLY };
-            push(
-                Op::Mount {
-                    src: None,
-                    dst,
-                    fstype: None,
-                    flags: libc::MS_REMOUNT | libc::MS_BIND | ro | NOSUID | NODEV,
-                    data: None,
-                },
-                format!(
-                    "remount {} {}",
-                    b.dst,
-                    if b.writable { "nosuid" } else { "read-only" }
-                ),
-            );
+            push(bind.0, bind.1);
+            push(remount.0, remount.1);
         }
         if !spec.overlays.is_empty() {
             let scratch = host(spec.scratch, "scratch")?;
@@ -359,31 +382,11 @@ impl Plan {
                 },
                 format!("mkdir /run/volumes/{}", v.name),
             );
-            push(
-                Op::Mount {
-                    src: Some(host(v.src, "volume")?),
-                    dst: dst.clone(),
-                    fstype: None,
-                    flags: libc::MS_BIND,
-                    data: None,
-                },
-                format!("bind volume {}", v.name),
-            );
-            let ro = if v.writable { 0 } else { libc::MS_RDONLY };
-            push(
-                Op::Mount {
-                    src: None,
-                    dst,
-                    fstype: None,
-                    flags: libc::MS_REMOUNT | libc::MS_BIND | ro | NOSUID | NODEV,
-                    data: None,
-                },
-                format!(
-                    "remount volume {} {}",
-                    v.name,
-                    if v.writable { "nosuid" } else { "read-only" }
-                ),
-            );
+            let name = format!("volume {}", v.name);
+            let [bind, remount] =
+                bind_ops(host(v.src, "volume")?, dst, 0, v.writable, (&name, &name));
+            push(bind.0, bind.1);
+            push(remount.0, remount.1);
         }
         push(
             Op::Mount {
