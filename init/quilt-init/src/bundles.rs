@@ -47,11 +47,7 @@ impl Tools {
     pub fn install(&mut self, path: &Path) -> Result<quilt_proto::Reply, String> {
         let f = std::fs::File::open(path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let ctx = Context {
-            now: now_secs(),
-            arch: Some(std::env::consts::ARCH),
-            board: self.board.as_deref(),
-        };
+        let ctx = device_context(self.board.as_deref());
         let r = self
             .store
             .install(std::io::BufReader::new(f), &ctx, None)
@@ -144,8 +140,18 @@ impl Tools {
     }
 }
 
+/// What an install is checked against: this board's clock (when it has
+/// one), architecture and name.
+pub fn device_context(board: Option<&str>) -> Context<'_> {
+    Context {
+        now: now_secs(),
+        arch: Some(std::env::consts::ARCH),
+        board,
+    }
+}
+
 /// The device clock for validity windows, when it has one.
-pub fn now_secs() -> Option<u64> {
+fn now_secs() -> Option<u64> {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
     u64::try_from(t.tv_sec).ok()
 }
@@ -173,11 +179,7 @@ pub fn bring_up(cfg: &Cfg) -> Option<Tools> {
             return None;
         }
     };
-    let ctx = Context {
-        now: now_secs(),
-        arch: Some(std::env::consts::ARCH),
-        board: cfg.board.as_deref(),
-    };
+    let ctx = device_context(cfg.board.as_deref());
     for file in image_bundles(Path::new(cfg.dir.as_str())) {
         let shown = file.display();
         match std::fs::File::open(&file) {

@@ -276,13 +276,24 @@ impl Control {
                         server: env!("CARGO_PKG_VERSION").into(),
                     },
                 )),
-                Ok(Request::List) => match &c.caller {
-                    Caller::Host { .. } => out.push(Action::List(slot)),
-                    Caller::Container(_) => out.push(Action::Reply(
-                        slot,
-                        refuse(ErrorCode::Denied, "a container may not list services"),
-                    )),
-                },
+                Ok(
+                    Request::List
+                    | Request::Service { .. }
+                    | Request::Logs { .. }
+                    | Request::Events
+                    | Request::Install { .. }
+                    | Request::Remove { .. }
+                    | Request::Bundles
+                    | Request::Pods
+                    | Request::Resources,
+                ) if matches!(c.caller, Caller::Container(_)) => out.push(Action::Reply(
+                    slot,
+                    refuse(
+                        ErrorCode::Denied,
+                        "services, logs, events, bundles, pods and resources are the operator's",
+                    ),
+                )),
+                Ok(Request::List) => out.push(Action::List(slot)),
                 Ok(req @ (Request::Run { .. } | Request::Spawn { .. })) => {
                     let (bundle, input, timeout_ms, detached) = match req {
                         Request::Run {
@@ -333,20 +344,6 @@ impl Control {
                         parent,
                     })
                 }
-                Ok(
-                    Request::Service { .. }
-                    | Request::Logs { .. }
-                    | Request::Events
-                    | Request::Install { .. }
-                    | Request::Remove { .. }
-                    | Request::Bundles,
-                ) if matches!(c.caller, Caller::Container(_)) => out.push(Action::Reply(
-                    slot,
-                    refuse(
-                        ErrorCode::Denied,
-                        "services, logs, events and bundles are the operator's",
-                    ),
-                )),
                 Ok(Request::Service { name, verb }) => out.push(Action::Service {
                     client: slot,
                     name,
@@ -392,20 +389,8 @@ impl Control {
                         timeout_ms,
                     }),
                 },
-                Ok(Request::Pods) => match &c.caller {
-                    Caller::Host { .. } => out.push(Action::Pods(slot)),
-                    Caller::Container(_) => out.push(Action::Reply(
-                        slot,
-                        refuse(ErrorCode::Denied, "pods are listed by the operator"),
-                    )),
-                },
-                Ok(Request::Resources) => match &c.caller {
-                    Caller::Host { .. } => out.push(Action::Resources(slot)),
-                    Caller::Container(_) => out.push(Action::Reply(
-                        slot,
-                        refuse(ErrorCode::Denied, "resources are listed by the operator"),
-                    )),
-                },
+                Ok(Request::Pods) => out.push(Action::Pods(slot)),
+                Ok(Request::Resources) => out.push(Action::Resources(slot)),
                 Ok(req @ (Request::Acquire { .. } | Request::Release { .. })) => {
                     let (acquire, resource, units) = match req {
                         Request::Acquire { resource, units } => (true, resource, units),

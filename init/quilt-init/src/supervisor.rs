@@ -68,6 +68,8 @@ pub struct Svc {
     control: Option<ControlGrant>,
     /// Its processes live in `<name>/main`, its children in `<name>/kids`.
     family: bool,
+    /// Its place in a pod (fixed by the config).
+    pod: Option<PodRole>,
 }
 
 /// What the supervisor wants the event loop to do.
@@ -183,6 +185,7 @@ impl Supervisor {
                 restart_pending: false,
                 control,
                 family,
+                pod,
             });
         }
         Supervisor {
@@ -345,13 +348,10 @@ impl Supervisor {
     /// A new version of `bundle` was installed: its services get it at
     /// their next start.
     pub fn bundle_updated(&mut self, bundle: &str, tools: &Tools) {
-        for (i, svc) in self.cfg.services.iter().enumerate() {
+        for (svc, st) in self.cfg.services.iter().zip(self.svcs.iter_mut()) {
             if svc.bundle.as_deref() == Some(bundle) {
-                let pod = pod_role(&self.cfg, &svc.name);
-                let plan = container_plan(svc, bundle, Some(tools), &self.bus, pod.as_ref());
-                if let Some(st) = self.svcs.get_mut(i) {
-                    st.container = Some(plan);
-                }
+                let plan = container_plan(svc, bundle, Some(tools), &self.bus, st.pod.as_ref());
+                st.container = Some(plan);
             }
         }
     }
@@ -427,20 +427,19 @@ impl Supervisor {
         &self.cfg
     }
 
-    /// A pod member after the first starts once the first runs (it joins
-    /// its namespaces).
+    /// The state of the first member of service `i`'s pod, when `i` is a
+    /// later member (it joins that one's namespaces).
+    fn pod_leader(&self, i: usize) -> Option<State> {
+        let p = self.svcs.get(i)?.pod.as_ref().filter(|p| !p.is_leader)?;
+        self.svcs.get(p.leader).map(|s| s.state)
+    }
+
+    /// A pod member after the first starts once the first runs.
     fn pod_leader_ready(&self, i: usize) -> bool {
-        let Some(name) = self.cfg.services.get(i).map(|s| s.name.as_str()) else {
-            return false;
-        };
-        match pod_role(&self.cfg, name) {
-            Some(p) if !p.is_leader => self
-                .cfg
-                .service_index(&p.leader)
-                .and_then(|l| self.svcs.get(l))
-                .is_some_and(|s| matches!(s.state, State::Running { .. })),
-            _ => true,
-        }
+        self.svcs.get(i).is_some_and(|s| {
+            s.pod.as_ref().is_none_or(|p| p.is_leader)
+                || matches!(self.pod_leader(i), Some(State::Running { .. }))
+        })
     }
 
     fn is_ready(&self, name: &str) -> bool {
@@ -700,13 +699,10 @@ impl Supervisor {
             extra: &extra,
         };
         // A pod member after the first joins the first's namespaces.
-        let leader_pid = pod_role(&self.cfg, &name)
-            .filter(|p| !p.is_leader)
-            .and_then(|p| self.cfg.service_index(&p.leader))
-            .and_then(|l| match self.svcs.get(l).map(|s| s.state) {
-                Some(State::Running { pid, .. }) => Some(pid),
-                _ => None,
-            });
+        let leader_pid = match self.pod_leader(i) {
+            Some(State::Running { pid, .. }) => Some(pid),
+            _ => None,
+        };
         let spawned = quilt_container::spawn_in(plan, stdio, cg.as_fd(), leader_pid);
         drop(extra);
         if let (Ok(_), Some((ours, theirs, grant))) = (&spawned, socket) {
@@ -1254,8 +1250,8 @@ pub const PODS: &str = "/run/quilt/pods";
 /// A service's place in its pod.
 #[derive(Debug, Clone)]
 pub struct PodRole {
-    /// Its first member, whose namespaces the others join.
-    pub leader: String,
+    /// Its first member (a service index), whose namespaces the others join.
+    pub leader: usize,
     /// This service is that first member.
     pub is_leader: bool,
     /// (volume name, host directory).
@@ -1268,10 +1264,10 @@ pub fn pod_role(cfg: &BootConfig, name: &str) -> Option<PodRole> {
         .pods
         .iter()
         .find(|p| p.services.iter().any(|s| s == name))?;
-    let leader = p.services.first()?.to_string();
+    let first = p.services.first()?;
     Some(PodRole {
-        is_leader: leader == name,
-        leader,
+        is_leader: first == name,
+        leader: cfg.service_index(first)?,
         volumes: p
             .volumes
             .iter()

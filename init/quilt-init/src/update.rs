@@ -113,11 +113,7 @@ impl Update {
                 Ok(n) => n,
             };
             let board = tools.board();
-            let ctx = quilt_bundle::Context {
-                now: crate::bundles::now_secs(),
-                arch: Some(std::env::consts::ARCH),
-                board: board.as_deref(),
-            };
+            let ctx = crate::bundles::device_context(board.as_deref());
             let mut storage = quilt_link::store::StoreStorage::new(&mut tools.store, ctx);
             self.rx
                 .feed(buf.get(..n).unwrap_or(&[]), now.0, &mut storage);
