@@ -72,7 +72,6 @@ fn plan(layer: &str, argv: &[&str], binds: &[quilt_container::Bind<'_>]) -> quil
         caps: 0,
         overlays: &[],
         scratch: Path::new("/run/bench-scratch"),
-        join_pod: false,
         volumes: &[],
     })
     .unwrap()

@@ -244,7 +244,7 @@ pub(crate) unsafe fn run(
     stdio: Stdio<'_>,
     err_w: i32,
     userns_sync: Option<(i32, i32)>,
-    pod_leader: Option<i32>,
+    join: [(Option<i32>, libc::c_int); 2],
 ) -> ! {
     // SAFETY: every call below is a raw libc call over memory the parent
     // prepared and still owns in our copy of its address space.
@@ -285,10 +285,12 @@ pub(crate) unsafe fn run(
             }
         }
         libc::setsid();
-        // A pod member after the first shares its network and IPC.
-        if let Some(pidfd) = pod_leader {
-            if libc::setns(pidfd, libc::CLONE_NEWNET | libc::CLONE_NEWIPC) != 0 {
-                fail(Stage::Namespaces);
+        // Namespaces PID 1 holds for us (a pod's, a prepared network).
+        for (fd, kind) in join {
+            if let Some(fd) = fd {
+                if libc::setns(fd, kind) != 0 {
+                    fail(Stage::Namespaces);
+                }
             }
         }
         // Device nodes and directories get exactly the planned modes
@@ -361,7 +363,7 @@ pub(crate) unsafe fn run(
         if libc::sethostname(host.as_ptr().cast(), host.len()) != 0 {
             fail(Stage::Namespaces);
         }
-        if plan.new_net && !plan.join_pod && !loopback_up() {
+        if plan.new_net && join[0].0.is_none() && !loopback_up() {
             fail(Stage::Namespaces);
         }
         let nofile = libc::rlimit {

@@ -23,6 +23,7 @@
 
 mod child;
 mod enter;
+pub mod netns;
 mod plan;
 pub mod seccomp;
 
@@ -130,35 +131,33 @@ pub struct Spawned {
 /// Start a container from a prepared plan, inside the cgroup `cgroup` (an
 /// open cgroup v2 directory).
 pub fn spawn(plan: &Plan, stdio: Stdio<'_>, cgroup: BorrowedFd<'_>) -> std::io::Result<Spawned> {
-    spawn_in(plan, stdio, cgroup, None)
+    spawn_in(plan, stdio, cgroup, Join::default())
 }
 
-/// [`spawn`], for a pod member after the first: `pod_leader` is the host
-/// pid of the first member's process, whose network and IPC namespaces
-/// it joins (its plan says `join_pod`).
+/// Namespaces a container joins instead of making its own (held by PID 1,
+/// see [`netns`]).
+#[derive(Clone, Copy, Default)]
+pub struct Join<'a> {
+    /// A network namespace: its pod's, or one prepared with listeners.
+    pub net: Option<BorrowedFd<'a>>,
+    /// Its pod's IPC namespace.
+    pub ipc: Option<BorrowedFd<'a>>,
+}
+
+/// [`spawn`], joining the namespaces in `join`. A user namespace cannot
+/// join namespaces owned by the host's, so such a plan is refused.
 pub fn spawn_in(
     plan: &Plan,
     stdio: Stdio<'_>,
     cgroup: BorrowedFd<'_>,
-    pod_leader: Option<i32>,
+    join: Join<'_>,
 ) -> std::io::Result<Spawned> {
-    let leader = match (plan.join_pod, pod_leader) {
-        (true, Some(pid)) => {
-            let pid = rustix::process::Pid::from_raw(pid)
-                .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))?;
-            Some(rustix::process::pidfd_open(
-                pid,
-                rustix::process::PidfdFlags::empty(),
-            )?)
-        }
-        (true, None) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "a pod member needs its pod's first member running",
-            ))
-        }
-        (false, _) => None,
-    };
+    if plan.userns.is_some() && (join.net.is_some() || join.ipc.is_some()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a container with its own user namespace cannot join a pod's or a prepared network namespace",
+        ));
+    }
     if stdio.extra.len() > MAX_EXTRA_FDS {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -167,11 +166,11 @@ pub fn spawn_in(
     }
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     let mut flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWPID | CLONE_NEWCGROUP;
-    if !plan.join_pod {
+    if join.ipc.is_none() {
         flags |= CLONE_NEWIPC;
-        if plan.new_net {
-            flags |= CLONE_NEWNET;
-        }
+    }
+    if plan.new_net && join.net.is_none() {
+        flags |= CLONE_NEWNET;
     }
     let sync = match plan.userns {
         Some(_) => {
@@ -185,9 +184,12 @@ pub fn spawn_in(
     let pid = unsafe { clone3(flags, Some(cgroup))? };
     if pid == 0 {
         let raw = sync.as_ref().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd()));
-        let leader = leader.as_ref().map(|fd| fd.as_raw_fd());
+        let join = [
+            (join.net.map(|fd| fd.as_raw_fd()), libc::CLONE_NEWNET),
+            (join.ipc.map(|fd| fd.as_raw_fd()), libc::CLONE_NEWIPC),
+        ];
         // SAFETY: we are the freshly cloned child of a single-threaded parent.
-        unsafe { child::run(plan, stdio, err_w.as_raw_fd(), raw, leader) }
+        unsafe { child::run(plan, stdio, err_w.as_raw_fd(), raw, join) }
     }
     drop(err_w);
     let mut map_error = None;

@@ -86,9 +86,6 @@ pub struct Spec<'a> {
     /// An empty host directory where the overlays' scratch tmpfs is
     /// mounted (in the container's namespace only). Size: `tmp_bytes`.
     pub scratch: &'a Path,
-    /// A pod member after the first: joins that one's network and IPC
-    /// namespaces ([`crate::spawn_in`] names it) instead of making its own.
-    pub join_pod: bool,
     /// Pod volumes.
     pub volumes: &'a [Volume<'a>],
 }
@@ -173,7 +170,6 @@ pub struct Plan {
     pub(crate) new_net: bool,
     pub(crate) nofile: u64,
     pub(crate) userns: Option<IdMap>,
-    pub(crate) join_pod: bool,
     pub(crate) caps: u64,
     pub(crate) bpf: seccompiler::BpfProgram,
     descriptions: Vec<String>,
@@ -537,7 +533,6 @@ impl Plan {
             new_net: spec.new_net,
             nofile: spec.nofile,
             userns: spec.userns,
-            join_pod: spec.join_pod,
             caps: spec.caps,
             bpf,
             descriptions,
@@ -581,7 +576,6 @@ mod tests {
             caps: 0,
             overlays: &[],
             scratch: Path::new("/run/quilt/scratch"),
-            join_pod: false,
             volumes: &[],
         }
     }

@@ -59,7 +59,7 @@ pub struct Svc {
     cgroup: Option<OwnedFd>,
     oom_seen: u64,
     /// For a bundle service: the prepared container, or why there is none.
-    container: Option<Result<quilt_container::Plan, String>>,
+    container: Option<Result<ContainerPlan, String>>,
     /// Its bundle's bus tokens (topic, role).
     bus_wants: Vec<(String, BusRole)>,
     /// Start again once the operator's stop has finished (`restart`).
@@ -104,7 +104,17 @@ pub struct Supervisor {
     bus: Bus,
     /// Control sockets of started services, for the control server.
     pub adopt: Vec<(OwnedFd, crate::control::Spawner)>,
+    /// Listeners of started containers with `net:` tokens, for the relay:
+    /// (host pid, destinations, one listener each).
+    pub net_adopt: Vec<NetAdopt>,
+    /// Each pod's network and IPC namespaces, made when its first member
+    /// starts and held for the boot, so a member that restarts joins them
+    /// again (as its volumes last the boot).
+    pod_ns: Vec<Option<quilt_container::netns::NetNs>>,
 }
+
+/// See [`Supervisor::net_adopt`].
+pub type NetAdopt = (i32, Vec<std::net::SocketAddrV4>, Vec<OwnedFd>);
 
 fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap_or_default()
@@ -139,7 +149,7 @@ impl Supervisor {
             let container = s
                 .bundle
                 .as_ref()
-                .map(|b| container_plan(s, b, tools, &bus, pod.as_ref()));
+                .map(|b| container_plan(s, b, tools, &bus, pod.as_ref(), &cfg.net));
             let bus_wants = s
                 .bundle
                 .as_ref()
@@ -188,6 +198,7 @@ impl Supervisor {
                 pod,
             });
         }
+        let cfg_pods = cfg.pods.len();
         Supervisor {
             cfg,
             order,
@@ -200,6 +211,8 @@ impl Supervisor {
             requests,
             bus,
             adopt: Vec::new(),
+            net_adopt: Vec::new(),
+            pod_ns: (0..cfg_pods).map(|_| None).collect(),
         }
     }
 
@@ -350,7 +363,14 @@ impl Supervisor {
     pub fn bundle_updated(&mut self, bundle: &str, tools: &Tools) {
         for (svc, st) in self.cfg.services.iter().zip(self.svcs.iter_mut()) {
             if svc.bundle.as_deref() == Some(bundle) {
-                let plan = container_plan(svc, bundle, Some(tools), &self.bus, st.pod.as_ref());
+                let plan = container_plan(
+                    svc,
+                    bundle,
+                    Some(tools),
+                    &self.bus,
+                    st.pod.as_ref(),
+                    &self.cfg.net,
+                );
                 st.container = Some(plan);
             }
         }
@@ -427,19 +447,36 @@ impl Supervisor {
         &self.cfg
     }
 
-    /// The state of the first member of service `i`'s pod, when `i` is a
-    /// later member (it joins that one's namespaces).
-    fn pod_leader(&self, i: usize) -> Option<State> {
-        let p = self.svcs.get(i)?.pod.as_ref().filter(|p| !p.is_leader)?;
-        self.svcs.get(p.leader).map(|s| s.state)
+    /// Pod members start in the pod's order: a later one once the first
+    /// has been started (they all join the pod's held namespaces).
+    fn pod_first_started(&self, i: usize) -> bool {
+        match self.svcs.get(i).and_then(|s| s.pod.as_ref()) {
+            Some(p) if !p.is_leader => self
+                .svcs
+                .get(p.leader)
+                .is_some_and(|s| !matches!(s.state, State::Waiting)),
+            _ => true,
+        }
     }
 
-    /// A pod member after the first starts once the first runs.
-    fn pod_leader_ready(&self, i: usize) -> bool {
-        self.svcs.get(i).is_some_and(|s| {
-            s.pod.as_ref().is_none_or(|p| p.is_leader)
-                || matches!(self.pod_leader(i), Some(State::Running { .. }))
-        })
+    /// Service `i`'s pod's namespaces (net, IPC), made on first use;
+    /// `None` when it is in no pod.
+    fn pod_namespaces(&mut self, i: usize) -> Result<Option<(OwnedFd, OwnedFd)>, String> {
+        let Some(p) = self.svcs.get(i).and_then(|s| s.pod.as_ref()).map(|p| p.pod) else {
+            return Ok(None);
+        };
+        let pod = self.cfg.pods.get(p).map(|p| p.name.as_str()).unwrap_or("?");
+        let slot = self.pod_ns.get_mut(p).ok_or("no such pod")?;
+        if slot.is_none() {
+            let ns = quilt_container::netns::prepare(None, true, &[])
+                .map_err(|e| format!("making pod {pod:?}'s namespaces: {e}"))?;
+            event!("event=pod-namespaces pod={}", pod);
+            *slot = Some(ns);
+        }
+        let ns = slot.as_ref().ok_or("pod namespaces vanished")?;
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("pod {pod:?}: dup: {e}"));
+        let ipc = ns.ipc.as_ref().ok_or("pod without an IPC namespace")?;
+        Ok(Some((dup(&ns.ns)?, dup(ipc)?)))
     }
 
     fn is_ready(&self, name: &str) -> bool {
@@ -472,7 +509,7 @@ impl Supervisor {
             let state = self.svcs.get(i).map(|s| s.state);
             match state {
                 Some(State::Waiting)
-                    if svc.after.iter().all(|d| self.is_ready(d)) && self.pod_leader_ready(i) =>
+                    if svc.after.iter().all(|d| self.is_ready(d)) && self.pod_first_started(i) =>
                 {
                     self.start(i, now)
                 }
@@ -610,6 +647,20 @@ impl Supervisor {
 
     /// Start a bundle service: its tool in a fresh container.
     fn start_container(&mut self, i: usize, now: Millis) {
+        let pod = match self.pod_namespaces(i) {
+            Ok(p) => p,
+            Err(why) => {
+                let name = self
+                    .cfg
+                    .services
+                    .get(i)
+                    .map(|s| s.name.as_str())
+                    .unwrap_or("?");
+                event!("event=service-start-failed name={} error=\"{}\"", name, why);
+                self.start_failed(i, now);
+                return;
+            }
+        };
         let Some(svc) = self.cfg.services.get(i) else {
             return;
         };
@@ -698,13 +749,39 @@ impl Supervisor {
             stderr: out.write.as_fd(),
             extra: &extra,
         };
-        // A pod member after the first joins the first's namespaces.
-        let leader_pid = match self.pod_leader(i) {
-            Some(State::Running { pid, .. }) => Some(pid),
-            _ => None,
+        // `net:` destinations: listeners in a namespace made for it (or
+        // in its pod's), which the container joins.
+        let prepared = match plan.net.is_empty() {
+            true => Ok(None),
+            false => quilt_container::netns::prepare(
+                pod.as_ref().map(|(net, _)| net.as_fd()),
+                false,
+                &plan.net,
+            )
+            .map(Some),
         };
-        let spawned = quilt_container::spawn_in(plan, stdio, cg.as_fd(), leader_pid);
+        let spawned = match &prepared {
+            Ok(p) => {
+                let join = quilt_container::Join {
+                    net: p
+                        .as_ref()
+                        .map(|p| p.ns.as_fd())
+                        .or(pod.as_ref().map(|(net, _)| net.as_fd())),
+                    ipc: pod.as_ref().map(|(_, ipc)| ipc.as_fd()),
+                };
+                quilt_container::spawn_in(plan, stdio, cg.as_fd(), join)
+            }
+            Err(e) => Err(std::io::Error::new(
+                e.kind(),
+                format!("preparing its network namespace: {e}"),
+            )),
+        };
         drop(extra);
+        if let (Ok(sp), Ok(Some(p))) = (&spawned, prepared) {
+            if sp.failed.is_none() {
+                self.net_adopt.push((sp.pid, plan.net.clone(), p.listeners));
+            }
+        }
         if let (Ok(_), Some((ours, theirs, grant))) = (&spawned, socket) {
             drop(theirs);
             self.adopt.push((
@@ -1155,6 +1232,21 @@ pub(crate) fn blank_service() -> quilt_config::Service {
     }
 }
 
+/// A prepared container and the `net:` destinations it is allowed.
+pub struct ContainerPlan {
+    /// What the container is.
+    pub plan: quilt_container::Plan,
+    /// Where PID 1 relays its TCP connections to (empty: loopback only).
+    pub net: Vec<std::net::SocketAddrV4>,
+}
+
+impl std::ops::Deref for ContainerPlan {
+    type Target = quilt_container::Plan;
+    fn deref(&self) -> &quilt_container::Plan {
+        &self.plan
+    }
+}
+
 /// Prepare the container of a bundle service, or say why it cannot run.
 pub(crate) fn container_plan(
     svc: &quilt_config::Service,
@@ -1162,7 +1254,8 @@ pub(crate) fn container_plan(
     tools: Option<&Tools>,
     bus: &Bus,
     pod: Option<&PodRole>,
-) -> Result<quilt_container::Plan, String> {
+    net_allow: &[quilt_config::NetAllow],
+) -> Result<ContainerPlan, String> {
     let tools = tools.ok_or("no trusted bundles on this board (trust store missing)")?;
     let tool = tools.get(bundle).ok_or_else(|| {
         format!("bundle {bundle:?} is not installed (refused or absent; see bundle-refused lines)")
@@ -1193,6 +1286,17 @@ pub(crate) fn container_plan(
         writable: false,
     }];
     let grants = Grants::of(bundle, h, &tool.tree)?;
+    let net = crate::net::targets(net_allow, bundle, &h.tokens)?;
+    if !net.is_empty() && grants.userns {
+        return Err(format!(
+            "bundle {bundle:?} asks for `net:` destinations and its own user namespace; a user namespace cannot join the namespace PID 1 prepares for the relay"
+        ));
+    }
+    if pod.is_some() && grants.userns {
+        return Err(format!(
+            "bundle {bundle:?} asks for its own user namespace, which cannot join its pod's namespaces"
+        ));
+    }
     let mut volumes = Vec::new();
     for (vol, writable) in &grants.fs {
         match pod.and_then(|p| p.volumes.iter().find(|(v, _)| v == vol)) {
@@ -1238,10 +1342,10 @@ pub(crate) fn container_plan(
         caps: grants.caps,
         overlays: &overlays,
         scratch: std::path::Path::new(SCRATCH),
-        join_pod: pod.is_some_and(|p| !p.is_leader),
         volumes: &volumes,
     };
-    quilt_container::Plan::new(&spec).map_err(|e| e.to_string())
+    let plan = quilt_container::Plan::new(&spec).map_err(|e| e.to_string())?;
+    Ok(ContainerPlan { plan, net })
 }
 
 /// Where pods' volumes live on the host (tmpfs `/run`: they last a boot).
@@ -1250,7 +1354,9 @@ pub const PODS: &str = "/run/quilt/pods";
 /// A service's place in its pod.
 #[derive(Debug, Clone)]
 pub struct PodRole {
-    /// Its first member (a service index), whose namespaces the others join.
+    /// The pod (index in the config).
+    pub pod: usize,
+    /// Its first member (a service index), started first.
     pub leader: usize,
     /// This service is that first member.
     pub is_leader: bool,
@@ -1260,12 +1366,14 @@ pub struct PodRole {
 
 /// The pod service `name` belongs to, if any.
 pub fn pod_role(cfg: &BootConfig, name: &str) -> Option<PodRole> {
-    let p = cfg
+    let (pod, p) = cfg
         .pods
         .iter()
-        .find(|p| p.services.iter().any(|s| s == name))?;
+        .enumerate()
+        .find(|(_, p)| p.services.iter().any(|s| s == name))?;
     let first = p.services.first()?;
     Some(PodRole {
+        pod,
         is_leader: first == name,
         leader: cfg.service_index(first)?,
         volumes: p
@@ -1363,7 +1471,13 @@ impl Grants {
                 Ok(Token::Cap(_, nr)) => g.caps |= 1u64 << nr,
                 // Handed out per container by crate::bus and crate::runs.
                 Ok(Token::Fs(vol, writable)) => g.fs.push((vol.to_owned(), writable)),
-                Ok(Token::Bus(..) | Token::Spawn(_) | Token::Counted(_) | Token::Exec(_)) => {}
+                Ok(
+                    Token::Bus(..)
+                    | Token::Spawn(_)
+                    | Token::Counted(_)
+                    | Token::Exec(_)
+                    | Token::Net(_),
+                ) => {}
                 Ok(Token::Write(dir)) => {
                     let lower = tree.join(dir);
                     if !lower.is_dir() {
