@@ -14,6 +14,7 @@
 //! | `exec:<service>` | starting a process inside that supervised service's container |
 //! | `llm:<name>` | acquiring units of a counted resource the board declares (`[[resource]]`), with deadlock detection |
 //! | `spawn` / `spawn:<bundle>` | starting child containers (of any installed bundle / of that one) over its own control socket, nested under its cgroup |
+//! | `net:<ipv4>:<port>` | TCP connections to that one address, relayed by PID 1 from the same address inside the container (which otherwise has loopback only); the board must allow the destination too |
 
 use crate::error::Error;
 use crate::manifest::check_path;
@@ -56,6 +57,8 @@ pub enum Token<'a> {
     Exec(&'a str),
     /// A pod volume, writable or not.
     Fs(&'a str, bool),
+    /// TCP to this IPv4 address and port.
+    Net(core::net::SocketAddrV4),
 }
 
 /// What a bus token lets a container do on its channel.
@@ -131,6 +134,22 @@ impl<'a> Token<'a> {
                 Err(bad("names a resource outside [a-z0-9._-]{1,48}"))
             };
         }
+        if let Some(rest) = s.strip_prefix("net:") {
+            let (ip, port) = rest.rsplit_once(':').unwrap_or((rest, ""));
+            let ip = ip.parse::<core::net::Ipv4Addr>().ok();
+            // Canonical text only (no leading zeros or `+`): one address,
+            // one spelling, so the board's allow-list compares strings.
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0 && p.to_string() == port);
+            return match (ip, port) {
+                (Some(ip), Some(port)) if !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast() => {
+                    Ok(Token::Net(core::net::SocketAddrV4::new(ip, port)))
+                }
+                _ => Err(bad("needs an IPv4 address and a port, e.g. `net:10.0.2.2:8080` (host names need a resolver the board does not run)")),
+            };
+        }
         if let Some(rest) = s.strip_prefix("bus:") {
             let (topic, role) = rest.rsplit_once(':').unwrap_or((rest, ""));
             let role = match role {
@@ -144,7 +163,7 @@ impl<'a> Token<'a> {
             return Ok(Token::Bus(topic, role));
         }
         Err(bad(
-            "is not one this firmware knows (userns, cap:<name>, write:<dir>, bus:<topic>:pub|sub, spawn, spawn:<bundle>, llm:<name>, exec:<service>, fs:<volume>:ro|rw)",
+            "is not one this firmware knows (userns, cap:<name>, write:<dir>, bus:<topic>:pub|sub, spawn, spawn:<bundle>, llm:<name>, exec:<service>, fs:<volume>:ro|rw, net:<ipv4>:<port>)",
         ))
     }
 }
@@ -197,6 +216,35 @@ mod tests {
             Token::parse("spawn:examples/hello"),
             Ok(Token::Spawn(Some("examples/hello")))
         );
+        assert_eq!(
+            Token::parse("net:10.0.2.2:8080"),
+            Ok(Token::Net(core::net::SocketAddrV4::new(
+                core::net::Ipv4Addr::new(10, 0, 2, 2),
+                8080
+            )))
+        );
+    }
+
+    #[test]
+    fn net_tokens_name_one_ipv4_destination() {
+        for bad in [
+            "net:example.com:80",
+            "net:10.0.2.2",
+            "net:10.0.2.2:0",
+            "net:10.0.2.2:080",
+            "net:10.0.2.2:+80",
+            "net:10.0.2.2:65536",
+            "net:0.0.0.0:80",
+            "net:255.255.255.255:80",
+            "net:224.0.0.1:80",
+            "net:[::1]:80",
+            "net:010.0.2.2:80",
+        ] {
+            assert!(
+                matches!(Token::parse(bad), Err(Error::BadToken { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -123,6 +123,7 @@ mod tests {
             resources: heapless::Vec::new(),
             update: None,
             pods: heapless::Vec::new(),
+            net: heapless::Vec::new(),
         };
         c.services.push(s).unwrap();
         c

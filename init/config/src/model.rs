@@ -64,6 +64,21 @@ pub struct BootConfig {
     /// Pods: bundle services sharing network and IPC namespaces and volumes.
     #[serde(default, rename = "pod")]
     pub pods: Vec<Pod, MAX_PODS>,
+    /// TCP destinations containers may reach with a `net:<ipv4>:<port>`
+    /// token (both the signed token and this allow-list are needed).
+    #[serde(default, rename = "net")]
+    pub net: Vec<NetAllow, MAX_NET>,
+}
+
+/// Most `[[net]]` destinations.
+pub const MAX_NET: usize = 16;
+
+/// One destination the board lets containers reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetAllow {
+    /// `a.b.c.d:port`, written as the token writes it.
+    pub to: String<24>,
 }
 
 /// Most pods.

@@ -132,6 +132,24 @@ after = ["a"]
     }
 
     #[test]
+    fn net_destinations_are_canonical_ipv4() {
+        let ok = compile("[[net]]\nto = \"10.0.2.2:8080\"\n").unwrap();
+        assert_eq!(decode(&ok).unwrap().net[0].to.as_str(), "10.0.2.2:8080");
+        for bad in [
+            "api:80",
+            "10.0.2.2",
+            "10.0.2.2:0",
+            "10.0.2.2:080",
+            "[::1]:80",
+        ] {
+            let e = compile(&format!("[[net]]\nto = \"{bad}\"\n")).unwrap_err();
+            assert!(e.to_string().contains("a.b.c.d:port"), "{bad}: {e}");
+        }
+        let twice = "[[net]]\nto = \"1.2.3.4:5\"\n[[net]]\nto = \"1.2.3.4:5\"\n";
+        assert!(compile(twice).is_err());
+    }
+
+    #[test]
     fn order_puts_dependencies_first() {
         let t = r#"
 [[service]]

@@ -41,6 +41,8 @@ pub enum ConfigError {
     /// A resource whose name is not `llm:<name>`, declared twice, or with
     /// a capacity outside 1..=1024.
     BadResource(heapless::String<64>),
+    /// A `[[net]]` destination that is not `a.b.c.d:port`, or repeated.
+    BadNet(heapless::String<24>),
     /// A pod with a bad name, no members, a member that is not a bundle
     /// service, or a service in two pods.
     BadPod(Name),
@@ -93,6 +95,10 @@ impl fmt::Display for ConfigError {
             ConfigError::BadPod(p) => write!(
                 f,
                 "pod {p:?} needs a name of a-z, 0-9, _ or - (not a service's), bundle services as members, each in one pod only, and volume names of a-z, 0-9, _ or -"
+            ),
+            ConfigError::BadNet(n) => write!(
+                f,
+                "net destination {n:?} must be written a.b.c.d:port (port 1-65535, no leading zeros), once"
             ),
             ConfigError::BadResource(r) => write!(
                 f,
@@ -190,6 +196,17 @@ impl BootConfig {
                 || !(1..=16).contains(&c.subscribers)
             {
                 return Err(ConfigError::BadChannelSize(t.clone()));
+            }
+        }
+        for (i, n) in self.net.iter().enumerate() {
+            let canonical = n.to.parse::<core::net::SocketAddrV4>().is_ok_and(|a| {
+                let mut text = heapless::String::<24>::new();
+                a.port() != 0
+                    && fmt::Write::write_fmt(&mut text, format_args!("{a}")).is_ok()
+                    && text == n.to
+            });
+            if !canonical || self.net.iter().take(i).any(|o| o.to == n.to) {
+                return Err(ConfigError::BadNet(n.to.clone()));
             }
         }
         for (i, r) in self.resources.iter().enumerate() {

@@ -43,6 +43,8 @@ pub struct Loop {
     ledger: Ledger,
     /// Air-gapped installs (`quilt send`), when the config names a port.
     update: Option<Update>,
+    /// TCP relays for `net:` tokens.
+    relay: crate::net::Relay,
 }
 
 impl Loop {
@@ -112,6 +114,7 @@ impl Loop {
             actions: Vec::new(),
             ledger,
             update,
+            relay: crate::net::Relay::default(),
         })
     }
 
@@ -138,11 +141,20 @@ impl Loop {
             let board = crate::runs::Board {
                 tools: self.tools.as_ref(),
                 bus: self.sup.bus(),
+                net: &self.sup.config().net,
             };
             self.runs
                 .replenish(board, &self.sup.config().bundles.warm, now);
             self.serve(now);
             self.apply_requests();
+            for (pid, to, fds) in self
+                .sup
+                .net_adopt
+                .drain(..)
+                .chain(self.runs.net_adopt.drain(..))
+            {
+                self.relay.adopt(&self.epoll, pid, &to, fds);
+            }
             if let Some(w) = self.watchdog.as_mut() {
                 w.tick(now);
             }
@@ -170,12 +182,12 @@ impl Loop {
                 }
             };
             for ev in ready.iter() {
-                self.dispatch(ev.data.u64());
+                self.dispatch(ev.data.u64(), ev.flags);
             }
         }
     }
 
-    fn dispatch(&mut self, token: u64) {
+    fn dispatch(&mut self, token: u64, flags: epoll::EventFlags) {
         match token {
             TOKEN_SIGNAL => {
                 while let Some(sig) = signals::next(&self.sigfd) {
@@ -206,6 +218,9 @@ impl Loop {
             }
             t if (runs::TOKEN..runs::TOKEN + 2 * runs::MAX_RUNS as u64).contains(&t) => {
                 self.runs.on_pipe(t)
+            }
+            t if (crate::net::TOKEN..crate::net::TOKEN_END).contains(&t) => {
+                self.relay.on_event(&self.epoll, t, flags)
             }
             TOKEN_UPDATE => {
                 let Some(u) = self.update.as_mut() else {
@@ -257,6 +272,7 @@ impl Loop {
             match rustix::process::wait(WaitOptions::NOHANG) {
                 Ok(Some((pid, status))) => {
                     let code = ExitCode::from_wait(status);
+                    self.relay.release(pid.as_raw_nonzero().get());
                     if self
                         .runs
                         .on_exit(pid.as_raw_nonzero().get(), code, self.sup.bus())
@@ -295,6 +311,7 @@ impl Loop {
                     let board = crate::runs::Board {
                         tools: self.tools.as_ref(),
                         bus: self.sup.bus(),
+                        net: &self.sup.config().net,
                     };
                     let parent_id = parent.as_ref().map_or(0, |p| p.run);
                     let ask = crate::runs::Ask {
@@ -459,8 +476,13 @@ impl Loop {
                         .collect();
                     ctl.send(client, &Reply::Resources(list));
                 }
-                Action::Bundles { client, request } => {
-                    let reply = bundles(&mut self.tools, &mut self.runs, &mut self.sup, request);
+                Action::Bundles {
+                    client,
+                    request,
+                    fd,
+                } => {
+                    let reply =
+                        bundles(&mut self.tools, &mut self.runs, &mut self.sup, request, fd);
                     ctl.send(client, &reply);
                 }
                 Action::Logs {
@@ -608,6 +630,7 @@ fn bundles(
     runs: &mut crate::runs::Runs,
     sup: &mut crate::supervisor::Supervisor,
     request: quilt_proto::Request,
+    fd: Option<OwnedFd>,
 ) -> Reply {
     use quilt_proto::{ErrorCode, Request};
     let Some(tools) = tools.as_mut() else {
@@ -618,14 +641,20 @@ fn bundles(
     };
     match request {
         Request::Bundles => tools.describe(),
-        Request::Install { path } => {
-            if !path.starts_with('/') {
-                return control::refuse(
-                    ErrorCode::Failed,
-                    "give the bundle's absolute path on the board",
-                );
-            }
-            match tools.install(std::path::Path::new(&path)) {
+        request @ (Request::Install { .. } | Request::InstallFd) => {
+            let installed = match (request, fd) {
+                (Request::Install { path }, _) if path.starts_with('/') => {
+                    tools.install(std::path::Path::new(&path))
+                }
+                (Request::Install { .. }, _) => {
+                    Err("give the bundle's absolute path on the board".into())
+                }
+                (_, Some(fd)) => tools.install_fd(fd),
+                (_, None) => Err(
+                    "InstallFd came without an fd: pass the bundle's open fd with the message (SCM_RIGHTS)".into(),
+                ),
+            };
+            match installed {
                 Ok(reply) => {
                     if let Reply::Installed { name, .. } = &reply {
                         runs.forget_plan(name);

@@ -28,6 +28,7 @@ mod ledger;
 mod log;
 mod modules;
 mod mounts;
+mod net;
 mod output;
 mod policy;
 mod power;

@@ -15,6 +15,8 @@ pub struct Board<'a> {
     pub tools: Option<&'a Tools>,
     /// Bus channels.
     pub bus: &'a Bus,
+    /// Where `net:` tokens may reach.
+    pub net: &'a [quilt_config::NetAllow],
 }
 use crate::cgroup;
 use crate::clock::Millis;
@@ -112,7 +114,7 @@ fn err(code: quilt_proto::ErrorCode, message: String) -> StartError {
 /// All runs in flight, and the prepared container of each bundle.
 pub struct Runs {
     slots: Vec<Option<Run>>,
-    plans: HashMap<String, quilt_container::Plan>,
+    plans: HashMap<String, crate::supervisor::ContainerPlan>,
     next_id: u64,
     /// fds to watch, drained by the event loop.
     pub watch: heapless::Vec<(i32, u64), 8>,
@@ -126,6 +128,8 @@ pub struct Runs {
     kept: Vec<(u64, usize, RunResult)>,
     /// Container sockets to hand to the control server.
     pub adopt: Vec<(OwnedFd, Spawner)>,
+    /// Listeners of started containers with `net:` tokens, for the relay.
+    pub net_adopt: Vec<crate::supervisor::NetAdopt>,
     /// Cgroups to remove once their children's are gone.
     cg_gc: Vec<String>,
 }
@@ -149,6 +153,7 @@ impl Runs {
             pool_pause: HashMap::new(),
             kept: Vec::new(),
             adopt: Vec::new(),
+            net_adopt: Vec::new(),
             cg_gc: Vec::new(),
         }
     }
@@ -221,7 +226,7 @@ impl Runs {
             }
         }
         let id = self.launch(
-            (tools, bus),
+            (tools, bus, board.net),
             bundle,
             Some(input),
             Some((client, now.after(timeout))),
@@ -290,7 +295,9 @@ impl Runs {
                 if self.slots.iter().filter(|r| r.is_none()).count() <= MAX_RUNS / 4 {
                     return;
                 }
-                if let Err(e) = self.launch((tools, bus), &w.bundle, None, None, None, now) {
+                if let Err(e) =
+                    self.launch((tools, bus, board.net), &w.bundle, None, None, None, now)
+                {
                     event!(
                         "event=warm-pool-failed bundle={} error=\"{}\"",
                         w.bundle,
@@ -309,7 +316,7 @@ impl Runs {
     /// on an empty stdin pipe.
     fn launch(
         &mut self,
-        (tools, bus): (&Tools, &Bus),
+        (tools, bus, net): (&Tools, &Bus, &[quilt_config::NetAllow]),
         bundle: &str,
         input: Option<&[u8]>,
         waiter: Option<(usize, Millis)>,
@@ -329,7 +336,7 @@ impl Runs {
                 name: heapless::String::try_from(hostname_of(bundle)).unwrap_or_default(),
                 ..crate::supervisor::blank_service()
             };
-            let plan = crate::supervisor::container_plan(&svc, bundle, Some(tools), bus, None)
+            let plan = crate::supervisor::container_plan(&svc, bundle, Some(tools), bus, None, net)
                 .map_err(|m| err(Failed, m))?;
             self.plans.insert(bundle.to_owned(), plan);
         }
@@ -424,7 +431,28 @@ impl Runs {
             stderr: err_w.as_fd(),
             extra: &extra,
         };
-        let spawned = quilt_container::spawn(plan, stdio, cg_fd.as_fd());
+        let spawned = match plan.net.is_empty() {
+            true => quilt_container::spawn(plan, stdio, cg_fd.as_fd()),
+            false => match quilt_container::netns::prepare(None, false, &plan.net) {
+                Ok(p) => {
+                    let join = quilt_container::Join {
+                        net: Some(p.ns.as_fd()),
+                        ipc: None,
+                    };
+                    let sp = quilt_container::spawn_in(plan, stdio, cg_fd.as_fd(), join);
+                    if let Ok(sp) = &sp {
+                        if sp.failed.is_none() {
+                            self.net_adopt.push((sp.pid, plan.net.clone(), p.listeners));
+                        }
+                    }
+                    sp
+                }
+                Err(e) => Err(std::io::Error::new(
+                    e.kind(),
+                    format!("preparing its network namespace: {e}"),
+                )),
+            },
+        };
         drop((out_w, err_w, stdin, cg_fd, extra));
         drop(theirs);
         let sp = match spawned {
