@@ -134,6 +134,11 @@ pub enum Request {
     },
     /// Operator: the pods and their members ([`Reply::Pods`]).
     Pods,
+    /// Operator: install the bundle whose open fd comes with this message
+    /// (`SCM_RIGHTS`): a regular file or a memfd, so the content need not
+    /// be on a path quilt-init can see ([`Reply::Installed`]). A stream is
+    /// spooled into a memfd by the client first: a pipe could stall PID 1.
+    InstallFd,
 }
 
 /// What `Service` does.
@@ -483,6 +488,7 @@ mod tests {
             }),
             13
         );
+        assert_eq!(req(Request::InstallFd), 17);
         let rep = |r: Reply| encode_reply(&r).unwrap()[4];
         assert_eq!(
             rep(Reply::Error {

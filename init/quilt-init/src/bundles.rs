@@ -47,16 +47,36 @@ impl Tools {
     pub fn install(&mut self, path: &Path) -> Result<quilt_proto::Reply, String> {
         let f = std::fs::File::open(path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        self.install_from(f, &path.display().to_string())
+    }
+
+    /// [`Tools::install`] from an open fd a client passed: a regular file
+    /// or a memfd only, whose reads cannot stall PID 1 as a pipe's could.
+    pub fn install_fd(&mut self, fd: rustix::fd::OwnedFd) -> Result<quilt_proto::Reply, String> {
+        let st = rustix::fs::fstat(&fd).map_err(|e| format!("fstat on the passed fd: {e}"))?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(
+                "the passed fd is not a regular file or memfd (a pipe or socket could stall PID 1); `quilt install -` spools a stream into a memfd first"
+                    .into(),
+            );
+        }
+        // From the start, whatever the client's offset was.
+        rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(0))
+            .map_err(|e| format!("seek on the passed fd: {e}"))?;
+        self.install_from(std::fs::File::from(fd), "(passed fd)")
+    }
+
+    fn install_from(
+        &mut self,
+        f: std::fs::File,
+        label: &str,
+    ) -> Result<quilt_proto::Reply, String> {
         let ctx = device_context(self.board.as_deref());
         let r = self
             .store
             .install(std::io::BufReader::new(f), &ctx, None)
             .map_err(|e| {
-                event!(
-                    "event=bundle-refused file={} reason=\"{}\"",
-                    path.display(),
-                    e
-                );
+                event!("event=bundle-refused file={} reason=\"{}\"", label, e);
                 e.to_string()
             })?;
         if r.already_installed {
@@ -74,7 +94,7 @@ impl Tools {
             r.version,
             r.chunks,
             r.chunks_written,
-            path.display()
+            label
         );
         self.refresh(&r.name)?;
         Ok(quilt_proto::Reply::Installed {

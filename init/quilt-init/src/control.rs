@@ -118,7 +118,12 @@ pub enum Action {
         follow: bool,
     },
     /// Install, remove or list bundles.
-    Bundles { client: usize, request: Request },
+    Bundles {
+        client: usize,
+        request: Request,
+        /// The fd that came with an `InstallFd`.
+        fd: Option<OwnedFd>,
+    },
     /// Take units of a counted resource for container `holder`.
     Acquire {
         client: usize,
@@ -242,11 +247,25 @@ impl Control {
             let Some(Some(c)) = self.clients.get(slot) else {
                 return;
             };
-            let (got, full) = match rustix::net::recv(&c.fd, &mut self.buf[..], RecvFlags::TRUNC) {
-                Ok((_, full)) => (full.min(quilt_proto::MAX_REQUEST + 1), full),
+            // One fd may ride along (InstallFd); the kernel closes any more.
+            let mut space =
+                [core::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);
+            let mut iov = [std::io::IoSliceMut::new(&mut self.buf[..])];
+            let flags = RecvFlags::TRUNC | RecvFlags::CMSG_CLOEXEC;
+            let (got, full) = match rustix::net::recvmsg(&c.fd, &mut iov, &mut anc, flags) {
+                Ok(m) => (m.bytes.min(quilt_proto::MAX_REQUEST + 1), m.bytes),
                 Err(rustix::io::Errno::AGAIN) => return,
                 Err(_) => (0, 0),
             };
+            let mut passed: Option<OwnedFd> = None;
+            for msg in anc.drain() {
+                if let rustix::net::RecvAncillaryMessage::ScmRights(fds) = msg {
+                    for fd in fds {
+                        passed.get_or_insert(fd);
+                    }
+                }
+            }
             if full == 0 {
                 self.drop_client(slot);
                 return;
@@ -282,6 +301,7 @@ impl Control {
                     | Request::Logs { .. }
                     | Request::Events
                     | Request::Install { .. }
+                    | Request::InstallFd
                     | Request::Remove { .. }
                     | Request::Bundles
                     | Request::Pods
@@ -433,10 +453,14 @@ impl Control {
                     }
                 }
                 Ok(
-                    request @ (Request::Install { .. } | Request::Remove { .. } | Request::Bundles),
+                    request @ (Request::Install { .. }
+                    | Request::InstallFd
+                    | Request::Remove { .. }
+                    | Request::Bundles),
                 ) => out.push(Action::Bundles {
                     client: slot,
                     request,
+                    fd: passed.take(),
                 }),
                 Ok(Request::Wait { id }) => out.push(Action::Wait { client: slot, id }),
                 Ok(Request::Stop { id }) => out.push(Action::Stop { client: slot, id }),

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 /// Exit status when quilt-init refused or failed the request itself.
 const REFUSED: u8 = 3;
 
-/// Connect and send one request; replies are read with [`next_reply`].
-fn open(socket: &Path, req: &Request) -> anyhow::Result<rustix::fd::OwnedFd> {
+/// Connect to quilt-init's control socket.
+fn connect(socket: &Path) -> anyhow::Result<rustix::fd::OwnedFd> {
     let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None)?;
     let addr = SocketAddrUnix::new(socket)?;
     rustix::net::connect(&fd, &addr).with_context(|| {
@@ -21,6 +21,35 @@ fn open(socket: &Path, req: &Request) -> anyhow::Result<rustix::fd::OwnedFd> {
             socket.display()
         )
     })?;
+    Ok(fd)
+}
+
+/// Standard input into a sealed memfd, from its start.
+fn spool_stdin() -> anyhow::Result<rustix::fd::OwnedFd> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let fd = rustix::fs::memfd_create(
+        "quilt-install",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .context("memfd_create")?;
+    let mut file = std::fs::File::from(fd);
+    let n = std::io::copy(&mut std::io::stdin().lock(), &mut file)
+        .context("reading the bundle from standard input")?;
+    if n == 0 {
+        bail!("standard input was empty: pipe a .qb bundle into `quilt install -`");
+    }
+    let fd: rustix::fd::OwnedFd = file.into();
+    rustix::fs::fcntl_add_seals(
+        &fd,
+        SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+    )
+    .context("sealing the spooled bundle")?;
+    Ok(fd)
+}
+
+/// Connect and send one request; replies are read with [`next_reply`].
+fn open(socket: &Path, req: &Request) -> anyhow::Result<rustix::fd::OwnedFd> {
+    let fd = connect(socket)?;
     let frame = quilt_proto::encode_request(req).map_err(|e| anyhow::anyhow!("request: {e}"))?;
     rustix::net::send(&fd, &frame, SendFlags::NOSIGNAL).context("sending the request")?;
     Ok(fd)
@@ -63,15 +92,35 @@ pub fn service(
     }
 }
 
-/// `quilt install FILE.qb` (on the board): through the trust store, as at
-/// boot.
+/// `quilt install FILE.qb|-` (on the board): through the trust store, as
+/// at boot. The bundle goes over as an open fd (a stream is spooled into a
+/// memfd first: quilt-init takes only fds whose reads cannot stall it).
 pub fn install(socket: &Path, file: &Path) -> anyhow::Result<ExitCode> {
-    let path = std::fs::canonicalize(file)
-        .with_context(|| format!("{}: no such bundle file on this board", file.display()))?;
-    let req = Request::Install {
-        path: path.to_string_lossy().into_owned(),
+    let fd: rustix::fd::OwnedFd = if file == Path::new("-") {
+        spool_stdin()?
+    } else {
+        std::fs::File::open(file)
+            .with_context(|| format!("{}: cannot open the bundle file", file.display()))?
+            .into()
     };
-    match call(socket, &req)? {
+    let conn = connect(socket)?;
+    let frame = quilt_proto::encode_request(&Request::InstallFd)
+        .map_err(|e| anyhow::anyhow!("request: {e}"))?;
+    let fds = [rustix::fd::AsFd::as_fd(&fd)];
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
+    if !anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)) {
+        bail!("no room for the fd in the message");
+    }
+    rustix::net::sendmsg(
+        &conn,
+        &[std::io::IoSlice::new(&frame)],
+        &mut anc,
+        SendFlags::NOSIGNAL,
+    )
+    .context("sending the bundle's fd")?;
+    let mut buf = vec![0u8; quilt_proto::MAX_REPLY + 1];
+    match next_reply(&conn, &mut buf)? {
         Reply::Installed {
             name,
             version,

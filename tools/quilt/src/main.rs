@@ -112,11 +112,14 @@ enum Cmd {
         #[arg(long, default_value = "/run/quilt/control.sock")]
         socket: std::path::PathBuf,
     },
-    /// Install a signed bundle file that is on the board, through the
-    /// trust store (signatures, threshold, version, architecture), as at
-    /// boot. From a host without a network, use `quilt send`.
+    /// Install a signed bundle through the trust store (signatures,
+    /// threshold, version, architecture), as at boot. The file is opened
+    /// here and its fd handed to quilt-init, so any file you can read
+    /// works; `-` reads the bundle from standard input (e.g. `ssh … cat
+    /// x.qb | quilt install -`). From a host without a network, use
+    /// `quilt send`.
     Install {
-        /// The .qb file.
+        /// The .qb file, or `-` for standard input.
         file: std::path::PathBuf,
         /// quilt-init's control socket.
         #[arg(long, default_value = "/run/quilt/control.sock")]
