@@ -444,10 +444,12 @@ fn the_operator_installs_upgrades_and_removes_bundles_on_a_running_board() {
 out=/dev/ttyS1
 echo "list=$(quilt bundles --json | tr -d ' \n')" > $out
 echo "v1_run=$(quilt run examples/hello)" > $out
-echo "install_v2=$(quilt install /root/v2.qb)" > $out
+# A stream: spooled into a sealed memfd by the CLI, passed as an fd.
+echo "install_v2=$(cat /root/v2.qb | quilt install -)" > $out
+quilt install - < /dev/null 2> /tmp/err; echo "empty=$? $(cat /tmp/err)" > $out
 echo "v2_run=$(quilt run examples/hello)" > $out
 quilt install /root/v1.qb 2> /tmp/err; echo "replay=$? $(cat /tmp/err)" > $out
-quilt install /root/tampered.qb 2> /tmp/err; echo "tampered=$? $(cat /tmp/err)" > $out
+cat /root/tampered.qb | quilt install - 2> /tmp/err; echo "tampered=$? $(cat /tmp/err)" > $out
 echo "again=$(quilt install /root/tampered-v2.qb)" > $out
 echo "still_v2=$(quilt run examples/hello)" > $out
 echo "remove=$(quilt remove examples/hello)" > $out
@@ -492,6 +494,11 @@ quilt run examples/hello 2> /tmp/err; echo "gone=$? $(cat /tmp/err)" > $out
         "{ch}"
     );
     assert!(get("v2_run").contains(r#""hello":"quilt v2""#), "{ch}");
+    let empty = get("empty");
+    assert!(
+        empty.starts_with("1 ") && empty.contains("standard input was empty"),
+        "{empty}"
+    );
     let replay = get("replay");
     assert!(
         replay.starts_with("3 "),
@@ -696,6 +703,10 @@ JS
 echo "peer=$(quilt exec peer --json -- /bin/bun -e "$(cat /tmp/check.js)")" > /dev/ttyS1
 echo "alone=$(quilt exec alone --json -- /bin/bun -e "fetch('http://127.0.0.1:8080/').then(r=>r.text()).then(console.log).catch(e=>console.log('refused'))")" > /dev/ttyS1
 echo "pods=$(quilt pods --json | tr -d ' \n')" > /dev/ttyS1
+# The first member alone restarts: it and the peer still share a loopback.
+quilt restart web > /dev/null
+sleep 1
+echo "again=$(quilt exec peer --json -- /bin/bun -e "(async()=>{{for(let i=0;i<60;i++){{try{{return await (await fetch('http://127.0.0.1:8080/')).text()}}catch{{await Bun.sleep(250)}}}}return 'refused'}})().then(console.log)")" > /dev/ttyS1
 echo "stop=$(quilt stop duo)" > /dev/ttyS1
 for i in $(seq 1 50); do
     quilt ps | grep -q '^web .*stopped' && quilt ps | grep -q '^peer .*stopped' && break
@@ -748,6 +759,14 @@ echo "after=$(quilt ps | grep -E '^(web|peer|alone) ' | tr -s ' ' | cut -d' ' -f
         "port 8080 not in the peer's netns: {out}"
     );
     // A service outside the pod has a loopback of its own.
+    let again = json_line(&ch, "again=");
+    assert!(
+        again["stdout"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("written by pod-web"),
+        "the peer lost the restarted first member: {again}"
+    );
     let alone = json_line(&ch, "alone=");
     assert_eq!(alone["stdout"], "refused\n", "{alone}");
     assert_eq!(
@@ -768,6 +787,130 @@ echo "after=$(quilt ps | grep -E '^(web|peer|alone) ' | tr -s ' ' | cut -d' ' -f
             && after.contains("alone running"),
         "{after}"
     );
+}
+
+#[test]
+fn net_tokens_reach_exactly_their_destinations_through_pid1s_relay() {
+    // `api` plays the outside world in the host's namespace: two web
+    // servers, one on 127.0.0.1:9000 and one on 10.9.8.7:9001.
+    let config = r#"
+[[net]]
+to = "127.0.0.1:9000"
+
+[[net]]
+to = "10.9.8.7:9001"
+
+[[service]]
+name = "api"
+exec = ["/bin/api.sh"]
+
+[[service]]
+name = "netsvc"
+bundle = "net-client"
+after = ["api"]
+restart = "never"
+
+[[service]]
+name = "probe"
+exec = ["/bin/probe.sh"]
+after = ["api"]
+restart = "never"
+on_exit = "poweroff"
+"#;
+    let api = br#"#!/bin/sh
+ip link set lo up
+ip addr add 10.9.8.7/32 dev lo
+mkdir -p /www/a /www/b
+echo from-a > /www/a/hello.txt
+echo from-b > /www/b/hello.txt
+seq 1 150000 > /www/b/big.txt
+busybox httpd -p 127.0.0.1:9000 -h /www/a
+busybox httpd -p 10.9.8.7:9001 -h /www/b
+busybox httpd -p 127.0.0.1:9002 -h /www/a
+exec sleep 100000
+"#;
+    let probe = br#"#!/bin/sh
+for i in $(seq 1 300); do
+    quilt ps | grep -q '^netsvc .*done' && break
+    sleep 0.2
+done
+echo "svc=$(quilt logs netsvc | grep '^{' | head -n 1)" > /dev/ttyS1
+fds0=$(ls /proc/1/fd | wc -l)
+echo "run=$(quilt run net-client --json | tr -d '\n')" > /dev/ttyS1
+echo "run2=$(quilt run net-client --json | tr -d '\n')" > /dev/ttyS1
+quilt run net-denied > /tmp/denied 2>&1
+st=$?
+echo "denied=$(tr -d '\n' < /tmp/denied) status=$st" > /dev/ttyS1
+sleep 0.5
+echo "fds=$fds0 $(ls /proc/1/fd | wc -l)" > /dev/ttyS1
+"#;
+    let denied = bundle(
+        "net-client",
+        Some(&|d: &Path| {
+            let t = std::fs::read_to_string(d.join("quilt.toml")).unwrap();
+            std::fs::write(
+                d.join("quilt.toml"),
+                t.replace("name = \"net-client\"", "name = \"net-denied\"")
+                    .replace("net:10.9.8.7:9001", "net:10.9.8.7:9999"),
+            )
+            .unwrap();
+        }),
+        Some(&trusted().key),
+    );
+    let img = image(
+        &[("net-client", signed("net-client")), ("net-denied", denied)],
+        config,
+        &[("/bin/api.sh", api), ("/bin/probe.sh", probe)],
+    );
+    let (vm, ch) = run_to_poweroff(&img, 1024, BOOT);
+    let fail = |what: &str| -> String { format!("{what}\n{ch}\n{}", vm.console_text()) };
+    let check = |out: &serde_json::Value| {
+        assert_eq!(out["a"], "from-a", "{}", fail(&out.to_string()));
+        assert_eq!(out["b"], "from-b", "{out}");
+        assert_eq!(out["big_bytes"], 938_895, "{out}");
+        assert_eq!(out["big_ok"], true, "{out}");
+        // Granted address, other port: nothing listens in the container's
+        // namespace (refused), though the host has a server there.
+        assert_eq!(out["other_port"], "error:ECONNREFUSED", "{out}");
+        // Another host: loopback only, no route.
+        assert_eq!(out["other_host"], "error:ENETUNREACH", "{out}");
+    };
+    // As a supervised service.
+    let svc = ch
+        .lines()
+        .find_map(|l| l.strip_prefix("svc="))
+        .unwrap_or_else(|| panic!("{}", fail("no svc line")));
+    check(&serde_json::from_str(svc).unwrap_or_else(|e| panic!("{e}: {}", fail(svc))));
+    // As ephemeral runs, twice (listeners are per container).
+    for key in ["run=", "run2="] {
+        let run = json_line(&ch, key);
+        let out: serde_json::Value = serde_json::from_str(run["stdout"].as_str().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("{e}: {}", fail(&run.to_string())));
+        check(&out);
+    }
+    // A destination the board does not allow: refused before it starts.
+    let denied = ch.lines().find_map(|l| l.strip_prefix("denied=")).unwrap();
+    assert!(
+        denied.contains("net:10.9.8.7:9999")
+            && denied.contains("[[net]]")
+            && !denied.ends_with("status=0"),
+        "{denied}"
+    );
+    // Every listener and relayed connection went with its container.
+    let fds = ch.lines().find_map(|l| l.strip_prefix("fds=")).unwrap();
+    let (before, after) = fds.split_once(' ').unwrap();
+    assert_eq!(before, after, "PID 1 kept fds: {fds}");
+    let ev = vm.events();
+    let opened = ev
+        .iter()
+        .filter(|e| e.name() == Some("net-relay-open"))
+        .count();
+    let closed = ev
+        .iter()
+        .filter(|e| e.name() == Some("net-relay-closed"))
+        .count();
+    assert!(opened >= 9, "{opened} relayed connections");
+    assert_eq!(opened, closed, "relays left open");
 }
 
 #[test]
