@@ -1216,6 +1216,7 @@ fn a_warm_pool_skips_start_up_and_never_reuses_a_process() {
     );
     let probe = br#"#!/bin/sh
 sleep 4
+echo "ps=$(quilt ps --json | tr -d ' \n')" > /dev/ttyS1
 for i in $(seq 12); do
 	echo "{\"i\":$i}" > /tmp/in.json
 	echo "warm=$(quilt run examples/hello --input /tmp/in.json --json)" > /dev/ttyS1
@@ -1249,6 +1250,25 @@ done
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
+    // `ps` lists the parked containers with their bundle and cgroup
+    // figures.
+    let ps: serde_json::Value =
+        serde_json::from_str(ch.lines().find_map(|l| l.strip_prefix("ps=")).unwrap()).unwrap();
+    let parked: Vec<&serde_json::Value> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["state"] == "warm")
+        .collect();
+    assert_eq!(parked.len(), 2, "{ps}");
+    for p in &parked {
+        assert!(p["name"].as_str().unwrap().starts_with("run-"), "{ps}");
+        assert_eq!(p["bundle"], "examples/hello", "{ps}");
+        assert!(p["pid"].as_i64().unwrap() > 1, "{ps}");
+        assert!(p["memory_bytes"].as_u64().unwrap() > 1 << 20, "{ps}");
+        assert!(p["cpu_usec"].as_u64().unwrap() > 0, "{ps}");
+        assert!(p["pids"].as_u64().unwrap() >= 1, "{ps}");
+    }
     let (warm, cold) = (runs("warm="), runs("cold="));
     assert_eq!((warm.len(), cold.len()), (12, 12), "{ch}");
     for (k, r) in warm.iter().chain(cold.iter()).enumerate() {

@@ -167,6 +167,12 @@ pub struct ServiceInfo {
     pub uptime_ms: Option<u64>,
     /// `memory.current` of its cgroup.
     pub memory_bytes: Option<u64>,
+    /// The bundle it runs, for a container.
+    pub bundle: Option<String>,
+    /// `usage_usec` of its cgroup's `cpu.stat`.
+    pub cpu_usec: Option<u64>,
+    /// `pids.current` of its cgroup.
+    pub pids: Option<u64>,
 }
 
 /// How a tool run ended.

@@ -273,6 +273,20 @@ pub fn read_key(name: &str, file: &str, key: &str) -> Option<u64> {
 }
 
 /// Read a single-number control file such as `memory.current`.
+/// CPU time used by cgroup `name` (`usage_usec` of `cpu.stat`).
+pub fn cpu_usec(name: &str) -> Option<u64> {
+    let mut buf = [0u8; 512];
+    let n = crate::mounts::read_into(path(name, "cpu.stat").as_str(), &mut buf).ok()?;
+    core::str::from_utf8(buf.get(..n)?)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A single-number cgroup file (`memory.current`, `pids.current`, ...).
 pub fn read_u64(name: &str, file: &str) -> Option<u64> {
     let mut buf = [0u8; 64];
     let n = crate::mounts::read_into(path(name, file).as_str(), &mut buf).ok()?;

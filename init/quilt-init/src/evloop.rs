@@ -299,7 +299,11 @@ impl Loop {
         for action in self.actions.drain(..) {
             match action {
                 Action::Reply(slot, reply) => ctl.send(slot, &reply),
-                Action::List(slot) => ctl.send(slot, &Reply::Services(self.sup.info(now))),
+                Action::List(slot) => {
+                    let mut all = self.sup.info(now);
+                    all.extend(self.runs.info(now));
+                    ctl.send(slot, &Reply::Services(all));
+                }
                 Action::Run {
                     client,
                     bundle,

@@ -872,6 +872,35 @@ impl Runs {
         }
     }
 
+    /// Every run's container as `ps` lists it: `run-<id>`, `warm` while
+    /// parked, `exited` until its result is collected, else `running`.
+    pub fn info(&self, now: Millis) -> Vec<quilt_proto::ServiceInfo> {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|r| {
+                let state = if r.parked {
+                    "warm"
+                } else if r.exit.is_some() {
+                    "exited"
+                } else {
+                    "running"
+                };
+                quilt_proto::ServiceInfo {
+                    name: format!("run-{}", r.id),
+                    state: state.into(),
+                    pid: r.exit.is_none().then_some(r.pid),
+                    restarts: 0,
+                    uptime_ms: Some(now.since(r.started)),
+                    memory_bytes: cgroup::read_u64(&r.cgroup, "memory.current"),
+                    bundle: Some(r.bundle.as_str().into()),
+                    cpu_usec: cgroup::cpu_usec(&r.cgroup),
+                    pids: cgroup::read_u64(&r.cgroup, "pids.current"),
+                }
+            })
+            .collect()
+    }
+
     /// Drop the prepared container of `bundle` (a new version was
     /// installed, or it was removed).
     pub fn forget_plan(&mut self, bundle: &str) {

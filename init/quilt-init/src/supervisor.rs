@@ -437,6 +437,9 @@ impl Supervisor {
                     restarts: s.restarts,
                     uptime_ms,
                     memory_bytes: cgroup::read_u64(&c.name, "memory.current"),
+                    bundle: c.bundle.as_ref().map(|b| b.as_str().into()),
+                    cpu_usec: cgroup::cpu_usec(&c.name),
+                    pids: cgroup::read_u64(&c.name, "pids.current"),
                 }
             })
             .collect()

@@ -400,14 +400,15 @@ pub fn ps(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 serde_json::json!({
                     "name": s.name, "state": s.state, "pid": s.pid, "restarts": s.restarts,
                     "uptime_ms": s.uptime_ms, "memory_bytes": s.memory_bytes,
+                    "bundle": s.bundle, "cpu_usec": s.cpu_usec, "pids": s.pids,
                 })
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "{:<20} {:<9} {:>7} {:>8} {:>10} {:>10}",
-            "NAME", "STATE", "PID", "RESTARTS", "UPTIME", "MEMORY"
+            "{:<20} {:<9} {:>7} {:>8} {:>10} {:>10} {:>9} {:>5}  BUNDLE",
+            "NAME", "STATE", "PID", "RESTARTS", "UPTIME", "MEMORY", "CPU", "PIDS"
         );
         for s in services {
             let pid = s.pid.map_or("-".into(), |p| p.to_string());
@@ -417,9 +418,21 @@ pub fn ps(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
             let mem = s
                 .memory_bytes
                 .map_or("-".into(), |m| format!("{:.1}MiB", m as f64 / 1048576.0));
+            let cpu = s
+                .cpu_usec
+                .map_or("-".into(), |u| format!("{:.2}s", u as f64 / 1e6));
+            let pids = s.pids.map_or("-".into(), |p| p.to_string());
             println!(
-                "{:<20} {:<9} {:>7} {:>8} {:>10} {:>10}",
-                s.name, s.state, pid, s.restarts, up, mem
+                "{:<20} {:<9} {:>7} {:>8} {:>10} {:>10} {:>9} {:>5}  {}",
+                s.name,
+                s.state,
+                pid,
+                s.restarts,
+                up,
+                mem,
+                cpu,
+                pids,
+                s.bundle.as_deref().unwrap_or("-")
             );
         }
     }
