@@ -123,6 +123,7 @@ mod tests {
             resources: heapless::Vec::new(),
             update: None,
             pods: heapless::Vec::new(),
+            usb: Some(Usb::default()),
         };
         c.services.push(s).unwrap();
         c

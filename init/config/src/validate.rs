@@ -44,6 +44,9 @@ pub enum ConfigError {
     /// A pod with a bad name, no members, a member that is not a bundle
     /// service, or a service in two pods.
     BadPod(Name),
+    /// `[usb]` with no filesystem type, a type that is not a type name or
+    /// listed twice, or a mountpoint that is not a plain absolute path.
+    BadUsb,
 }
 
 impl fmt::Display for ConfigError {
@@ -93,6 +96,10 @@ impl fmt::Display for ConfigError {
             ConfigError::BadPod(p) => write!(
                 f,
                 "pod {p:?} needs a name of a-z, 0-9, _ or - (not a service's), bundle services as members, each in one pod only, and volume names of a-z, 0-9, _ or -"
+            ),
+            ConfigError::BadUsb => write!(
+                f,
+                "[usb] needs 1-8 distinct fstypes of a-z and 0-9 (e.g. \"vfat\", \"ext4\") and a mountpoint that is an absolute path without . or .. parts"
             ),
             ConfigError::BadResource(r) => write!(
                 f,
@@ -227,6 +234,25 @@ impl BootConfig {
                 && p.volumes.iter().all(|v| valid_name(v));
             if !ok {
                 return Err(ConfigError::BadPod(p.name.clone()));
+            }
+        }
+        if let Some(u) = &self.usb {
+            let types_ok = !u.fstypes.is_empty()
+                && u.fstypes.iter().enumerate().all(|(i, t)| {
+                    !t.is_empty()
+                        && t.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                        && !u.fstypes.iter().take(i).any(|o| o == t)
+                });
+            let m = u.mountpoint.as_str();
+            let mount_ok = m.len() > 1
+                && m.starts_with('/')
+                && m.as_bytes()
+                    .split(|&b| b == b'/')
+                    .skip(1)
+                    .all(|p| !p.is_empty() && p != b"." && p != b"..");
+            if !types_ok || !mount_ok {
+                return Err(ConfigError::BadUsb);
             }
         }
         for (i, s) in self.services.iter().enumerate() {
