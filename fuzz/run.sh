@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")"
 secs=${1:-180}
 [ $# -gt 0 ] && shift
-targets=${*:-header manifest reader control bus_layout link_frame}
+targets=${*:-header manifest reader control bus_layout link_frame uevent}
 cargo +nightly fuzz build
 for t in $targets; do
     mkdir -p "corpus/$t"

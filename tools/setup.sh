@@ -43,6 +43,8 @@ required=(
 	"dpkg-deb dpkg"
 	"flock util-linux"
 	"shellcheck shellcheck"   # lint for our scripts
+	"mkfs.vfat dosfstools"    # tests/tests/usb.rs: the FAT stick image
+	"mcopy mtools"            # ... and its files, without mounting it
 )
 
 sudo_cmd=()

@@ -47,6 +47,9 @@ pub enum HarnessError {
         after: Duration,
         tail: String,
     },
+    /// A QEMU monitor command failed or got no answer ([`crate::Vm::monitor`]).
+    #[error("qemu monitor: {command}: {detail}")]
+    Monitor { command: String, detail: String },
     /// QEMU ended before the pattern showed up.
     #[error("qemu exited ({status}) while waiting for {waited_for}\n{tail}")]
     Exited {

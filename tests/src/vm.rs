@@ -21,12 +21,17 @@
 //!   `ttyS0` (to a null chardev) and `ttyS1` (the channel), so the guest
 //!   writes to `/dev/ttyS1` on both architectures and the test scripts are
 //!   the same.
+//! - monitor ([`VmOpts::monitor`]): a QMP socket,
+//!   `-qmp unix:<dir>/qmp.sock,server=on,wait=off`, for hot-plug during the
+//!   test; [`Vm::monitor`] runs HMP commands through it
+//!   (`human-monitor-command`), [`Vm::qmp`] QMP ones.
 //! - `-no-reboot` always: a guest reboot ends QEMU, so does `panic=-1`
 //!   (kernel panic → immediate reboot → QEMU exits 0; [`Exit::end`] tells a
 //!   panic from a power-off by the console text).
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -77,6 +82,8 @@ pub struct VmOpts {
     /// ([`crate::ImageBuilder::for_arch`]). aarch64 always runs under TCG,
     /// and ignores [`Self::pcie`] (`virt` always has PCIe).
     pub arch: Arch,
+    /// A QMP socket for [`Vm::monitor`] and [`Vm::qmp`] (hot-plug).
+    pub monitor: bool,
 }
 
 impl Default for VmOpts {
@@ -91,6 +98,7 @@ impl Default for VmOpts {
             timeout: Duration::from_secs(120),
             kernel: None,
             arch: Arch::X86_64,
+            monitor: false,
         }
     }
 }
@@ -245,6 +253,10 @@ pub struct Vm {
     exit: Option<(ExitStatus, Instant)>,
     command_line: String,
     accel: Accel,
+    /// The QMP socket, when [`VmOpts::monitor`] asked for one.
+    qmp_path: Option<PathBuf>,
+    /// The QMP connection, made on first use.
+    qmp: Option<BufReader<UnixStream>>,
 }
 
 /// Whether `-accel kvm` can boot a stock kernel here: the CPU has vmx/svm,
@@ -382,6 +394,13 @@ impl Vm {
                 "pci-serial-2x,chardev1=nul,chardev2=chan".into(),
             ]),
         }
+        let qmp_path = opts.monitor.then(|| dir.join("qmp.sock"));
+        if let Some(q) = &qmp_path {
+            args.extend([
+                "-qmp".into(),
+                format!("unix:{},server=on,wait=off", q.display()),
+            ]);
+        }
         args.extend(opts.extra_args.iter().cloned());
 
         let command_line = std::iter::once(program.to_owned())
@@ -426,7 +445,92 @@ impl Vm {
             exit: None,
             command_line,
             accel,
+            qmp_path,
+            qmp: None,
         })
+    }
+
+    /// Run an HMP command (`drive_add`, `device_add`, `device_del`, `info
+    /// usb`, ...) through QMP's `human-monitor-command` and return its
+    /// output. HMP reports failures as text: output starting with `Error`
+    /// is returned as an error. Needs [`VmOpts::monitor`].
+    pub fn monitor(&mut self, command: &str) -> Result<String> {
+        let reply = self.qmp(&serde_json::json!({
+            "execute": "human-monitor-command",
+            "arguments": { "command-line": command },
+        }))?;
+        let text = reply.as_str().unwrap_or_default().replace('\r', "");
+        if text.trim_start().starts_with("Error") {
+            return Err(HarnessError::Monitor {
+                command: command.into(),
+                detail: text.trim_end().into(),
+            });
+        }
+        Ok(text)
+    }
+
+    /// Send one QMP command (`{"execute": ..., "arguments": ...}`) and
+    /// return its `return` value; asynchronous events in between are
+    /// skipped. Needs [`VmOpts::monitor`].
+    pub fn qmp(&mut self, command: &serde_json::Value) -> Result<serde_json::Value> {
+        let what = command["execute"].as_str().unwrap_or("?").to_owned();
+        let err = |detail: String| HarnessError::Monitor {
+            command: what.clone(),
+            detail,
+        };
+        if self.qmp.is_none() {
+            let conn = self.qmp_connect().map_err(err)?;
+            self.qmp = Some(conn);
+        }
+        let Some(conn) = self.qmp.as_mut() else {
+            return Err(err("not connected".into()));
+        };
+        let line = format!("{command}\n");
+        conn.get_mut()
+            .write_all(line.as_bytes())
+            .map_err(|e| err(format!("sending: {e}")))?;
+        let reply = qmp_read(conn).map_err(err);
+        if reply.is_err() {
+            // A broken or out-of-step connection is not reused.
+            self.qmp = None;
+        }
+        let reply = reply?;
+        match reply.get("return") {
+            Some(r) => Ok(r.clone()),
+            None => Err(err(reply["error"].to_string())),
+        }
+    }
+
+    /// Connect (QEMU may still be creating the socket), read the greeting
+    /// and leave capabilities negotiation.
+    fn qmp_connect(&mut self) -> std::result::Result<BufReader<UnixStream>, String> {
+        let path = self
+            .qmp_path
+            .clone()
+            .ok_or("the VM was booted without VmOpts::monitor")?;
+        let until = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match UnixStream::connect(&path) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() >= until || self.poll_exit().is_some() => {
+                    return Err(format!("connecting to {}: {e}", path.display()));
+                }
+                Err(_) => std::thread::sleep(POLL),
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(|e| e.to_string())?;
+        let mut conn = BufReader::new(stream);
+        let greeting = qmp_line(&mut conn)?;
+        if greeting.get("QMP").is_none() {
+            return Err(format!("no QMP greeting: {greeting}"));
+        }
+        conn.get_mut()
+            .write_all(b"{\"execute\": \"qmp_capabilities\"}\n")
+            .map_err(|e| e.to_string())?;
+        qmp_read(&mut conn)?;
+        Ok(conn)
     }
 
     /// This VM's directory (logs, command line).
@@ -613,6 +717,26 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// One JSON line from QMP.
+fn qmp_line(conn: &mut BufReader<UnixStream>) -> std::result::Result<serde_json::Value, String> {
+    let mut line = String::new();
+    match conn.read_line(&mut line) {
+        Ok(0) => Err("QMP connection closed".into()),
+        Ok(_) => serde_json::from_str(&line).map_err(|e| format!("bad QMP line {line:?}: {e}")),
+        Err(e) => Err(format!("reading QMP: {e}")),
+    }
+}
+
+/// The next reply (`return` or `error`), skipping events.
+fn qmp_read(conn: &mut BufReader<UnixStream>) -> std::result::Result<serde_json::Value, String> {
+    loop {
+        let v = qmp_line(conn)?;
+        if v.get("return").is_some() || v.get("error").is_some() {
+            return Ok(v);
+        }
     }
 }
 

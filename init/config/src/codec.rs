@@ -124,6 +124,7 @@ mod tests {
             update: None,
             pods: heapless::Vec::new(),
             net: heapless::Vec::new(),
+            usb: Some(Usb::default()),
         };
         c.services.push(s).unwrap();
         c

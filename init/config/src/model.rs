@@ -68,6 +68,9 @@ pub struct BootConfig {
     /// token (both the signed token and this allow-list are needed).
     #[serde(default, rename = "net")]
     pub net: Vec<NetAllow, MAX_NET>,
+    /// Air-gapped installs from USB mass storage.
+    #[serde(default)]
+    pub usb: Option<Usb>,
 }
 
 /// Most `[[net]]` destinations.
@@ -79,6 +82,56 @@ pub const MAX_NET: usize = 16;
 pub struct NetAllow {
     /// `a.b.c.d:port`, written as the token writes it.
     pub to: String<24>,
+}
+
+/// Most filesystem types tried on a USB device.
+pub const MAX_FSTYPES: usize = 8;
+
+/// A filesystem type as `mount(2)` takes it (`vfat`, `ext4`, `exfat`).
+/// The same type as a service name, so decoding it adds no code to init.
+pub type FsType = Name;
+
+/// Installs from USB sticks: quilt-init watches kernel uevents, mounts a
+/// USB block device that appears (read-only, nosuid, nodev, noexec), offers
+/// every `*.qb` in its top directory to the store and unmounts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Usb {
+    /// `false` keeps the section but ignores USB devices.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Filesystems tried in order; their modules (and the USB host and
+    /// storage drivers) must be built in or listed in `modules`.
+    #[serde(default = "default_fstypes")]
+    pub fstypes: Vec<FsType, MAX_FSTYPES>,
+    /// Where a device is mounted while its bundles are installed.
+    #[serde(default = "default_usb_mountpoint")]
+    pub mountpoint: Path,
+}
+
+fn default_fstypes() -> Vec<FsType, MAX_FSTYPES> {
+    let mut v = Vec::new();
+    for t in ["vfat", "ext4"] {
+        let mut s = FsType::new();
+        // Both fit: 4 bytes into 32, 2 entries into 8.
+        let _ = s.push_str(t);
+        let _ = v.push(s);
+    }
+    v
+}
+
+fn default_usb_mountpoint() -> Path {
+    path_of("/run/quilt/usb")
+}
+
+impl Default for Usb {
+    fn default() -> Self {
+        Usb {
+            enabled: true,
+            fstypes: default_fstypes(),
+            mountpoint: default_usb_mountpoint(),
+        }
+    }
 }
 
 /// Most pods.

@@ -150,6 +150,35 @@ after = ["a"]
     }
 
     #[test]
+    fn usb_section_defaults_and_checks() {
+        assert_eq!(decode(&compile("").unwrap()).unwrap().usb, None);
+        let on = decode(&compile("[usb]\n").unwrap()).unwrap().usb.unwrap();
+        assert!(on.enabled);
+        assert_eq!(on.mountpoint.as_str(), "/run/quilt/usb");
+        let types: Vec<&str> = on.fstypes.iter().map(|t| t.as_str()).collect();
+        assert_eq!(types, ["vfat", "ext4"]);
+        let t = "[usb]\nenabled = false\nfstypes = [\"exfat\"]\nmountpoint = \"/mnt/stick\"\n";
+        let u = decode(&compile(t).unwrap()).unwrap().usb.unwrap();
+        assert!(!u.enabled);
+        assert_eq!(u.fstypes[0].as_str(), "exfat");
+        assert_eq!(u.mountpoint.as_str(), "/mnt/stick");
+        for bad in [
+            "[usb]\nfstypes = []\n",
+            "[usb]\nfstypes = [\"vfat\", \"vfat\"]\n",
+            "[usb]\nfstypes = [\"vfat,ro\"]\n",
+            "[usb]\nmountpoint = \"run/usb\"\n",
+            "[usb]\nmountpoint = \"/\"\n",
+            "[usb]\nmountpoint = \"/run/../etc\"\n",
+        ] {
+            let e = compile(bad).unwrap_err().to_string();
+            assert!(e.contains("[usb]"), "{bad}: {e}");
+        }
+        let nine =
+            "[usb]\nfstypes = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\", \"h\", \"i\"]\n";
+        assert!(compile(nine).is_err());
+    }
+
+    #[test]
     fn order_puts_dependencies_first() {
         let t = r#"
 [[service]]

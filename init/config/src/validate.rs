@@ -46,6 +46,9 @@ pub enum ConfigError {
     /// A pod with a bad name, no members, a member that is not a bundle
     /// service, or a service in two pods.
     BadPod(Name),
+    /// `[usb]` with no filesystem type, a type that is not a type name or
+    /// listed twice, or a mountpoint that is not a plain absolute path.
+    BadUsb,
 }
 
 impl fmt::Display for ConfigError {
@@ -99,6 +102,10 @@ impl fmt::Display for ConfigError {
             ConfigError::BadNet(n) => write!(
                 f,
                 "net destination {n:?} must be written a.b.c.d:port (port 1-65535, no leading zeros), once"
+            ),
+            ConfigError::BadUsb => write!(
+                f,
+                "[usb] needs 1-8 distinct fstypes of a-z and 0-9 (e.g. \"vfat\", \"ext4\") and a mountpoint that is an absolute path without . or .. parts"
             ),
             ConfigError::BadResource(r) => write!(
                 f,
@@ -244,6 +251,25 @@ impl BootConfig {
                 && p.volumes.iter().all(|v| valid_name(v));
             if !ok {
                 return Err(ConfigError::BadPod(p.name.clone()));
+            }
+        }
+        if let Some(u) = &self.usb {
+            let types_ok = !u.fstypes.is_empty()
+                && u.fstypes.iter().enumerate().all(|(i, t)| {
+                    !t.is_empty()
+                        && t.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                        && !u.fstypes.iter().take(i).any(|o| o == t)
+                });
+            let m = u.mountpoint.as_str();
+            let mount_ok = m.len() > 1
+                && m.starts_with('/')
+                && m.as_bytes()
+                    .split(|&b| b == b'/')
+                    .skip(1)
+                    .all(|p| !p.is_empty() && p != b"." && p != b"..");
+            if !types_ok || !mount_ok {
+                return Err(ConfigError::BadUsb);
             }
         }
         for (i, s) in self.services.iter().enumerate() {

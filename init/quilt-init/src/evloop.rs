@@ -12,6 +12,7 @@ use crate::runs::{self, Runs};
 use crate::signals;
 use crate::supervisor::{self, Request, Supervisor, TOKEN_OUT, TOKEN_READY};
 use crate::update::Update;
+use crate::usb::Usb;
 use crate::watchdog::Watchdog;
 use core::mem::MaybeUninit;
 use quilt_config::PowerAction;
@@ -25,6 +26,8 @@ const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TIMER: u64 = 2;
 /// The `[update]` serial port (control's listener is 3).
 const TOKEN_UPDATE: u64 = 4;
+/// The kernel's uevents, for `[usb]` installs.
+const TOKEN_USB: u64 = 5;
 
 /// Everything the loop owns.
 pub struct Loop {
@@ -45,6 +48,8 @@ pub struct Loop {
     update: Option<Update>,
     /// TCP relays for `net:` tokens.
     relay: crate::net::Relay,
+    /// Installs from USB sticks, when the config enables them.
+    usb: Option<Usb>,
 }
 
 impl Loop {
@@ -101,6 +106,26 @@ impl Loop {
                 .map(|r| (r.name.as_str(), r.capacity)),
         );
         let update = sup.config().update.as_ref().map(Update::new);
+        // A board that cannot watch for sticks still boots.
+        let usb = sup
+            .config()
+            .usb
+            .as_ref()
+            .filter(|u| u.enabled)
+            .and_then(|cfg| {
+                let opened = Usb::open(cfg).and_then(|u| {
+                    epoll::add(
+                        &epoll,
+                        u.fd(),
+                        epoll::EventData::new_u64(TOKEN_USB),
+                        epoll::EventFlags::IN,
+                    )?;
+                    Ok(u)
+                });
+                opened
+                    .map_err(|e| event!("event=usb-unavailable error=\"{}\"", e))
+                    .ok()
+            });
         Ok(Loop {
             epoll,
             sigfd,
@@ -115,6 +140,7 @@ impl Loop {
             ledger,
             update,
             relay: crate::net::Relay::default(),
+            usb,
         })
     }
 
@@ -231,6 +257,25 @@ impl Loop {
                         if let Err(e) = tools.refresh(&name) {
                             event!("event=bundle-unreadable name={} error=\"{}\"", name, e);
                         }
+                        self.runs.forget_plan(&name);
+                        self.sup.bundle_updated(&name, tools);
+                    }
+                }
+            }
+            TOKEN_USB => {
+                let Some(u) = self.usb.as_mut() else {
+                    return;
+                };
+                let watchdog = &mut self.watchdog;
+                let mut feed = || {
+                    if let Some(w) = watchdog.as_mut() {
+                        w.tick(Millis::now());
+                    }
+                };
+                // As after `quilt install`: the store wrote the new tree;
+                // runs and services plan their containers from it.
+                for name in u.on_readable(self.tools.as_mut(), &mut feed) {
+                    if let Some(tools) = self.tools.as_ref() {
                         self.runs.forget_plan(&name);
                         self.sup.bundle_updated(&name, tools);
                     }

@@ -37,7 +37,9 @@ mod runs;
 mod signals;
 mod spawn;
 mod supervisor;
+mod uevent;
 mod update;
+mod usb;
 mod watchdog;
 
 use clock::boot_micros;
