@@ -306,7 +306,8 @@ fn pid1_binary_is_static_and_within_budget() {
     // verification, the store and the container runtime bring it to ~1.6 MB,
     // the bus owner side, the control verbs, the ledger and exec to ~1.78 MB,
     // the serial update receiver to ~1.85 MB, USB installs to 1,898,464
-    // bytes (opt-level "s" on the cold crates made it larger, 1.95 MB).
-    // This budget catches regressions.
-    assert!(size <= 1_900_000, "quilt-init grew to {size} bytes");
+    // bytes, the TCP relay for net: tokens and fd-passed installs to
+    // 1,939,488 (opt-level "s" on the cold crates made it larger, 1.95 MB
+    // before those two). This budget catches regressions.
+    assert!(size <= 1_960_000, "quilt-init grew to {size} bytes");
 }
