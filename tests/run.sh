@@ -23,6 +23,10 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 mapfile -t scripts < <(git ls-files '*.sh' '.ci/run' 'buildroot-external/**/*.sh' 'board/**/*.sh' | sort -u)
 shellcheck "${scripts[@]}"
 
+step "kernel config fragments survive olddefconfig; Buildroot tree (when BUILDROOT_SRC is set)"
+tests/kernel-config.sh
+tools/check-buildroot.sh --if-available
+
 step "tests (unit, property, CLI, QEMU system tests)"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

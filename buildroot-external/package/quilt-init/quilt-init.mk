@@ -25,13 +25,20 @@ QUILT_INIT_CARGO_BUILD_OPTS = \
 # ed25519 verification is ~70x slower at "z"), which Buildroot's cargo
 # environment would otherwise override; and a static binary, as PID 1
 # must not depend on the root filesystem's libc. +crt-static applies to
-# target units only, since cargo builds with an explicit --target.
+# target units only, since cargo builds with an explicit --target. This
+# variable replaces the one pkg-cargo.mk sets on 32-bit ARM, so its
+# --allow-multiple-definition workaround is repeated here.
+QUILT_INIT_RUSTFLAGS = -C target-feature=+crt-static
+ifeq ($(NORMALIZED_ARCH),arm)
+QUILT_INIT_RUSTFLAGS += -Clink-arg=-Wl,--allow-multiple-definition
+endif
+
 QUILT_INIT_CARGO_ENV = \
 	CARGO_TARGET_DIR=$(@D)/target \
 	CARGO_PROFILE_RELEASE_LTO=true \
 	CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
 	CARGO_PROFILE_RELEASE_OPT_LEVEL=3 \
-	CARGO_TARGET_$(call UPPERCASE,$(RUSTC_TARGET_NAME))_RUSTFLAGS="-C target-feature=+crt-static"
+	CARGO_TARGET_$(call UPPERCASE,$(RUSTC_TARGET_NAME))_RUSTFLAGS="$(QUILT_INIT_RUSTFLAGS)"
 
 QUILT_INIT_PRE_CONFIGURE_HOOKS += QUILT_WS_CARGO_VENDOR
 
