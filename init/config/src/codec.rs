@@ -125,6 +125,7 @@ mod tests {
             pods: heapless::Vec::new(),
             net: heapless::Vec::new(),
             usb: Some(Usb::default()),
+            slots: None,
         };
         c.services.push(s).unwrap();
         c

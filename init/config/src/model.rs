@@ -71,6 +71,81 @@ pub struct BootConfig {
     /// Air-gapped installs from USB mass storage.
     #[serde(default)]
     pub usb: Option<Usb>,
+    /// A/B root slots with automatic fallback (docs/updates.md).
+    #[serde(default)]
+    pub slots: Option<Slots>,
+}
+
+/// A/B root slots. In the initramfs, quilt-init picks a slot from the
+/// boot-state partition, mounts it as the new root and execs `init` from
+/// it; that quilt-init mounts `data`, and, when its slot is on trial,
+/// commits it once `health` has exited 0 (or fails it at the deadline).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slots {
+    /// The boot-state partition (raw, two 64-byte records).
+    pub state: Path,
+    /// Root slot A's partition.
+    pub a: Path,
+    /// Root slot B's partition.
+    pub b: Path,
+    /// The root slots' filesystem (read-only).
+    #[serde(default = "default_slot_fstype")]
+    pub fstype: Name,
+    /// The data partition (bundle store), mounted read-write.
+    #[serde(default)]
+    pub data: Option<Path>,
+    /// Its filesystem.
+    #[serde(default = "default_data_fstype")]
+    pub data_fstype: Name,
+    /// Where it is mounted.
+    #[serde(default = "default_data_mount")]
+    pub data_mount: Path,
+    /// Boots a new slot gets to report healthy (1 = try once).
+    #[serde(default = "default_tries")]
+    pub tries: u8,
+    /// The service whose exit with status 0 means "healthy" (none: reaching
+    /// boot-ready is healthy).
+    #[serde(default)]
+    pub health: Option<Name>,
+    /// A trial slot not healthy by then is failed (the board reboots into
+    /// the previous slot).
+    #[serde(default = "default_health_deadline")]
+    pub health_deadline_s: u32,
+    /// Reboot into a newly written slot at once.
+    #[serde(default = "yes")]
+    pub reboot_after_update: bool,
+    /// What to exec in the slot.
+    #[serde(default = "default_slot_init")]
+    pub init: Path,
+}
+
+fn default_slot_fstype() -> Name {
+    let mut n = Name::new();
+    let _ = n.push_str("squashfs");
+    n
+}
+
+fn default_data_fstype() -> Name {
+    let mut n = Name::new();
+    let _ = n.push_str("ext4");
+    n
+}
+
+fn default_data_mount() -> Path {
+    path_of("/data")
+}
+
+fn default_tries() -> u8 {
+    1
+}
+
+fn default_health_deadline() -> u32 {
+    120
+}
+
+fn default_slot_init() -> Path {
+    path_of("/sbin/init")
 }
 
 /// Most `[[net]]` destinations.

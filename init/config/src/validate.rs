@@ -41,6 +41,9 @@ pub enum ConfigError {
     /// A resource whose name is not `llm:<name>`, declared twice, or with
     /// a capacity outside 1..=1024.
     BadResource(heapless::String<64>),
+    /// `[slots]` with a relative path, the same partition for A and B, 0
+    /// tries or deadline, or a health service that is not defined.
+    BadSlots,
     /// A `[[net]]` destination that is not `a.b.c.d:port`, or repeated.
     BadNet(heapless::String<24>),
     /// A pod with a bad name, no members, a member that is not a bundle
@@ -102,6 +105,10 @@ impl fmt::Display for ConfigError {
             ConfigError::BadNet(n) => write!(
                 f,
                 "net destination {n:?} must be written a.b.c.d:port (port 1-65535, no leading zeros), once"
+            ),
+            ConfigError::BadSlots => write!(
+                f,
+                "[slots] needs absolute paths (state, a, b, data, data_mount, init), different partitions for a and b, tries and health_deadline_s above 0, and a health service that is defined"
             ),
             ConfigError::BadUsb => write!(
                 f,
@@ -270,6 +277,23 @@ impl BootConfig {
                     .all(|p| !p.is_empty() && p != b"." && p != b"..");
             if !types_ok || !mount_ok {
                 return Err(ConfigError::BadUsb);
+            }
+        }
+        if let Some(sl) = &self.slots {
+            let abs = |p: &str| p.starts_with('/') && !p.split('/').any(|c| c == "..");
+            let ok = [&sl.state, &sl.a, &sl.b, &sl.data_mount, &sl.init]
+                .iter()
+                .all(|p| abs(p))
+                && sl.data.as_ref().is_none_or(|d| abs(d))
+                && sl.a != sl.b
+                && sl.tries > 0
+                && sl.health_deadline_s > 0
+                && sl
+                    .health
+                    .as_ref()
+                    .is_none_or(|h| self.services.iter().any(|s| s.name == *h));
+            if !ok {
+                return Err(ConfigError::BadSlots);
             }
         }
         for (i, s) in self.services.iter().enumerate() {

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 /// Where installed bundles are written out for containers.
 pub const TREES: &str = "/run/quilt/bundles";
+/// The runtime of a firmware bundle: its entry is a root image for the
+/// other A/B slot, not a tool.
+pub const FIRMWARE: &str = "firmware";
 /// Most `.qb` files looked at in the image directory.
 const MAX_FILES: usize = 64;
 
@@ -111,6 +114,10 @@ impl Tools {
     /// version: containers still running keep theirs.
     pub fn refresh(&mut self, name: &str) -> Result<(), String> {
         let header = self.store.header(name).map_err(|e| e.to_string())?;
+        // A root image is not run: it goes to a slot (crate::slots).
+        if header.runtime == FIRMWARE {
+            return Ok(());
+        }
         let tree = Path::new(TREES).join(format!("{}@{}", name.replace('/', "__"), header.version));
         let _ = std::fs::remove_dir_all(&tree);
         self.store
@@ -141,17 +148,27 @@ impl Tools {
     /// What `quilt bundles` shows.
     pub fn describe(&self) -> quilt_proto::Reply {
         let trust = self.store.trust();
+        // Runnable bundles, then what is installed but not run (firmware).
+        let others: Vec<Header> = self
+            .store
+            .installed()
+            .iter()
+            .filter(|i| self.get(&i.name).is_none())
+            .filter_map(|i| self.store.header(&i.name).ok())
+            .collect();
         quilt_proto::Reply::Bundles {
             bundles: self
                 .tools
                 .iter()
-                .map(|t| quilt_proto::BundleInfo {
-                    name: t.header.name.clone(),
-                    version: t.header.version,
-                    root: t.header.root.to_string(),
-                    tokens: t.header.tokens.clone(),
-                    files: t.header.files,
-                    total_size: t.header.total_size,
+                .map(|t| &t.header)
+                .chain(others.iter())
+                .map(|h| quilt_proto::BundleInfo {
+                    name: h.name.clone(),
+                    version: h.version,
+                    root: h.root.to_string(),
+                    tokens: h.tokens.clone(),
+                    files: h.files,
+                    total_size: h.total_size,
                 })
                 .collect(),
             keys: trust.keys.iter().map(|k| k.to_hex()).collect(),
@@ -235,6 +252,9 @@ pub fn bring_up(cfg: &Cfg) -> Option<Tools> {
                 continue;
             }
         };
+        if header.runtime == FIRMWARE {
+            continue;
+        }
         match store.materialize(&name, &tree) {
             Ok(()) => tools.push(Tool { header, tree }),
             Err(e) => event!("event=bundle-unreadable name={} error=\"{}\"", name, e),

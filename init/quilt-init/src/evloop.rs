@@ -48,6 +48,12 @@ pub struct Loop {
     update: Option<Update>,
     /// TCP relays for `net:` tokens.
     relay: crate::net::Relay,
+    /// The root slot booted (A/B boards).
+    booted: Option<crate::slots::Booted>,
+    /// This boot is a slot's trial: commit or fail it.
+    trial: Option<crate::slots::Trial>,
+    /// Bundles installed since the last look (firmware goes to a slot).
+    fresh: Vec<String>,
     /// Installs from USB sticks, when the config enables them.
     usb: Option<Usb>,
 }
@@ -126,6 +132,11 @@ impl Loop {
                     .map_err(|e| event!("event=usb-unavailable error=\"{}\"", e))
                     .ok()
             });
+        let trial = sup
+            .config()
+            .slots
+            .as_ref()
+            .and_then(|c| crate::slots::Trial::begin(c, crate::slots::booted(), Millis::now()));
         Ok(Loop {
             epoll,
             sigfd,
@@ -140,6 +151,9 @@ impl Loop {
             ledger,
             update,
             relay: crate::net::Relay::default(),
+            booted: crate::slots::booted(),
+            trial,
+            fresh: Vec::new(),
             usb,
         })
     }
@@ -151,6 +165,7 @@ impl Loop {
             let now = Millis::now();
             self.sup.tick(now);
             self.runs.tick(now);
+            self.judge_trial(now);
             if let Some(u) = self.update.as_mut() {
                 if let Some(fd) = u.poll_open(now) {
                     if let Err(e) = epoll::add(
@@ -173,6 +188,9 @@ impl Loop {
                 .replenish(board, &self.sup.config().bundles.warm, now);
             self.serve(now);
             self.apply_requests();
+            for name in std::mem::take(&mut self.fresh) {
+                self.firmware_installed(&name, now);
+            }
             for (pid, to, fds) in self
                 .sup
                 .net_adopt
@@ -260,6 +278,7 @@ impl Loop {
                         self.runs.forget_plan(&name);
                         self.sup.bundle_updated(&name, tools);
                     }
+                    self.fresh.push(name);
                 }
             }
             TOKEN_USB => {
@@ -279,6 +298,7 @@ impl Loop {
                         self.runs.forget_plan(&name);
                         self.sup.bundle_updated(&name, tools);
                     }
+                    self.fresh.push(name);
                 }
             }
             _ => {}
@@ -532,6 +552,11 @@ impl Loop {
                 } => {
                     let reply =
                         bundles(&mut self.tools, &mut self.runs, &mut self.sup, request, fd);
+                    // Firmware offered again (already in the store) may
+                    // still need staging: slots decide by version.
+                    if let Reply::Installed { name, .. } = &reply {
+                        self.fresh.push(name.clone());
+                    }
                     ctl.send(client, &reply);
                 }
                 Action::Logs {
@@ -628,12 +653,65 @@ impl Loop {
         self.sup.requests.clear();
     }
 
+    /// A firmware bundle was installed: write it to the other slot and
+    /// stage it (then reboot into it, if the config says so).
+    fn firmware_installed(&mut self, name: &str, now: Millis) {
+        let (Some(tools), Some(cfg)) = (self.tools.as_ref(), self.sup.config().slots.as_ref())
+        else {
+            return;
+        };
+        let Ok(h) = tools.store.header(name) else {
+            return;
+        };
+        if h.runtime != crate::bundles::FIRMWARE {
+            return;
+        }
+        match crate::slots::stage_firmware(cfg, self.booted, &tools.store, &h) {
+            Ok(true) => {
+                event!("event=update-reboot name={} version={}", name, h.version);
+                self.sup.begin_shutdown(PowerAction::Reboot, now);
+            }
+            Ok(false) => {}
+            Err(why) => event!(
+                "event=update-refused name={} version={} reason=\"{}\"",
+                name,
+                h.version,
+                why
+            ),
+        }
+    }
+
+    /// A trial boot: commit the slot once healthy, or reboot into the
+    /// previous one.
+    fn judge_trial(&mut self, now: Millis) {
+        let verdict = match (self.trial.as_ref(), self.sup.config().slots.as_ref()) {
+            (Some(t), Some(cfg)) => t.judge(cfg, |h| self.sup.outcome(h), now),
+            _ => return,
+        };
+        match verdict {
+            crate::slots::Verdict::Pending => {}
+            crate::slots::Verdict::Committed => {
+                self.trial = None;
+                if let Some(b) = self.booted.as_mut() {
+                    b.trial = false;
+                }
+            }
+            crate::slots::Verdict::Failed => {
+                self.trial = None;
+                self.sup.begin_shutdown(PowerAction::Reboot, now);
+            }
+        }
+    }
+
     fn arm_timer(&self, now: Millis) {
         let mut next = self.sup.deadline(now);
         if let Some(d) = self.runs.deadline() {
             next = Some(next.map_or(d, |n| n.min(d)));
         }
         if let Some(d) = self.update.as_ref().and_then(|u| u.deadline(now)) {
+            next = Some(next.map_or(d, |n| n.min(d)));
+        }
+        if let Some(d) = self.trial.as_ref().map(|t| t.deadline()) {
             next = Some(next.map_or(d, |n| n.min(d)));
         }
         for d in [

@@ -35,6 +35,7 @@ mod power;
 mod ring;
 mod runs;
 mod signals;
+mod slots;
 mod spawn;
 mod supervisor;
 mod uevent;
@@ -67,6 +68,27 @@ fn main() {
     boot::hostname(&cl, &cfg);
     boot::clock_and_entropy();
     modules::load_all(cfg.modules.iter().map(|m| m.as_str()));
+    if let Some(sc) = cfg.slots.as_ref() {
+        match slots::booted() {
+            // In the initramfs: pick a root slot and exec its init.
+            None => {
+                let why = slots::stage1(sc);
+                fatal::fatal(
+                    format_args!("cannot boot a root slot: {why}"),
+                    "check the slot partitions named in [slots] and the boot-state partition",
+                    &cfg.fatal,
+                )
+            }
+            Some(b) => {
+                event!(
+                    "event=slot-booted slot={} trial={}",
+                    b.slot.name(),
+                    u8::from(b.trial)
+                );
+                slots::mount_data(sc);
+            }
+        }
+    }
     cgroup::init_root();
     // Ctrl-Alt-Del becomes SIGINT to us instead of an instant reboot.
     let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);

@@ -70,6 +70,8 @@ pub struct Svc {
     family: bool,
     /// Its place in a pod (fixed by the config).
     pod: Option<PodRole>,
+    /// How its last run ended.
+    last_exit: Option<ExitCode>,
 }
 
 /// What the supervisor wants the event loop to do.
@@ -196,6 +198,7 @@ impl Supervisor {
                 control,
                 family,
                 pod,
+                last_exit: None,
             });
         }
         let cfg_pods = cfg.pods.len();
@@ -443,6 +446,16 @@ impl Supervisor {
                 }
             })
             .collect()
+    }
+
+    /// How service `name` ended for good: `Some(true)` done with status 0,
+    /// `Some(false)` done with another status, `None` not done yet.
+    pub fn outcome(&self, name: &str) -> Option<bool> {
+        let s = self.svcs.get(self.cfg.service_index(name)?)?;
+        match s.state {
+            State::Done => Some(s.last_exit.is_some_and(|c| c.success())),
+            _ => None,
+        }
     }
 
     /// The config in force.
@@ -976,6 +989,9 @@ impl Supervisor {
                 // Leftovers of this incarnation go with it.
                 if cgroup::populated(&svc.name) {
                     cgroup::kill_all(&svc.name);
+                }
+                if let Some(s) = self.svcs.get_mut(i) {
+                    s.last_exit = Some(code);
                 }
                 if policy::should_restart(svc.restart, code) {
                     self.backoff(i, now, ran);

@@ -611,4 +611,74 @@ impl Store {
         }
         Ok(())
     }
+
+    /// The chunks of file `path` of installed bundle `name` (its signed
+    /// manifest's list), or `None` when it has no such regular file.
+    fn file_chunks(&self, name: &str, path: &str) -> Result<Option<Vec<ChunkRefOf>>, StoreError> {
+        let inst = self.state.installed(name).ok_or(StoreError::NotInstalled {
+            name: name.to_string(),
+        })?;
+        let (_, manifest) = self.read_record(&inst.root)?;
+        Ok(manifest.entries.iter().find_map(|e| match &e.node {
+            Node::File { chunks, .. } if e.path == path => {
+                Some(chunks.iter().map(|c| (c.id, c.len)).collect())
+            }
+            _ => None,
+        }))
+    }
+
+    /// Stream file `path` of installed bundle `name` into `out` (a root
+    /// image onto a slot partition), re-checking every chunk on the way.
+    /// Returns its length.
+    pub fn write_file(
+        &self,
+        name: &str,
+        path: &str,
+        out: &mut dyn Write,
+    ) -> Result<u64, StoreError> {
+        let chunks = self
+            .file_chunks(name, path)?
+            .ok_or_else(|| StoreError::NotInstalled {
+                name: format!("{name}:{path}"),
+            })?;
+        let mut buf = Vec::with_capacity(CHUNK_MAX as usize + 1);
+        let mut n = 0u64;
+        for (id, _) in &chunks {
+            self.read_chunk(id, &mut buf)?;
+            out.write_all(&buf)
+                .map_err(io_err("writing", Path::new(path)))?;
+            n += buf.len() as u64;
+        }
+        Ok(n)
+    }
+
+    /// Whether `input` starts with exactly file `path` of bundle `name`:
+    /// read chunk by chunk at the manifest's lengths, each hashed and
+    /// compared with its signed id. `Ok(Err(k))`: chunk `k` differs.
+    pub fn check_copy(
+        &self,
+        name: &str,
+        path: &str,
+        input: &mut dyn Read,
+    ) -> Result<Result<u64, usize>, StoreError> {
+        let chunks = self
+            .file_chunks(name, path)?
+            .ok_or_else(|| StoreError::NotInstalled {
+                name: format!("{name}:{path}"),
+            })?;
+        let mut buf = vec![0u8; CHUNK_MAX as usize];
+        let mut n = 0u64;
+        for (k, (id, len)) in chunks.iter().enumerate() {
+            let Some(b) = buf.get_mut(..*len as usize) else {
+                return Ok(Err(k));
+            };
+            if input.read_exact(b).is_err() || hash::leaf(b) != *id {
+                return Ok(Err(k));
+            }
+            n += u64::from(*len);
+        }
+        Ok(Ok(n))
+    }
 }
+
+type ChunkRefOf = (Hash, u32);

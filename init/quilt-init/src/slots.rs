@@ -1,0 +1,426 @@
+//! A/B root slots on the device (docs/updates.md); the rules themselves are
+//! the pure `quilt_slots` crate.
+//!
+//! - Stage 1, quilt-init in the initramfs: read the boot state, decide,
+//!   write the new state *before* booting, mount the chosen slot read-only
+//!   and exec its init (`QUILT_SLOT=a|b`, `QUILT_TRIAL=0|1` in its
+//!   environment). A trial slot that does not even mount falls back at once.
+//! - Stage 2, quilt-init from the slot: mount the data partition; on a
+//!   trial, commit the slot once the health service exits 0, or give up
+//!   (and reboot into the previous slot) when it fails or the deadline
+//!   passes.
+//! - A firmware bundle (runtime `firmware`, its entry a root image) once
+//!   installed is streamed to the other slot, read back and checked chunk
+//!   by chunk against its signed ids, and only then staged for one try.
+
+use crate::event;
+use quilt_config::Slots as Cfg;
+use quilt_slots::{Slot, State, COPY_OFFSETS, RECORD};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+
+/// The slot this quilt-init was started from (stage 2).
+#[derive(Debug, Clone, Copy)]
+pub struct Booted {
+    /// Which.
+    pub slot: Slot,
+    /// On trial: must report healthy.
+    pub trial: bool,
+}
+
+/// Set by stage 1 for stage 2; `None` in the initramfs.
+pub fn booted() -> Option<Booted> {
+    let slot = Slot::parse(std::env::var("QUILT_SLOT").ok()?.as_str())?;
+    let trial = std::env::var("QUILT_TRIAL").is_ok_and(|t| t == "1");
+    Some(Booted { slot, trial })
+}
+
+fn device(cfg: &Cfg, slot: Slot) -> &str {
+    match slot {
+        Slot::A => cfg.a.as_str(),
+        Slot::B => cfg.b.as_str(),
+    }
+}
+
+/// The current record and the copy it is in (`None`: blank or both torn).
+fn read_state(cfg: &Cfg) -> std::io::Result<Option<(State, usize)>> {
+    let f = std::fs::File::open(cfg.state.as_str())?;
+    let mut copies = [[0u8; RECORD]; 2];
+    for (buf, off) in copies.iter_mut().zip(COPY_OFFSETS) {
+        f.read_exact_at(buf, off)?;
+    }
+    let [a, b] = &copies;
+    Ok(quilt_slots::current([a, b]))
+}
+
+/// Write `s` into the copy the current record is not in, and sync.
+fn write_state(cfg: &Cfg, s: &State, current_copy: Option<usize>) -> std::io::Result<()> {
+    let copy = current_copy.map_or(0, |c| 1 - c.min(1));
+    let off = COPY_OFFSETS.get(copy).copied().unwrap_or(0);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cfg.state.as_str())?;
+    f.write_all_at(&s.encode(), off)?;
+    f.sync_all()
+}
+
+/// Read, change, write the boot state (stage 2).
+fn update_state(cfg: &Cfg, change: impl FnOnce(State) -> Option<State>) -> Result<State, String> {
+    let (cur, copy) = read_state(cfg)
+        .map_err(|e| format!("reading {}: {e}", cfg.state))?
+        .ok_or("the boot state has no valid record")?;
+    let next = change(cur).ok_or("nothing to change")?;
+    write_state(cfg, &next, Some(copy)).map_err(|e| format!("writing {}: {e}", cfg.state))?;
+    Ok(next)
+}
+
+fn wait_for(path: &str, ms: u64) -> bool {
+    for _ in 0..ms / 20 {
+        if std::path::Path::new(path).exists() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::path::Path::new(path).exists()
+}
+
+const SYSROOT: &str = "/sysroot";
+
+fn mount_slot(cfg: &Cfg, slot: Slot) -> rustix::io::Result<()> {
+    use rustix::mount::{mount, MountFlags};
+    let _ = rustix::fs::mkdir(SYSROOT, rustix::fs::Mode::from_raw_mode(0o755));
+    mount(
+        device(cfg, slot),
+        SYSROOT,
+        cfg.fstype.as_str(),
+        MountFlags::RDONLY | MountFlags::NODEV,
+        None,
+    )
+}
+
+/// Stage 1: choose, mount and exec a slot. Returns only with the reason
+/// nothing could be booted.
+pub fn stage1(cfg: &Cfg) -> String {
+    for dev in [&cfg.state, &cfg.a, &cfg.b] {
+        if !wait_for(dev, 10_000) {
+            event!("event=slot-device-missing dev={}", dev);
+        }
+    }
+    let cur = match read_state(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            event!(
+                "event=slot-state-unreadable dev={} error=\"{}\"",
+                cfg.state,
+                e
+            );
+            None
+        }
+    };
+    let d = quilt_slots::decide(cur.map(|c| c.0));
+    let mut state = cur.map_or(State::initial(), |c| c.0);
+    if let Some(w) = d.write {
+        match write_state(cfg, &w, cur.map(|c| c.1)) {
+            Ok(()) => state = w,
+            // Booting a trial without having spent its try could loop.
+            Err(e) if d.trial => {
+                return format!("cannot spend the trial slot's try on {}: {e}", cfg.state)
+            }
+            Err(e) => event!("event=slot-state-write-failed error=\"{}\"", e),
+        }
+    }
+    if let Some(from) = d.fell_back_from {
+        event!(
+            "event=slot-fallback from={} to={} reason=\"it did not report healthy\" fallbacks={}",
+            from.name(),
+            d.slot.name(),
+            state.fallbacks
+        );
+    }
+    event!(
+        "event=slot-selected slot={} trial={} tries_left={} seq={}",
+        d.slot.name(),
+        u8::from(d.trial),
+        state.tries_left,
+        state.seq
+    );
+    let (slot, trial) = match mount_slot(cfg, d.slot) {
+        Ok(()) => (d.slot, d.trial),
+        Err(e) if d.trial => {
+            event!(
+                "event=slot-fallback from={} to={} reason=\"mount failed: {}\"",
+                d.slot.name(),
+                state.primary.name(),
+                e
+            );
+            // Record the fallback now, as the next boot would.
+            let fallback = quilt_slots::decide(Some(quilt_slots::give_up(state))).write;
+            if let Err(e) = update_state(cfg, |_| fallback) {
+                event!("event=slot-state-write-failed error=\"{}\"", e);
+            }
+            match mount_slot(cfg, state.primary) {
+                Ok(()) => (state.primary, false),
+                Err(e) => {
+                    return format!("slot {} does not mount either: {e}", state.primary.name())
+                }
+            }
+        }
+        Err(e) => {
+            // The committed slot is damaged: the other is the last resort.
+            let other = d.slot.other();
+            event!(
+                "event=slot-mount-failed slot={} error=\"{}\" trying={}",
+                d.slot.name(),
+                e,
+                other.name()
+            );
+            match mount_slot(cfg, other) {
+                Ok(()) => (other, false),
+                Err(e2) => {
+                    return format!(
+                        "neither root slot mounts ({}: {e}; {}: {e2})",
+                        d.slot.name(),
+                        other.name()
+                    )
+                }
+            }
+        }
+    };
+    switch_root(cfg, slot, trial)
+}
+
+/// Make the mounted slot the root and exec its init; returns only on
+/// failure.
+fn switch_root(cfg: &Cfg, slot: Slot, trial: bool) -> String {
+    use rustix::mount::{mount_move, unmount, UnmountFlags};
+    use std::os::unix::process::CommandExt;
+    // The slot's init mounts its own early filesystems.
+    for t in [
+        "/dev/pts",
+        "/dev/shm",
+        "/sys/fs/cgroup",
+        "/tmp",
+        "/run",
+        "/sys",
+        "/proc",
+        "/dev",
+    ] {
+        let _ = unmount(t, UnmountFlags::DETACH);
+    }
+    if let Err(e) = rustix::process::chdir(SYSROOT) {
+        return format!("chdir {SYSROOT}: {e}");
+    }
+    if let Err(e) = mount_move(".", "/") {
+        return format!("moving the slot over /: {e}");
+    }
+    if let Err(e) = rustix::process::chroot(".") {
+        return format!("chroot into the slot: {e}");
+    }
+    let _ = rustix::process::chdir("/");
+    let err = std::process::Command::new(cfg.init.as_str())
+        .env_clear()
+        .env("QUILT_SLOT", slot.name())
+        .env("QUILT_TRIAL", if trial { "1" } else { "0" })
+        .exec();
+    format!("exec {} in slot {}: {err}", cfg.init, slot.name())
+}
+
+/// Stage 2: mount the data partition.
+pub fn mount_data(cfg: &Cfg) {
+    use rustix::mount::{mount, MountFlags};
+    let Some(dev) = cfg.data.as_ref() else {
+        return;
+    };
+    if !wait_for(dev, 10_000) {
+        event!("event=data-device-missing dev={}", dev);
+        return;
+    }
+    let _ = std::fs::create_dir_all(cfg.data_mount.as_str());
+    match mount(
+        dev.as_str(),
+        cfg.data_mount.as_str(),
+        cfg.data_fstype.as_str(),
+        MountFlags::NOSUID | MountFlags::NODEV,
+        None,
+    ) {
+        Ok(()) => event!("event=data-mounted dev={} at={}", dev, cfg.data_mount),
+        Err(e) => event!(
+            "event=data-mount-failed dev={} fstype={} error=\"{}\"",
+            dev,
+            cfg.data_fstype,
+            e
+        ),
+    }
+}
+
+/// A trial in progress (stage 2).
+pub struct Trial {
+    slot: Slot,
+    deadline: crate::clock::Millis,
+    health: Option<String>,
+}
+
+/// What a trial is waiting for.
+pub enum Verdict {
+    /// Still waiting.
+    Pending,
+    /// Committed.
+    Committed,
+    /// Failed: reboot into the previous slot.
+    Failed,
+}
+
+impl Trial {
+    /// Start watching, if this boot is a trial.
+    pub fn begin(cfg: &Cfg, booted: Option<Booted>, now: crate::clock::Millis) -> Option<Trial> {
+        let b = booted.filter(|b| b.trial)?;
+        event!(
+            "event=slot-trial slot={} health={} deadline_s={}",
+            b.slot.name(),
+            cfg.health.as_deref().unwrap_or("boot-ready"),
+            cfg.health_deadline_s
+        );
+        Some(Trial {
+            slot: b.slot,
+            deadline: now.after(u64::from(cfg.health_deadline_s) * 1000),
+            health: cfg.health.as_ref().map(|h| h.to_string()),
+        })
+    }
+
+    /// When to look again.
+    pub fn deadline(&self) -> crate::clock::Millis {
+        self.deadline
+    }
+
+    /// Judge with the health service's outcome (`Some(true)`: exited 0).
+    pub fn judge(
+        &self,
+        cfg: &Cfg,
+        outcome: impl Fn(&str) -> Option<bool>,
+        now: crate::clock::Millis,
+    ) -> Verdict {
+        let ok = match &self.health {
+            None => Some(true),
+            Some(h) => outcome(h),
+        };
+        match ok {
+            Some(true) => match update_state(cfg, |s| {
+                (s.trying == Some(self.slot)).then(|| quilt_slots::commit(s, self.slot))
+            }) {
+                Ok(s) => {
+                    event!(
+                        "event=slot-committed slot={} seq={}",
+                        self.slot.name(),
+                        s.seq
+                    );
+                    Verdict::Committed
+                }
+                Err(e) => {
+                    event!(
+                        "event=slot-commit-failed slot={} error=\"{}\"",
+                        self.slot.name(),
+                        e
+                    );
+                    Verdict::Failed
+                }
+            },
+            Some(false) => self.fail(cfg, "the health service failed"),
+            None if now >= self.deadline => self.fail(cfg, "not healthy by the deadline"),
+            None => Verdict::Pending,
+        }
+    }
+
+    fn fail(&self, cfg: &Cfg, why: &str) -> Verdict {
+        let r = update_state(cfg, |s| Some(quilt_slots::give_up(s)));
+        event!(
+            "event=slot-unhealthy slot={} reason=\"{}\" state_written={}",
+            self.slot.name(),
+            why,
+            u8::from(r.is_ok())
+        );
+        Verdict::Failed
+    }
+}
+
+/// A firmware bundle was installed: write its root image to the other
+/// slot, check it there against the signed chunk ids, then stage it.
+/// `Ok(true)`: staged and the board should reboot into it.
+pub fn stage_firmware(
+    cfg: &Cfg,
+    booted: Option<Booted>,
+    store: &quilt_store::Store,
+    header: &quilt_bundle::Header,
+) -> Result<bool, String> {
+    let b = booted.ok_or("this board did not boot from a slot (no stage 1)")?;
+    if b.trial {
+        return Err(format!(
+            "slot {} is still on trial; install firmware once it is committed",
+            b.slot.name()
+        ));
+    }
+    let target = b.slot.other();
+    let dev = device(cfg, target);
+    let t0 = crate::clock::Millis::now();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev)
+        .map_err(|e| format!("opening slot {} ({dev}): {e}", target.name()))?;
+    let room = f
+        .seek(SeekFrom::End(0))
+        .map_err(|e| format!("{dev}: {e}"))?;
+    if header.total_size > room {
+        return Err(format!(
+            "the root image ({} bytes) does not fit slot {} ({room} bytes)",
+            header.total_size,
+            target.name()
+        ));
+    }
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("{dev}: {e}"))?;
+    let name = header.name.as_str();
+    let entry = header.entry.as_str();
+    let written = {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, &mut f);
+        let n = store
+            .write_file(name, entry, &mut w)
+            .map_err(|e| format!("writing slot {}: {e}", target.name()))?;
+        w.flush()
+            .map_err(|e| format!("writing slot {}: {e}", target.name()))?;
+        n
+    };
+    f.sync_all().map_err(|e| format!("syncing {dev}: {e}"))?;
+    // Read it back from the device and check it against the signed ids:
+    // only a slot holding exactly the signed image is ever selected.
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("{dev}: {e}"))?;
+    let mut r = std::io::BufReader::with_capacity(1 << 16, &mut f);
+    match store.check_copy(name, entry, &mut r) {
+        Ok(Ok(_)) => {}
+        Ok(Err(k)) => {
+            return Err(format!(
+                "slot {} read back wrong at chunk {k}: the device did not keep what was written; nothing staged",
+                target.name()
+            ))
+        }
+        Err(e) => return Err(format!("checking slot {}: {e}", target.name())),
+    }
+    let s = update_state(cfg, |s| quilt_slots::stage(s, target, header.version, cfg.tries))
+        .map_err(|_| {
+            format!(
+                "version {} is not newer than the committed slot's firmware, or the boot state is unreadable; nothing staged",
+                header.version
+            )
+        })?;
+    event!(
+        "event=update-staged slot={} name={} version={} bytes={} ms={} tries={} seq={}",
+        target.name(),
+        name,
+        header.version,
+        written,
+        crate::clock::Millis::now().since(t0),
+        s.tries_left,
+        s.seq
+    );
+    Ok(cfg.reboot_after_update)
+}
