@@ -45,6 +45,9 @@ required=(
 	"shellcheck shellcheck"   # lint for our scripts
 	"mkfs.vfat dosfstools"    # tests/tests/usb.rs: the FAT stick image
 	"mcopy mtools"            # ... and its files, without mounting it
+	"mksquashfs squashfs-tools" # tests/tests/ab.rs: the root slot images
+	"mkfs.ext4 e2fsprogs"     # ... the data partition and the update medium
+	"sfdisk fdisk"            # ... the GPT of the board disk
 )
 
 sudo_cmd=()

@@ -182,6 +182,49 @@ pub fn kernel_for(arch: Arch) -> Result<Kernel> {
         })
 }
 
+/// The x86_64 kernel `tools/build-kernel.sh x86_64` built from the
+/// `kernel-config/` fragments (everything quilt needs built in, no modules).
+#[derive(Debug, Clone)]
+pub struct BuiltKernel {
+    /// The ELF `vmlinux` QEMU microvm boots (PVH entry).
+    pub vmlinux: PathBuf,
+    /// Its release (`build/include/config/kernel.release` beside it), when
+    /// the build tree is there.
+    pub release: Option<String>,
+}
+
+/// The kernel [`BuiltKernel`] describes: `QUILT_BUILT_KERNEL` if set (a
+/// relative path is taken from the repository root), else
+/// `target/kernel/x86_64/vmlinux` in the repository. Never builds it (that
+/// takes tens of minutes): when it is missing the error says to run
+/// `tools/build-kernel.sh x86_64`.
+pub fn built_kernel() -> Result<BuiltKernel> {
+    let (vmlinux, from) = match std::env::var_os("QUILT_BUILT_KERNEL") {
+        // Relative to the repository: cargo runs tests in tests/.
+        Some(p) => (repo_root().join(p), "QUILT_BUILT_KERNEL"),
+        None => (
+            repo_root().join("target/kernel/x86_64/vmlinux"),
+            "the default path",
+        ),
+    };
+    if !vmlinux.is_file() {
+        return Err(HarnessError::Setup {
+            what: "finding the kernel built from kernel-config/".into(),
+            detail: format!(
+                "no kernel at {} ({from}): run `tools/build-kernel.sh x86_64` first \
+                 (or set QUILT_BUILT_KERNEL to a vmlinux built from kernel-config/)",
+                vmlinux.display()
+            ),
+        });
+    }
+    let release = vmlinux.parent().and_then(|dir| {
+        std::fs::read_to_string(dir.join("build/include/config/kernel.release"))
+            .ok()
+            .map(|r| r.trim().to_owned())
+    });
+    Ok(BuiltKernel { vmlinux, release })
+}
+
 /// A static busybox for `arch` guests, from `qemu/fetch-busybox.sh`: the
 /// host's `/bin/busybox` (busybox-static) on x86_64, Debian's
 /// `busybox-static:arm64` unpacked into `.cache/busybox/aarch64/` on aarch64.

@@ -53,8 +53,9 @@ mod image;
 mod vm;
 
 pub use build::{
-    busybox_for, guest_binary, guest_binary_for, host_binary, host_cdylib, kernel, kernel_for,
-    quilt_init_binary, quilt_init_binary_for, repo_root, sysroot_for, work_dir, Arch, Kernel,
+    built_kernel, busybox_for, guest_binary, guest_binary_for, host_binary, host_cdylib, kernel,
+    kernel_for, quilt_init_binary, quilt_init_binary_for, repo_root, sysroot_for, work_dir, Arch,
+    BuiltKernel, Kernel,
 };
 pub use bundles::{
     example_dir, quilt, quilt_cli, signed_bundle, signed_example, test_key, SignedBundle,
