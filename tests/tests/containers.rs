@@ -657,6 +657,7 @@ fn a_pod_shares_network_ipc_and_volumes_and_stops_as_one() {
 name = "duo"
 services = ["web", "peer"]
 volumes = ["shared"]
+pid = true
 
 [[service]]
 name = "web"
@@ -686,9 +687,10 @@ const note = fs.readFileSync("/run/volumes/shared/note", "utf8");
 let ro = false;
 try { fs.writeFileSync("/run/volumes/shared/x", "x"); } catch { ro = true; }
 const net = fs.readFileSync("/proc/net/tcp", "utf8").includes(":1F90");
+const pids = fs.readdirSync("/proc").filter((n) => /^[0-9]+$/.test(n)).length;
 fetch("http://127.0.0.1:8080/").then((r) => r.text()).then((http) =>
-  console.log(JSON.stringify({ note, http, ro, listening: net }))
-).catch((e) => console.log(JSON.stringify({ note, http: String(e), ro, listening: net })));
+  console.log(JSON.stringify({ note, http, ro, listening: net, pids }))
+).catch((e) => console.log(JSON.stringify({ note, http: String(e), ro, listening: net, pids })));
 "#;
     let probe = format!(
         r#"#!/bin/sh
@@ -758,6 +760,10 @@ echo "after=$(quilt ps | grep -E '^(web|peer|alone) ' | tr -s ' ' | cut -d' ' -f
         out["listening"], true,
         "port 8080 not in the peer's netns: {out}"
     );
+    // `pid = true`: the pod's holder (PID 1 inside), web's and peer's Bun
+    // and this exec are all in one PID namespace; a container alone sees
+    // itself and its exec only.
+    assert!(out["pids"].as_u64().unwrap() >= 4, "{out}");
     // A service outside the pod has a loopback of its own.
     let again = json_line(&ch, "again=");
     assert!(

@@ -228,6 +228,10 @@ pub struct Pod {
     /// token, at `/run/volumes/<volume>`.
     #[serde(default)]
     pub volumes: Vec<Name, MAX_POD_MEMBERS>,
+    /// Members share one PID namespace too (they see and may signal each
+    /// other's processes, as their uid allows).
+    #[serde(default)]
+    pub pid: bool,
 }
 
 /// Where `quilt send` reaches the board.

@@ -31,7 +31,7 @@ pub use child::{reset_signals, Stage};
 pub use enter::{enter, EnterPlan};
 pub use plan::{Bind, IdMap, Overlay, Plan, PlanError, Spec, Volume};
 
-use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 const CLONE_NEWNS: u64 = libc::CLONE_NEWNS as u64;
 const CLONE_NEWUTS: u64 = libc::CLONE_NEWUTS as u64;
@@ -142,6 +142,8 @@ pub struct Join<'a> {
     pub net: Option<BorrowedFd<'a>>,
     /// Its pod's IPC namespace.
     pub ipc: Option<BorrowedFd<'a>>,
+    /// Its pod's PID namespace (see [`netns::pid_holder`]).
+    pub pid: Option<BorrowedFd<'a>>,
 }
 
 /// [`spawn`], joining the namespaces in `join`. A user namespace cannot
@@ -152,7 +154,7 @@ pub fn spawn_in(
     cgroup: BorrowedFd<'_>,
     join: Join<'_>,
 ) -> std::io::Result<Spawned> {
-    if plan.userns.is_some() && (join.net.is_some() || join.ipc.is_some()) {
+    if plan.userns.is_some() && (join.net.is_some() || join.ipc.is_some() || join.pid.is_some()) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "a container with its own user namespace cannot join a pod's or a prepared network namespace",
@@ -165,7 +167,10 @@ pub fn spawn_in(
         ));
     }
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    let mut flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWPID | CLONE_NEWCGROUP;
+    let mut flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWCGROUP;
+    if join.pid.is_none() {
+        flags |= CLONE_NEWPID;
+    }
     if join.ipc.is_none() {
         flags |= CLONE_NEWIPC;
     }
@@ -179,10 +184,22 @@ pub fn spawn_in(
         }
         None => None,
     };
+    // A PID namespace cannot be entered by the process itself, only by its
+    // children: point ours at the pod's for this one clone, then back.
+    let home_pid = match join.pid {
+        Some(ns) => {
+            let home = netns::open_ns("/proc/self/ns/pid")?;
+            netns::setns(ns, libc::CLONE_NEWPID)?;
+            Some(home)
+        }
+        None => None,
+    };
     // SAFETY: quilt-init and the benchmark driver are single-threaded; the
     // child branch runs only raw libc calls and never returns.
-    let pid = unsafe { clone3(flags, Some(cgroup))? };
-    if pid == 0 {
+    let cloned = unsafe { clone3(flags, Some(cgroup)) };
+    // The child goes straight to its setup: nothing after clone3 in this
+    // function is for it (it must never return into the caller).
+    if let Ok(0) = cloned {
         let raw = sync.as_ref().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd()));
         let join = [
             (join.net.map(|fd| fd.as_raw_fd()), libc::CLONE_NEWNET),
@@ -191,6 +208,11 @@ pub fn spawn_in(
         // SAFETY: we are the freshly cloned child of a single-threaded parent.
         unsafe { child::run(plan, stdio, err_w.as_raw_fd(), raw, join) }
     }
+    if let Some(home) = &home_pid {
+        // Only our children's namespace changed; ours is where we began.
+        netns::setns(home.as_fd(), libc::CLONE_NEWPID)?;
+    }
+    let pid = cloned?;
     drop(err_w);
     let mut map_error = None;
     if let (Some(map), Some((r, w))) = (plan.userns, sync) {

@@ -74,6 +74,32 @@ pub fn prepare(
     Ok(NetNs { ns, ipc, listeners })
 }
 
+/// A pod's shared PID namespace: a tiny holder process is its init (PID 1
+/// inside; it reaps what the namespace orphans and never exits, so members
+/// may come and go), held by fd. Returns the holder's host pid and the
+/// namespace.
+pub fn pid_holder() -> io::Result<(i32, OwnedFd)> {
+    // SAFETY: single-threaded parent; the child only calls raw libc
+    // functions in a loop and never returns.
+    let pid = unsafe { crate::clone3(libc::CLONE_NEWPID as u64, None)? };
+    if pid == 0 {
+        // SAFETY: the child of clone3; plain libc calls on no shared state.
+        unsafe {
+            crate::child::reset_signals();
+            // Keep none of PID 1's sockets, pipes or memfds alive.
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            libc::setsid();
+            loop {
+                if libc::waitpid(-1, core::ptr::null_mut(), 0) < 0 {
+                    libc::pause();
+                }
+            }
+        }
+    }
+    let ns = open_ns(&format!("/proc/{pid}/ns/pid"))?;
+    Ok((pid, ns))
+}
+
 type Away = (OwnedFd, Option<OwnedFd>, OwnedFd, Vec<OwnedFd>);
 
 /// The part done away from home: enter or make the namespace(s), take an
@@ -105,7 +131,7 @@ fn step_out(into: Option<BorrowedFd<'_>>, with_ipc: bool, listeners: usize) -> i
     Ok((ns, ipc, ctl, socks))
 }
 
-fn open_ns(path: &str) -> io::Result<OwnedFd> {
+pub(crate) fn open_ns(path: &str) -> io::Result<OwnedFd> {
     rustix::fs::open(
         path,
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
@@ -114,7 +140,7 @@ fn open_ns(path: &str) -> io::Result<OwnedFd> {
     .map_err(|e| annotate(e.into(), path))
 }
 
-fn setns(fd: BorrowedFd<'_>, kind: libc::c_int) -> io::Result<()> {
+pub(crate) fn setns(fd: BorrowedFd<'_>, kind: libc::c_int) -> io::Result<()> {
     // SAFETY: setns takes an fd we borrow and a flag.
     if unsafe { libc::setns(fd.as_raw_fd(), kind) } != 0 {
         return Err(annotate(io::Error::last_os_error(), "setns"));

@@ -437,7 +437,7 @@ impl Runs {
                 Ok(p) => {
                     let join = quilt_container::Join {
                         net: Some(p.ns.as_fd()),
-                        ipc: None,
+                        ..Default::default()
                     };
                     let sp = quilt_container::spawn_in(plan, stdio, cg_fd.as_fd(), join);
                     if let Ok(sp) = &sp {

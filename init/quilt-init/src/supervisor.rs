@@ -112,7 +112,22 @@ pub struct Supervisor {
     /// Each pod's network and IPC namespaces, made when its first member
     /// starts and held for the boot, so a member that restarts joins them
     /// again (as its volumes last the boot).
-    pod_ns: Vec<Option<quilt_container::netns::NetNs>>,
+    pod_ns: Vec<Option<PodNamespaces>>,
+}
+
+/// A pod's namespaces, held for the boot.
+struct PodNamespaces {
+    net: quilt_container::netns::NetNs,
+    /// The PID namespace's holder (host pid) and the namespace, when the
+    /// pod shares one.
+    pid: Option<(i32, OwnedFd)>,
+}
+
+/// A pod's namespaces for one member's start (duplicated fds).
+struct PodFds {
+    net: OwnedFd,
+    ipc: OwnedFd,
+    pid: Option<OwnedFd>,
 }
 
 /// See [`Supervisor::net_adopt`].
@@ -477,22 +492,41 @@ impl Supervisor {
 
     /// Service `i`'s pod's namespaces (net, IPC), made on first use;
     /// `None` when it is in no pod.
-    fn pod_namespaces(&mut self, i: usize) -> Result<Option<(OwnedFd, OwnedFd)>, String> {
+    fn pod_namespaces(&mut self, i: usize) -> Result<Option<PodFds>, String> {
         let Some(p) = self.svcs.get(i).and_then(|s| s.pod.as_ref()).map(|p| p.pod) else {
             return Ok(None);
         };
-        let pod = self.cfg.pods.get(p).map(|p| p.name.as_str()).unwrap_or("?");
+        let (pod, share_pid) = self
+            .cfg
+            .pods
+            .get(p)
+            .map_or(("?", false), |p| (p.name.as_str(), p.pid));
         let slot = self.pod_ns.get_mut(p).ok_or("no such pod")?;
         if slot.is_none() {
-            let ns = quilt_container::netns::prepare(None, true, &[])
+            let net = quilt_container::netns::prepare(None, true, &[])
                 .map_err(|e| format!("making pod {pod:?}'s namespaces: {e}"))?;
-            event!("event=pod-namespaces pod={}", pod);
-            *slot = Some(ns);
+            let pid = match share_pid {
+                true => Some(
+                    quilt_container::netns::pid_holder()
+                        .map_err(|e| format!("making pod {pod:?}'s PID namespace: {e}"))?,
+                ),
+                false => None,
+            };
+            event!(
+                "event=pod-namespaces pod={} pid_holder={}",
+                pod,
+                pid.as_ref().map_or(0, |(h, _)| *h)
+            );
+            *slot = Some(PodNamespaces { net, pid });
         }
         let ns = slot.as_ref().ok_or("pod namespaces vanished")?;
         let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("pod {pod:?}: dup: {e}"));
-        let ipc = ns.ipc.as_ref().ok_or("pod without an IPC namespace")?;
-        Ok(Some((dup(&ns.ns)?, dup(ipc)?)))
+        let ipc = ns.net.ipc.as_ref().ok_or("pod without an IPC namespace")?;
+        Ok(Some(PodFds {
+            net: dup(&ns.net.ns)?,
+            ipc: dup(ipc)?,
+            pid: ns.pid.as_ref().map(|(_, fd)| dup(fd)).transpose()?,
+        }))
     }
 
     fn is_ready(&self, name: &str) -> bool {
@@ -770,7 +804,7 @@ impl Supervisor {
         let prepared = match plan.net.is_empty() {
             true => Ok(None),
             false => quilt_container::netns::prepare(
-                pod.as_ref().map(|(net, _)| net.as_fd()),
+                pod.as_ref().map(|p| p.net.as_fd()),
                 false,
                 &plan.net,
             )
@@ -782,8 +816,9 @@ impl Supervisor {
                     net: p
                         .as_ref()
                         .map(|p| p.ns.as_fd())
-                        .or(pod.as_ref().map(|(net, _)| net.as_fd())),
-                    ipc: pod.as_ref().map(|(_, ipc)| ipc.as_fd()),
+                        .or(pod.as_ref().map(|p| p.net.as_fd())),
+                    ipc: pod.as_ref().map(|p| p.ipc.as_fd()),
+                    pid: pod.as_ref().and_then(|p| p.pid.as_ref()).map(|fd| fd.as_fd()),
                 };
                 quilt_container::spawn_in(plan, stdio, cg.as_fd(), join)
             }
