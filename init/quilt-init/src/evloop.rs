@@ -132,6 +132,14 @@ impl Loop {
                     .map_err(|e| event!("event=usb-unavailable error=\"{}\"", e))
                     .ok()
             });
+        let fresh: Vec<String> = match (sup.config().slots.as_ref(), tools.as_ref()) {
+            (Some(c), Some(t)) => {
+                crate::slots::pending_firmware(c, crate::slots::booted(), &t.store)
+                    .into_iter()
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
         let trial = sup
             .config()
             .slots
@@ -153,7 +161,7 @@ impl Loop {
             relay: crate::net::Relay::default(),
             booted: crate::slots::booted(),
             trial,
-            fresh: Vec::new(),
+            fresh,
             usb,
         })
     }

@@ -424,3 +424,34 @@ pub fn stage_firmware(
     );
     Ok(cfg.reboot_after_update)
 }
+
+/// A firmware in the store that should be in a slot but is not: the
+/// board lost power between installing it and staging it. Resumed at boot
+/// (the install was accepted), unless that version already fell back.
+pub fn pending_firmware(
+    cfg: &Cfg,
+    booted: Option<Booted>,
+    store: &quilt_store::Store,
+) -> Option<String> {
+    if booted?.trial {
+        return None;
+    }
+    let (s, _) = read_state(cfg).ok()??;
+    if s.trying.is_some() {
+        return None;
+    }
+    store.installed().iter().find_map(|i| {
+        let h = store.header(&i.name).ok()?;
+        (h.runtime == crate::bundles::FIRMWARE
+            && h.version > s.primary_version
+            && h.version != s.failed_version)
+            .then(|| {
+                event!(
+                    "event=update-resumed name={} version={} reason=\"in the store, not yet in a slot\"",
+                    h.name,
+                    h.version
+                );
+                h.name
+            })
+    })
+}

@@ -818,7 +818,10 @@ impl Supervisor {
                         .map(|p| p.ns.as_fd())
                         .or(pod.as_ref().map(|p| p.net.as_fd())),
                     ipc: pod.as_ref().map(|p| p.ipc.as_fd()),
-                    pid: pod.as_ref().and_then(|p| p.pid.as_ref()).map(|fd| fd.as_fd()),
+                    pid: pod
+                        .as_ref()
+                        .and_then(|p| p.pid.as_ref())
+                        .map(|fd| fd.as_fd()),
                 };
                 quilt_container::spawn_in(plan, stdio, cg.as_fd(), join)
             }

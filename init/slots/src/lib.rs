@@ -106,6 +106,8 @@ pub struct State {
     pub trying_version: u64,
     /// Version of the firmware in the primary slot (0: the factory image).
     pub primary_version: u64,
+    /// The last version that fell back (not resumed by itself again).
+    pub failed_version: u64,
     /// Fallbacks so far (for reports).
     pub fallbacks: u32,
 }
@@ -120,6 +122,7 @@ impl State {
             tries_left: 0,
             trying_version: 0,
             primary_version: 0,
+            failed_version: 0,
             fallbacks: 0,
         }
     }
@@ -136,6 +139,7 @@ impl State {
         w.put(&[self.tries_left]);
         w.put(&self.trying_version.to_le_bytes());
         w.put(&self.primary_version.to_le_bytes());
+        w.put(&self.failed_version.to_le_bytes());
         w.put(&self.fallbacks.to_le_bytes());
         let at = w.at;
         let crc = CRC.checksum(b.get(..at).unwrap_or(&[]));
@@ -163,6 +167,7 @@ impl State {
         let tries_left = *r.take(1)?.first()?;
         let trying_version = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
         let primary_version = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
+        let failed_version = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
         let fallbacks = u32::from_le_bytes(r.take(4)?.try_into().ok()?);
         let used = r.at;
         // Everything between the fields and the CRC is zero.
@@ -179,6 +184,7 @@ impl State {
             tries_left,
             trying_version,
             primary_version,
+            failed_version,
             fallbacks,
         })
     }
@@ -268,6 +274,7 @@ pub fn decide(state: Option<State>) -> Decision {
                 trying: None,
                 tries_left: 0,
                 trying_version: 0,
+                failed_version: s.trying_version,
                 fallbacks: s.fallbacks.saturating_add(1),
                 ..s
             })),
@@ -356,7 +363,10 @@ mod tests {
             (Slot::A, false, Some(Slot::B))
         );
         let after2 = d2.write.unwrap();
-        assert_eq!((after2.trying, after2.fallbacks), (None, 1));
+        assert_eq!(
+            (after2.trying, after2.fallbacks, after2.failed_version),
+            (None, 1, 7)
+        );
         assert_eq!(
             decide(Some(after2)).write,
             None,
@@ -409,7 +419,7 @@ mod tests {
             let trying = t.and_then(Slot::from_code).filter(|&t| t != primary);
             let s = State {
                 seq, primary, trying, tries_left: tries, trying_version: v, primary_version: pv,
-                fallbacks: f,
+                failed_version: pv ^ v, fallbacks: f,
             };
             let b = s.encode();
             prop_assert_eq!(State::decode(&b), Some(s));
