@@ -307,7 +307,9 @@ fn pid1_binary_is_static_and_within_budget() {
     // the bus owner side, the control verbs, the ledger and exec to ~1.78 MB,
     // the serial update receiver to ~1.85 MB, USB installs to 1,898,464
     // bytes, the TCP relay for net: tokens and fd-passed installs to
-    // 1,939,488 (opt-level "s" on the cold crates made it larger, 1.95 MB
-    // before those two). This budget catches regressions.
-    assert!(size <= 1_960_000, "quilt-init grew to {size} bytes");
+    // 1,939,488, A/B slots (stage 1, health, firmware staging, resume) and
+    // the pod PID-namespace holder to 1,991,424 (opt-level "s" on the cold
+    // crates made it larger, 1.95 MB before the last three). This budget
+    // catches regressions.
+    assert!(size <= 2_000_000, "quilt-init grew to {size} bytes");
 }
