@@ -131,26 +131,29 @@ pub fn stage1(cfg: &Cfg) -> String {
     }
     if let Some(from) = d.fell_back_from {
         event!(
-            "event=slot-fallback from={} to={} reason=\"it did not report healthy\" fallbacks={}",
+            "event=slot-fallback from={} to={} version={} reason=\"it did not report healthy\" fallbacks={}",
             from.name(),
             d.slot.name(),
+            d.write.map_or(0, |w| w.failed_version),
             state.fallbacks
         );
     }
     event!(
-        "event=slot-selected slot={} trial={} tries_left={} seq={}",
+        "event=slot-selected slot={} trial={} tries_left={} seq={} failed_version={}",
         d.slot.name(),
         u8::from(d.trial),
         state.tries_left,
-        state.seq
+        state.seq,
+        state.failed_version
     );
     let (slot, trial) = match mount_slot(cfg, d.slot) {
         Ok(()) => (d.slot, d.trial),
         Err(e) if d.trial => {
             event!(
-                "event=slot-fallback from={} to={} reason=\"mount failed: {}\"",
+                "event=slot-fallback from={} to={} version={} reason=\"mount failed: {}\"",
                 d.slot.name(),
                 state.primary.name(),
+                state.trying_version,
                 e
             );
             // Record the fallback now, as the next boot would.
