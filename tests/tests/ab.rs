@@ -288,6 +288,7 @@ fn has(events: &[quilt_system_tests::Event], name: &str, pairs: &[(&str, &str)])
 
 const PROBE_UPDATE: &str = r#"#!/bin/sh
 echo "report v=$(cat /etc/quilt-version)" > /dev/ttyS1
+echo "slots $(quilt slots --json | tr -d ' \n')" > /dev/ttyS1
 if [ -f /root/fw.qb ]; then
     quilt install /root/fw.qb > /dev/ttyS1 2>&1
     sleep 60
@@ -309,6 +310,12 @@ fn a_healthy_update_is_tried_once_then_committed() {
         "{con}"
     );
     assert!(ch.contains("report v=1"), "{ch}\n{con}");
+    assert!(
+        ch.contains(
+            r#"slots {"booted":"a","trial":false,"primary":"a","primary_version":0,"trying":null,"#
+        ),
+        "{ch}"
+    );
     assert!(
         has(
             &ev,
@@ -334,6 +341,9 @@ fn a_healthy_update_is_tried_once_then_committed() {
     );
     assert!(has(&ev, "slot-committed", &[("slot", "b")]), "{con}");
     assert!(ch.contains("report v=2"), "{ch}");
+    // (The probe starts with the health check, so the trial may or may
+    // not be committed yet when it asks.)
+    assert!(ch.contains(r#"slots {"booted":"b","#), "{ch}");
     // Boot 3: B for good.
     let (ev, ch, con) = boot_to_end(&disk, None);
     assert!(
@@ -342,6 +352,12 @@ fn a_healthy_update_is_tried_once_then_committed() {
     );
     assert!(!has(&ev, "slot-trial", &[]), "{con}");
     assert!(ch.contains("report v=2"), "{ch}");
+    assert!(
+        ch.contains(
+            r#"slots {"booted":"b","trial":false,"primary":"b","primary_version":2,"trying":null,"#
+        ),
+        "{ch}"
+    );
 }
 
 #[test]
@@ -392,6 +408,11 @@ fn an_unhealthy_update_falls_back_by_itself() {
         "{con}"
     );
     assert!(ch.contains("report v=1"), "{ch}");
+    assert!(
+        ch.contains(r#""booted":"a","trial":false,"primary":"a","#)
+            && ch.contains(r#""failed_version":2,"fallbacks":1}"#),
+        "{ch}"
+    );
     // A offers the same firmware again: it is staged again (the slot is
     // rewritten and checked), tried, and fails again.
     assert!(

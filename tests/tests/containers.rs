@@ -705,6 +705,8 @@ JS
 echo "peer=$(quilt exec peer --json -- /bin/bun -e "$(cat /tmp/check.js)")" > /dev/ttyS1
 echo "alone=$(quilt exec alone --json -- /bin/bun -e "fetch('http://127.0.0.1:8080/').then(r=>r.text()).then(console.log).catch(e=>console.log('refused'))")" > /dev/ttyS1
 echo "pods=$(quilt pods --json | tr -d ' \n')" > /dev/ttyS1
+out=$(quilt slots 2>&1)
+echo "slots=$? $out" > /dev/ttyS1
 # The first member alone restarts: it and the peer still share a loopback.
 quilt restart web > /dev/null
 sleep 1
@@ -786,6 +788,11 @@ echo "after=$(quilt ps | grep -E '^(web|peer|alone) ' | tr -s ' ' | cut -d' ' -f
     assert_eq!(pods[0]["members"][1]["name"], "peer", "{pods}");
     assert_eq!(pods[0]["members"][1]["state"], "running", "{pods}");
     assert_eq!(pods[0]["volumes"][0], "shared", "{pods}");
+    // A board without A/B slots says so, with the refusal's exit status.
+    assert!(
+        ch.contains("slots=3 quilt: refused (NotFound): this board has no A/B slots"),
+        "{ch}"
+    );
     let after = ch.lines().find_map(|l| l.strip_prefix("after=")).unwrap();
     assert!(
         after.contains("web stopped")

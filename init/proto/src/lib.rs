@@ -139,6 +139,9 @@ pub enum Request {
     /// be on a path quilt-init can see ([`Reply::Installed`]). A stream is
     /// spooled into a memfd by the client first: a pipe could stall PID 1.
     InstallFd,
+    /// Operator: the A/B boot state ([`Reply::Slots`]): which slot runs,
+    /// what is on trial, which version last fell back.
+    Slots,
 }
 
 /// What `Service` does.
@@ -317,6 +320,32 @@ pub enum Reply {
     },
     /// Answer to `Pods`: (name, members, volumes) per pod.
     Pods(Vec<(String, Vec<String>, Vec<String>)>),
+    /// Answer to `Slots`.
+    Slots(SlotsInfo),
+}
+
+/// The A/B boot state as `Slots` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotsInfo {
+    /// The slot this boot runs from (`a` or `b`); `None` outside a slot.
+    pub booted: Option<String>,
+    /// This boot is a trial not committed yet.
+    pub trial: bool,
+    /// The committed slot: what boots when nothing is on trial.
+    pub primary: String,
+    /// Firmware version in it (0: the factory image).
+    pub primary_version: u64,
+    /// A slot staged for, or in, its trial.
+    pub trying: Option<String>,
+    /// Firmware version in it.
+    pub trying_version: u64,
+    /// Boots the trial slot may still take.
+    pub tries_left: u8,
+    /// The last version that fell back; not resumed by itself again, only
+    /// when it is offered again.
+    pub failed_version: u64,
+    /// Fallbacks so far.
+    pub fallbacks: u32,
 }
 
 /// One counted resource as `Resources` shows it.
@@ -495,6 +524,7 @@ mod tests {
             13
         );
         assert_eq!(req(Request::InstallFd), 17);
+        assert_eq!(req(Request::Slots), 18);
         let rep = |r: Reply| encode_reply(&r).unwrap()[4];
         assert_eq!(
             rep(Reply::Error {

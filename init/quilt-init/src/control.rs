@@ -142,6 +142,8 @@ pub enum Action {
     Resources(usize),
     /// List pods.
     Pods(usize),
+    /// The A/B boot state.
+    Slots(usize),
     /// Run a process inside a service's container.
     Exec {
         client: usize,
@@ -305,12 +307,13 @@ impl Control {
                     | Request::Remove { .. }
                     | Request::Bundles
                     | Request::Pods
+                    | Request::Slots
                     | Request::Resources,
                 ) if matches!(c.caller, Caller::Container(_)) => out.push(Action::Reply(
                     slot,
                     refuse(
                         ErrorCode::Denied,
-                        "services, logs, events, bundles, pods and resources are the operator's",
+                        "services, logs, events, bundles, pods, slots and resources are the operator's",
                     ),
                 )),
                 Ok(Request::List) => out.push(Action::List(slot)),
@@ -410,6 +413,7 @@ impl Control {
                     }),
                 },
                 Ok(Request::Pods) => out.push(Action::Pods(slot)),
+                Ok(Request::Slots) => out.push(Action::Slots(slot)),
                 Ok(Request::Resources) => out.push(Action::Resources(slot)),
                 Ok(req @ (Request::Acquire { .. } | Request::Release { .. })) => {
                     let (acquire, resource, units) = match req {

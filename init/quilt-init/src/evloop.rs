@@ -537,6 +537,18 @@ impl Loop {
                         .collect();
                     ctl.send(client, &Reply::Pods(pods));
                 }
+                Action::Slots(client) => {
+                    let reply = match self.sup.config().slots.as_ref() {
+                        Some(cfg) => crate::slots::info(cfg, self.booted).unwrap_or_else(|why| {
+                            control::refuse(quilt_proto::ErrorCode::Failed, &why)
+                        }),
+                        None => control::refuse(
+                            quilt_proto::ErrorCode::NotFound,
+                            "this board has no A/B slots (its boot config has no [slots])",
+                        ),
+                    };
+                    ctl.send(client, &reply);
+                }
                 Action::Resources(client) => {
                     let list = self
                         .ledger

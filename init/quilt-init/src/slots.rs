@@ -428,6 +428,25 @@ pub fn stage_firmware(
     Ok(cfg.reboot_after_update)
 }
 
+/// The boot state for `quilt slots`: the record (a blank one reads as the
+/// initial state) and how this boot came up.
+pub fn info(cfg: &Cfg, booted: Option<Booted>) -> Result<quilt_proto::Reply, String> {
+    let s = read_state(cfg)
+        .map_err(|e| format!("reading the boot state on {}: {e}", cfg.state))?
+        .map_or(State::initial(), |c| c.0);
+    Ok(quilt_proto::Reply::Slots(quilt_proto::SlotsInfo {
+        booted: booted.map(|b| b.slot.name().into()),
+        trial: booted.is_some_and(|b| b.trial),
+        primary: s.primary.name().into(),
+        primary_version: s.primary_version,
+        trying: s.trying.map(|t| t.name().into()),
+        trying_version: s.trying_version,
+        tries_left: s.tries_left,
+        failed_version: s.failed_version,
+        fallbacks: s.fallbacks,
+    }))
+}
+
 /// A firmware in the store that should be in a slot but is not: the
 /// board lost power between installing it and staging it. Resumed at boot
 /// (the install was accepted), unless that version already fell back.

@@ -292,6 +292,45 @@ pub fn pods(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `quilt slots [--json]`: the A/B boot state.
+pub fn slots(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let s = match call(socket, &Request::Slots)? {
+        Reply::Slots(s) => s,
+        other => return refused(other),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let firmware = |v: u64| match v {
+        0 => "the factory image".to_string(),
+        v => format!("firmware {v}"),
+    };
+    println!(
+        "booted    {}",
+        match (&s.booted, s.trial) {
+            (Some(b), true) => format!("{b}, on trial until its health check passes"),
+            (Some(b), false) => b.clone(),
+            (None, _) => "not from a slot".into(),
+        }
+    );
+    println!("primary   {} ({})", s.primary, firmware(s.primary_version));
+    match &s.trying {
+        Some(t) => println!(
+            "trying    {t} (firmware {}, {} boot(s) left)",
+            s.trying_version, s.tries_left
+        ),
+        None => println!("trying    nothing"),
+    }
+    if s.failed_version > 0 {
+        println!(
+            "fell back firmware {} ({} fallback(s) so far); offer it again to retry it",
+            s.failed_version, s.fallbacks
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `quilt logs NAME [-f]`: the retained output, then (with `follow`)
 /// everything new until interrupted.
 pub fn logs(socket: &Path, name: &str, follow: bool) -> anyhow::Result<ExitCode> {

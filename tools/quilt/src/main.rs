@@ -184,6 +184,17 @@ enum Cmd {
         #[arg(long, default_value = "/run/quilt/control.sock")]
         socket: std::path::PathBuf,
     },
+    /// The A/B firmware slots: which one runs, what is on trial, which
+    /// version last fell back (offer it again with `quilt install` to
+    /// retry it).
+    Slots {
+        /// JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// quilt-init's control socket.
+        #[arg(long, default_value = "/run/quilt/control.sock")]
+        socket: std::path::PathBuf,
+    },
     /// Check that quilt-init answers, and its version.
     Ping {
         /// quilt-init's control socket.
@@ -226,6 +237,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Bundles { json, socket } => ctl::bundles(&socket, json),
         Cmd::Tokens { json, socket } => ctl::tokens(&socket, json),
         Cmd::Pods { json, socket } => ctl::pods(&socket, json),
+        Cmd::Slots { json, socket } => ctl::slots(&socket, json),
         Cmd::Exec {
             service,
             argv,
