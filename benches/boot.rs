@@ -14,6 +14,7 @@
 //! busybox init's shutdown sleeps between SIGTERM and SIGKILL by design,
 //! which is most of its power-down figure.
 
+use quilt_system_tests::bench::{boots, median, power_down_t};
 use quilt_system_tests::{ImageBuilder, Vm, VmOpts};
 use std::time::Duration;
 
@@ -46,12 +47,6 @@ struct Sample {
     first_exec: f64,
     power_down: f64,
     wall: f64,
-}
-
-fn power_down_t(console: &str) -> Option<f64> {
-    let line = console.lines().find(|l| l.contains("reboot: Power down"))?;
-    let inner = line.split('[').nth(1)?.split(']').next()?;
-    inner.trim().parse().ok()
 }
 
 fn quilt_boot() -> Sample {
@@ -114,16 +109,8 @@ fn busybox_boot() -> Sample {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn main() {
-    let n: usize = std::env::var("QUILT_BOOTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let n = boots();
     let mut quilt = Vec::new();
     let mut peer = Vec::new();
     // Interleaved, so drift on the host hits both alike.

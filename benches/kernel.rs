@@ -17,6 +17,7 @@
 //!   ran `/bin/true`,
 //! - wall s: the whole QEMU run on the host.
 
+use quilt_system_tests::bench::{boots, median, power_down_t};
 use quilt_system_tests::{built_kernel, kernel, Accel, ImageBuilder, Vm, VmOpts};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,12 +37,6 @@ struct Sample {
     ready: f64,
     power_down: f64,
     wall: f64,
-}
-
-fn power_down_t(console: &str) -> Option<f64> {
-    let line = console.lines().find(|l| l.contains("reboot: Power down"))?;
-    let inner = line.split('[').nth(1)?.split(']').next()?;
-    inner.trim().parse().ok()
 }
 
 fn boot(image: &Path, vmlinux: &Path) -> Sample {
@@ -70,16 +65,8 @@ fn boot(image: &Path, vmlinux: &Path) -> Sample {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn main() {
-    let n: usize = std::env::var("QUILT_BOOTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let n = boots();
     let stock = kernel().unwrap();
     let built = built_kernel().unwrap();
     let image = ImageBuilder::new()

@@ -45,6 +45,7 @@
 //! enough to see why a boot went wrong; per-VM files stay in
 //! `target/quilt-tests/<pid>/` for a look after the fact.
 
+pub mod bench;
 mod build;
 mod bundles;
 mod error;

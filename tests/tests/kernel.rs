@@ -14,7 +14,7 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{events_named, for_service, CHECK, MOUNTS_CONFIG};
+use common::{assert_early_mounts, events_named, CHECK, MOUNTS_CONFIG};
 use quilt_system_tests::{built_kernel, ImageBuilder, Vm, VmOpts};
 use std::time::Duration;
 
@@ -111,44 +111,8 @@ fn built_kernel_boots_the_image_with_no_modules() {
     }
 
     // PID 1's early mounts, cgroup placement and limits, as on the stock
-    // kernel (common::check_early_mounts, whose module asserts do not
-    // apply to a kernel without modules).
-    has("comm1=init");
-    for m in [
-        "/proc proc ",
-        "/sys sysfs ",
-        "/dev devtmpfs ",
-        "/dev/pts devpts ",
-        "/dev/shm tmpfs ",
-        "/run tmpfs ",
-        "/tmp tmpfs ",
-    ] {
-        has(&format!("mount {m}"));
-    }
-    assert!(
-        ch.lines()
-            .any(|l| l.starts_with("mount /sys/fs/cgroup cgroup2 ") && l.contains("nsdelegate")),
-        "no cgroup2 with nsdelegate:\n{ch}"
-    );
-    has("hostname=qtest");
-    has("mycgroup=0::/quilt/check");
-    for c in ["cpu", "memory", "pids"] {
-        assert!(
-            ch.lines()
-                .any(|l| l.starts_with("subtree=") && l.split_whitespace().any(|w| w.ends_with(c))),
-            "controller {c} not delegated:\n{ch}"
-        );
-    }
-    has("memory.max=67108864");
-    has("memory.swap.max=0");
-    has("pids.max=64");
-    has("cpu.max=50000 100000");
-    has("stdin=/dev/null");
-    has("GREETING=hi");
-    assert_eq!(
-        for_service(&ev, "service-start", "check")[0].get("placement"),
-        Some("clone3")
-    );
+    // kernel (the module asserts of common::check_early_mounts do not apply).
+    assert_early_mounts(&ch, &ev);
 
     let entry_us: f64 = events_named(&ev, "pid1-entry")[0]
         .get("entry_us")

@@ -61,6 +61,16 @@ pub fn check_early_mounts(vm: &mut Vm, timeout: Duration) {
         "guest did not power off cleanly: {exit:?}"
     );
     let ch = vm.channel_text();
+    let ev = vm.events();
+    assert_early_mounts(&ch, &ev);
+    assert!(ch.contains("module=overlay"), "overlay not loaded:\n{ch}");
+    assert_eq!(events_named(&ev, "module-loaded").len(), 1);
+}
+
+/// What [`CHECK`] under [`MOUNTS_CONFIG`] reports apart from modules: PID
+/// 1's early mounts, hostname, cgroup placement, limits and environment.
+/// Shared with the modules-free boot of the built kernel (kernel.rs).
+pub fn assert_early_mounts(ch: &str, ev: &[Event]) {
     let has = |needle: &str| assert!(ch.contains(needle), "channel lacks {needle:?}:\n{ch}");
     has("comm1=init");
     has("mount /proc proc ");
@@ -89,16 +99,13 @@ pub fn check_early_mounts(vm: &mut Vm, timeout: Duration) {
     has("memory.swap.max=0");
     has("pids.max=64");
     has("cpu.max=50000 100000");
-    has("module=overlay");
     has("stdin=/dev/null");
     has("GREETING=hi");
     has("PATH=/usr/sbin:/usr/bin:/sbin:/bin");
-    let ev = vm.events();
     assert_eq!(
-        for_service(&ev, "service-start", "check")[0].get("placement"),
+        for_service(ev, "service-start", "check")[0].get("placement"),
         Some("clone3")
     );
-    assert_eq!(events_named(&ev, "module-loaded").len(), 1);
 }
 
 pub const CRASH_LOOP_CONFIG: &str = r#"
