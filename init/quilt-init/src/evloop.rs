@@ -132,19 +132,18 @@ impl Loop {
                     .map_err(|e| event!("event=usb-unavailable error=\"{}\"", e))
                     .ok()
             });
+        let booted = crate::slots::booted();
         let fresh: Vec<String> = match (sup.config().slots.as_ref(), tools.as_ref()) {
-            (Some(c), Some(t)) => {
-                crate::slots::pending_firmware(c, crate::slots::booted(), &t.store)
-                    .into_iter()
-                    .collect()
-            }
+            (Some(c), Some(t)) => crate::slots::pending_firmware(c, booted, &t.store)
+                .into_iter()
+                .collect(),
             _ => Vec::new(),
         };
         let trial = sup
             .config()
             .slots
             .as_ref()
-            .and_then(|c| crate::slots::Trial::begin(c, crate::slots::booted(), Millis::now()));
+            .and_then(|c| crate::slots::Trial::begin(c, booted, Millis::now()));
         Ok(Loop {
             epoll,
             sigfd,
@@ -159,7 +158,7 @@ impl Loop {
             ledger,
             update,
             relay: crate::net::Relay::default(),
-            booted: crate::slots::booted(),
+            booted,
             trial,
             fresh,
             usb,
@@ -724,25 +723,17 @@ impl Loop {
     }
 
     fn arm_timer(&self, now: Millis) {
-        let mut next = self.sup.deadline(now);
-        if let Some(d) = self.runs.deadline() {
-            next = Some(next.map_or(d, |n| n.min(d)));
-        }
-        if let Some(d) = self.update.as_ref().and_then(|u| u.deadline(now)) {
-            next = Some(next.map_or(d, |n| n.min(d)));
-        }
-        if let Some(d) = self.trial.as_ref().map(|t| t.deadline()) {
-            next = Some(next.map_or(d, |n| n.min(d)));
-        }
-        for d in [
+        let next = [
+            self.sup.deadline(now),
+            self.runs.deadline(),
+            self.update.as_ref().and_then(|u| u.deadline(now)),
+            self.trial.as_ref().map(|t| t.deadline()),
             self.watchdog.as_ref().and_then(|w| w.feeder.deadline()),
             self.hang_at,
         ]
         .into_iter()
         .flatten()
-        {
-            next = Some(next.map_or(d, |n: Millis| n.min(d)));
-        }
+        .min();
         let zero = Timespec {
             tv_sec: 0,
             tv_nsec: 0,

@@ -613,18 +613,25 @@ impl Store {
     }
 
     /// The chunks of file `path` of installed bundle `name` (its signed
-    /// manifest's list), or `None` when it has no such regular file.
-    fn file_chunks(&self, name: &str, path: &str) -> Result<Option<Vec<ChunkRefOf>>, StoreError> {
+    /// manifest's list); `NotInstalled` names `name:path` when the bundle
+    /// has no such regular file.
+    fn file_chunks(&self, name: &str, path: &str) -> Result<Vec<ChunkRefOf>, StoreError> {
         let inst = self.state.installed(name).ok_or(StoreError::NotInstalled {
             name: name.to_string(),
         })?;
         let (_, manifest) = self.read_record(&inst.root)?;
-        Ok(manifest.entries.iter().find_map(|e| match &e.node {
-            Node::File { chunks, .. } if e.path == path => {
-                Some(chunks.iter().map(|c| (c.id, c.len)).collect())
-            }
-            _ => None,
-        }))
+        manifest
+            .entries
+            .iter()
+            .find_map(|e| match &e.node {
+                Node::File { chunks, .. } if e.path == path => {
+                    Some(chunks.iter().map(|c| (c.id, c.len)).collect())
+                }
+                _ => None,
+            })
+            .ok_or_else(|| StoreError::NotInstalled {
+                name: format!("{name}:{path}"),
+            })
     }
 
     /// Stream file `path` of installed bundle `name` into `out` (a root
@@ -636,11 +643,7 @@ impl Store {
         path: &str,
         out: &mut dyn Write,
     ) -> Result<u64, StoreError> {
-        let chunks = self
-            .file_chunks(name, path)?
-            .ok_or_else(|| StoreError::NotInstalled {
-                name: format!("{name}:{path}"),
-            })?;
+        let chunks = self.file_chunks(name, path)?;
         let mut buf = Vec::with_capacity(CHUNK_MAX as usize + 1);
         let mut n = 0u64;
         for (id, _) in &chunks {
@@ -661,11 +664,7 @@ impl Store {
         path: &str,
         input: &mut dyn Read,
     ) -> Result<Result<u64, usize>, StoreError> {
-        let chunks = self
-            .file_chunks(name, path)?
-            .ok_or_else(|| StoreError::NotInstalled {
-                name: format!("{name}:{path}"),
-            })?;
+        let chunks = self.file_chunks(name, path)?;
         let mut buf = vec![0u8; CHUNK_MAX as usize];
         let mut n = 0u64;
         for (k, (id, len)) in chunks.iter().enumerate() {
