@@ -54,6 +54,12 @@ pub enum StoreError {
     PermitMismatch { name: String, version: u64 },
     /// No installed bundle by that name.
     NotInstalled { name: String },
+    /// A store record holds another bundle's header than its name says.
+    RecordName {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
     /// A stored chunk is missing or does not hash to its name.
     BadChunk { id: Hash, path: PathBuf },
     /// Bytes handed to [`crate::Store::put_chunk`] do not hash to the id given.
@@ -101,9 +107,18 @@ impl fmt::Display for StoreError {
                 "downgrade permit is for `{name}` version {version}, not this bundle"
             ),
             NotInstalled { name } => write!(f, "no bundle `{name}` is installed"),
+            RecordName {
+                path,
+                expected,
+                found,
+            } => write!(
+                f,
+                "store record {} holds bundle `{found}`, not `{expected}`; offer `{expected}` again to rewrite it",
+                path.display()
+            ),
             BadChunk { id, path } => write!(
                 f,
-                "chunk {} at {} is missing or corrupt; reinstall the bundles that use it",
+                "chunk {} at {} is missing or corrupt; `quilt fsck --repair` drops it, then offer the bundles that use it again",
                 id.short(),
                 path.display()
             ),

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! <root>/chunks/ab/ab12…   chunk bytes, named by their SHA3-256 leaf hash
-//! <root>/bundles/<root>    record: a bundle's signed envelope and manifest
+//! <root>/bundles/<name>@<root>  record: a bundle's signed envelope and
+//!                          manifest (names mapped by [`paths`])
 //! <root>/tmp/              temp files; emptied on open
 //! <root>/incoming/<root>   a bundle arriving piecewise (serial link): its
 //!                          envelope and manifest, kept across reboots
@@ -45,6 +46,7 @@
 pub mod error;
 mod fsutil;
 pub mod io;
+pub mod paths;
 mod staged;
 pub mod state;
 pub mod trustdir;
@@ -89,6 +91,16 @@ pub struct FsckReport {
     pub chunks_checked: usize,
     /// One entry per problem; empty means the store is sound.
     pub problems: Vec<StoreError>,
+}
+
+/// What [`Store::repair`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Chunk files removed because their bytes did not match their id.
+    pub chunks_dropped: usize,
+    /// Installed bundles that lack a chunk now: offer each again
+    /// (`quilt install`, a stick, `quilt send`) to fetch what is missing.
+    pub damaged: Vec<String>,
 }
 
 /// What gc removed.
@@ -314,15 +326,14 @@ impl Store {
             bytes_reused: 0,
             already_installed: false,
         };
-        if self
-            .state
-            .installed(&header.name)
-            .is_some_and(|i| i.root == header.root && i.version == header.version)
-        {
+        if self.is_installed_whole(&header) {
             // Signatures, manifest and root are checked and match what is
-            // installed; no byte of the chunk section would be used, so it
-            // is not read (quilt-init offers the image's bundles at every
-            // boot, and re-hashing them each time buys nothing).
+            // installed, and every chunk it needs is on disk; no byte of
+            // the chunk section would be used, so it is not read
+            // (quilt-init offers the image's bundles at every boot, and
+            // re-hashing them each time buys nothing). A chunk that is
+            // missing (lost, or dropped by [`Store::repair`] because it
+            // rotted) makes this a full install that writes it again.
             report.already_installed = true;
             return Ok(report);
         }
@@ -361,7 +372,7 @@ impl Store {
         let rec_tmp = fsutil::write_temp(&self.tmp_dir(), &record)?;
         self.step("writing record")?;
         let bundles = self.root.join("bundles");
-        fsutil::rename(&rec_tmp, &bundles.join(header.root.to_string()))?;
+        fsutil::rename(&rec_tmp, &bundles.join(paths::record(&header.name, &header.root)))?;
         fsutil::sync_dir(&bundles)?;
 
         let mut next = self.state.clone();
@@ -405,11 +416,45 @@ impl Store {
     }
 
     /// Reads a bundle record and checks it against its root.
-    fn read_record(&self, root: &Hash) -> Result<(Header, Manifest), StoreError> {
-        let path = self.root.join("bundles").join(root.to_string());
-        let bytes = fs::read(&path).map_err(io_err("reading record", &path))?;
+    /// True when exactly this bundle (name, version, root) is installed
+    /// and every chunk its record names is on disk (a `stat` each, no
+    /// read: rot is [`Store::fsck`]'s and [`Store::repair`]'s business).
+    pub fn is_installed_whole(&self, header: &Header) -> bool {
+        self.state
+            .installed(&header.name)
+            .is_some_and(|i| i.root == header.root && i.version == header.version)
+            && self
+                .read_record(&header.name, &header.root)
+                .is_ok_and(|(_, m)| {
+                    m.chunk_order()
+                        .iter()
+                        .all(|c| self.root.join(chunk_rel(&c.id)).is_file())
+                })
+    }
+
+    /// The record of bundle `name` at `root`. Records written before
+    /// names were part of the file name (`bundles/<root>`) are still read,
+    /// but only when the header inside names `name`.
+    fn read_record(&self, name: &str, root: &Hash) -> Result<(Header, Manifest), StoreError> {
+        let bundles = self.root.join("bundles");
+        let path = bundles.join(paths::record(name, root));
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let legacy = bundles.join(root.to_string());
+                fs::read(&legacy).map_err(io_err("reading record", &path))?
+            }
+            Err(e) => return Err(io_err("reading record", &path)(e)),
+        };
         let (env, rest) = Envelope::parse(&MAGIC_BUNDLE, "bundle record", &bytes)?;
         let header = Header::decode(&env.body)?;
+        if header.name != name {
+            return Err(StoreError::RecordName {
+                path,
+                expected: name.to_string(),
+                found: header.name,
+            });
+        }
         let manifest = Manifest::decode(rest)?;
         // Checked on install already; checked again because materialize
         // trusts these paths.
@@ -449,7 +494,7 @@ impl Store {
         let mut referenced = BTreeSet::new();
         for i in &self.state.installed {
             report.bundles_checked += 1;
-            match self.read_record(&i.root) {
+            match self.read_record(&i.name, &i.root) {
                 Ok((h, m)) => {
                     if h.name != i.name || h.version != i.version {
                         report.problems.push(StoreError::Bundle(
@@ -491,6 +536,34 @@ impl Store {
         Ok(report)
     }
 
+    /// Drops every chunk file whose bytes do not hash to its name (rot,
+    /// a torn write, a foreign file), so that the next offer of a bundle
+    /// that needs it (`quilt install`, a stick, `quilt send`) fetches it
+    /// again: such a bundle is no longer "already installed" (see
+    /// [`Store::is_installed_whole`]). Trees already written out are not
+    /// touched. Returns the chunks dropped and the installed bundles that
+    /// now lack a chunk, by name.
+    pub fn repair(&mut self) -> Result<RepairReport, StoreError> {
+        let mut report = RepairReport::default();
+        let mut buf = Vec::with_capacity(CHUNK_MAX as usize + 1);
+        for (id, path) in self.chunk_files()? {
+            let sound = id.is_some_and(|id| self.read_chunk(&id, &mut buf).is_ok());
+            if !sound {
+                fs::remove_file(&path).map_err(io_err("removing", &path))?;
+                report.chunks_dropped += 1;
+            }
+        }
+        for i in &self.state.installed {
+            let whole = self
+                .read_record(&i.name, &i.root)
+                .is_ok_and(|(h, _)| self.is_installed_whole(&h));
+            if !whole {
+                report.damaged.push(i.name.clone());
+            }
+        }
+        Ok(report)
+    }
+
     /// Every file under `chunks/`, with the id its name gives (if valid).
     fn chunk_files(&self) -> Result<Vec<(Option<Hash>, PathBuf)>, StoreError> {
         let chunks = self.root.join("chunks");
@@ -516,8 +589,10 @@ impl Store {
         let mut keep_chunks = BTreeSet::new();
         let mut keep_records = BTreeSet::new();
         for i in &self.state.installed {
-            let (_, m) = self.read_record(&i.root)?;
+            let (_, m) = self.read_record(&i.name, &i.root)?;
             keep_chunks.extend(m.chunk_order().into_iter().map(|c| c.id));
+            keep_records.insert(paths::record(&i.name, &i.root));
+            // A record from before names were part of record file names.
             keep_records.insert(i.root.to_string());
         }
         // A bundle still arriving over the serial link keeps the chunks it
@@ -550,7 +625,7 @@ impl Store {
         let inst = self.state.installed(name).ok_or(StoreError::NotInstalled {
             name: name.to_string(),
         })?;
-        Ok(self.read_record(&inst.root)?.0)
+        Ok(self.read_record(name, &inst.root)?.0)
     }
 
     /// Writes the installed bundle `name` out as a directory tree at `dest`
@@ -560,7 +635,7 @@ impl Store {
         let inst = self.state.installed(name).ok_or(StoreError::NotInstalled {
             name: name.to_string(),
         })?;
-        let (_, manifest) = self.read_record(&inst.root)?;
+        let (_, manifest) = self.read_record(name, &inst.root)?;
         let mut staging = dest.as_os_str().to_owned();
         staging.push(format!(".partial-{}", std::process::id()));
         let staging = PathBuf::from(staging);
@@ -619,7 +694,7 @@ impl Store {
         let inst = self.state.installed(name).ok_or(StoreError::NotInstalled {
             name: name.to_string(),
         })?;
-        let (_, manifest) = self.read_record(&inst.root)?;
+        let (_, manifest) = self.read_record(name, &inst.root)?;
         manifest
             .entries
             .iter()
