@@ -52,6 +52,11 @@ pub enum Error {
         have: usize,
         need: u8,
     },
+    /// The bundle declares the firmware runtime but the board's config
+    /// does not name it as its firmware.
+    NotBoardFirmware { name: String },
+    /// The board names this bundle as its firmware, but it is not one.
+    FirmwareRuntime { name: String, runtime: String },
     /// The bundle is not built for this architecture.
     WrongArch { device: String },
     /// The bundle is not built for this board.
@@ -169,6 +174,14 @@ impl fmt::Display for Error {
             BelowThreshold { what, name, have, need } => write!(
                 f,
                 "{what} `{name}` has {have} trusted signature(s) but the policy needs {need}; have more key holders sign it"
+            ),
+            NotBoardFirmware { name } => write!(
+                f,
+                "bundle `{name}` declares runtime `firmware` (a root image for the other slot), but this board's config names no firmware bundle `{name}` ([slots] firmware); nothing was installed or written to a slot"
+            ),
+            FirmwareRuntime { name, runtime } => write!(
+                f,
+                "bundle `{name}` is this board's firmware by name but declares runtime `{runtime}`, not `firmware`; nothing was installed"
             ),
             WrongArch { device } => write!(f, "bundle is not built for architecture `{device}`"),
             WrongBoard { device } => write!(f, "bundle is not built for board `{device}`"),

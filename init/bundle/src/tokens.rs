@@ -21,21 +21,35 @@ use crate::manifest::check_path;
 use alloc::string::ToString;
 
 /// Capabilities a token may keep, by the name after `cap:` and number.
-/// Those that would undo the container (sys_admin, sys_module, sys_ptrace,
-/// sys_chroot, setuid/setgid, setpcap, mknod, sys_rawio, bpf, ...) have no
-/// token.
+/// Each was reviewed against what it unlocks inside a container
+/// (docs/containers.md, "Capability tokens"). Those that would undo the
+/// container (sys_admin, sys_module, sys_ptrace, sys_chroot, setuid/setgid,
+/// setpcap, mknod, sys_rawio, bpf, ...) never had a token, and these were
+/// removed because no rule around them could make them safe:
+/// `chown`, `fowner` and `dac_override` bypass the file permissions that
+/// keep a bus subscriber's memfd read-only and the kernel's root-only
+/// files (`/proc/sysrq-trigger`) shut; `sys_nice` gives real-time
+/// scheduling, which `cpu.max` does not bound; `sys_resource` lifts the
+/// kernel's per-user limits (keyrings, message queues, pipe buffers) that
+/// all containers share. A bundle still asking for one is refused
+/// ([`REMOVED_CAPS`]).
 pub const CAPS: &[(&str, u8)] = &[
-    ("chown", 0),
-    ("dac_override", 1),
-    ("fowner", 3),
     ("kill", 5),
     ("net_bind_service", 10),
     ("net_broadcast", 11),
     ("net_admin", 12),
     ("net_raw", 13),
     ("ipc_lock", 14),
-    ("sys_nice", 23),
-    ("sys_resource", 24),
+];
+
+/// Capability tokens this firmware refuses although earlier ones took
+/// them, and why (see [`CAPS`]).
+pub const REMOVED_CAPS: &[(&str, &str)] = &[
+    ("chown", "was removed from this firmware: it lets a tool chown any file it can see, the bus's read-only memfds included"),
+    ("dac_override", "was removed from this firmware: it bypasses file permissions: a bus subscriber could reopen its memfd writable, and root-only files like /proc/sysrq-trigger open"),
+    ("fowner", "was removed from this firmware: it lets a tool chmod any file it can see, the bus's read-only memfds included"),
+    ("sys_nice", "was removed from this firmware: real-time scheduling escapes the container's cpu.max"),
+    ("sys_resource", "was removed from this firmware: it lifts per-user kernel limits every container shares"),
 ];
 
 /// One parsed token.
@@ -85,8 +99,9 @@ impl<'a> Token<'a> {
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|&(n, nr)| Token::Cap(n, nr))
-                .ok_or_else(|| {
-                    bad("names no capability a tool may keep (chown, dac_override, fowner, kill, net_bind_service, net_broadcast, net_admin, net_raw, ipc_lock, sys_nice, sys_resource)")
+                .ok_or_else(|| match REMOVED_CAPS.iter().find(|(n, _)| *n == name) {
+                    Some((_, why)) => bad(why),
+                    None => bad("names no capability a tool may keep (kill, net_bind_service, net_broadcast, net_admin, net_raw, ipc_lock)"),
                 });
         }
         if let Some(dir) = s.strip_prefix("write:") {
@@ -245,6 +260,20 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn capabilities_that_undo_other_guarantees_are_refused_with_the_reason() {
+        for (cap, _) in REMOVED_CAPS {
+            let t = alloc::format!("cap:{cap}");
+            match Token::parse(&t) {
+                Err(Error::BadToken { reason, .. }) => assert!(reason.starts_with("was removed")),
+                other => panic!("{t}: {other:?}"),
+            }
+        }
+        assert!(CAPS
+            .iter()
+            .all(|(n, _)| REMOVED_CAPS.iter().all(|(r, _)| r != n)));
     }
 
     #[test]

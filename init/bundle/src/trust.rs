@@ -14,6 +14,12 @@
 //! rule agents/* 1         # `*` only as the last character: prefix match
 //! rule firmware 2
 //! ```
+//!
+//! Firmware (a bundle the board's config names as its root image, see
+//! [`Context::firmware`]) needs [`Policy::firmware_threshold_for`]: at
+//! least `root-threshold`, unless a rule names that exact bundle (no `*`),
+//! which is the policy saying otherwise explicitly. Replacing the root
+//! filesystem and PID 1 is worth as much as changing who is trusted.
 
 use crate::envelope::{Envelope, MAGIC_PERMIT, MAGIC_TRUST};
 use crate::error::Error;
@@ -133,6 +139,18 @@ impl Policy {
         s
     }
 
+    /// Signatures the firmware bundle `name` needs: what a rule naming
+    /// exactly `name` says, else the larger of its usual threshold and
+    /// `root-threshold` (a `default` or a prefix rule never lowers it).
+    pub fn firmware_threshold_for(&self, name: &str) -> u8 {
+        self.rules
+            .iter()
+            .find(|r| r.pattern == name)
+            .map_or(self.threshold_for(name).max(self.root_threshold), |r| {
+                r.threshold
+            })
+    }
+
     /// Signatures a bundle called `name` needs.
     pub fn threshold_for(&self, name: &str) -> u8 {
         self.rules
@@ -165,6 +183,29 @@ impl Policy {
     }
 }
 
+/// The runtime of a firmware bundle: its entry is a root image.
+pub const FIRMWARE_RUNTIME: &str = "firmware";
+
+/// The signatures `header` needs, after the firmware checks: a bundle is
+/// firmware by the board's naming it, never by its own header's say-so.
+fn firmware_rule(policy: &Policy, header: &Header, ctx: &Context<'_>) -> Result<u8, Error> {
+    let declares = header.runtime == FIRMWARE_RUNTIME;
+    let named = ctx
+        .firmware
+        .map(|names| names.contains(&header.name.as_str()));
+    match named {
+        Some(false) if declares => Err(Error::NotBoardFirmware {
+            name: header.name.clone(),
+        }),
+        Some(true) if !declares => Err(Error::FirmwareRuntime {
+            name: header.name.clone(),
+            runtime: header.runtime.clone(),
+        }),
+        _ if declares => Ok(policy.firmware_threshold_for(&header.name)),
+        _ => Ok(policy.threshold_for(&header.name)),
+    }
+}
+
 fn threshold(s: &str) -> Option<u8> {
     s.parse().ok().filter(|&n: &u8| n > 0)
 }
@@ -177,6 +218,12 @@ pub struct Context<'a> {
     pub now: Option<u64>,
     pub arch: Option<&'a str>,
     pub board: Option<&'a str>,
+    /// The bundle names this board takes as its firmware (its boot
+    /// config's `[slots] firmware`); `None` skips that check (a host-side
+    /// `quilt bundle verify`, which knows no board). A bundle declaring the
+    /// `firmware` runtime under any other name is refused; one of these
+    /// names needs [`Policy::firmware_threshold_for`] signatures.
+    pub firmware: Option<&'a [&'a str]>,
 }
 
 /// Root keys and the policy over them.
@@ -287,7 +334,12 @@ impl Trust {
         }
         let signers = sig::verify_all(sig::DOMAIN_BUNDLE, &env.body, &env.sigs)?;
         let header = Header::decode(&env.body)?;
-        let need = self.policy.threshold_for(&header.name);
+        // A token this firmware does not know (or no longer grants) is
+        // refused here, at install, not first when something runs it.
+        for t in &header.tokens {
+            crate::tokens::Token::parse(t)?;
+        }
+        let need = firmware_rule(&self.policy, &header, ctx)?;
         self.authorise("bundle", &header.name, &signers, need)?;
         check_compat(&header, ctx)?;
         if let (Some(nb), Some(now)) = (header.not_before, ctx.now) {

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use quilt_bundle::envelope::{Envelope, MAGIC_BUNDLE};
-use quilt_bundle::{BundleReader, Context, Error, Source, SourceError, CHUNK_MAX};
+use quilt_bundle::{BundleReader, Context, Error, SecretKey, Source, SourceError, CHUNK_MAX};
 
 #[test]
 fn arbitrary_installation_unsigned_or_unknown_key_is_refused() {
@@ -187,6 +187,7 @@ fn wrong_software_for_this_device_is_refused() {
         now: None,
         arch: Some(arch),
         board: Some(board),
+        firmware: None,
     };
     assert!(matches!(
         verify(&qb, &t, &dev("x86_64", "rpi4")),
@@ -245,4 +246,52 @@ fn signatures_from_other_document_kinds_do_not_sign_bundles() {
         body: vec![],
         sigs: vec![],
     };
+}
+
+/// Firmware is what the board names as firmware, signed at the root
+/// threshold: a one-key signer under `default 1` can neither slip a root
+/// image in under another name nor sign the board's own firmware alone.
+#[test]
+fn firmware_is_chosen_by_the_board_and_signed_at_the_root_threshold() {
+    let (a, b) = (key(1), key(2));
+    let t = trust(&[&a, &b], "root-threshold 2\ndefault 1\nrule agents/* 1");
+    let names: &[&str] = &["firmware/board"];
+    let board = Context {
+        firmware: Some(names),
+        ..Context::default()
+    };
+    let fw = |name: &str, signers: &[&SecretKey]| {
+        packed_with(name, 1, b"root image", |f| f.runtime = "firmware".into())
+            .to_qb(signers)
+            .unwrap()
+    };
+    // A firmware under a name the board does not give: refused, whoever signed.
+    assert!(matches!(
+        verify(&fw("agents/fw", &[&a, &b]), &t, &board),
+        Err(Error::NotBoardFirmware { .. })
+    ));
+    // The board's firmware with one signature (`default 1` would pass it).
+    assert!(matches!(
+        verify(&fw("firmware/board", &[&a]), &t, &board),
+        Err(Error::BelowThreshold { need: 2, .. })
+    ));
+    verify(&fw("firmware/board", &[&a, &b]), &t, &board).unwrap();
+    // A tool under the firmware's name is not a firmware.
+    let tool = packed_with("firmware/board", 1, b"x", |_| {})
+        .to_qb(&[&a, &b])
+        .unwrap();
+    assert!(matches!(
+        verify(&tool, &t, &board),
+        Err(Error::FirmwareRuntime { .. })
+    ));
+    // Only a rule naming exactly that bundle may lower the threshold.
+    let t1 = trust(&[&a, &b], "root-threshold 2\ndefault 1\nrule firmware/* 1");
+    assert!(verify(&fw("firmware/board", &[&a]), &t1, &board).is_err());
+    let t2 = trust(
+        &[&a, &b],
+        "root-threshold 2\ndefault 1\nrule firmware/board 1",
+    );
+    verify(&fw("firmware/board", &[&a]), &t2, &board).unwrap();
+    // A host-side check (no board) still asks the root threshold.
+    assert!(verify(&fw("agents/fw", &[&a]), &t, &Context::default()).is_err());
 }

@@ -118,7 +118,16 @@ pub struct Slots {
     /// What to exec in the slot.
     #[serde(default = "default_slot_init")]
     pub init: Path,
+    /// The bundle names this board takes as its firmware (root images
+    /// for the other slot). Only these are ever staged, and each needs
+    /// the trust policy's firmware threshold; any other bundle declaring
+    /// the `firmware` runtime is refused at install (docs/updates.md).
+    #[serde(default)]
+    pub firmware: Vec<String<64>, MAX_FIRMWARE>,
 }
+
+/// Most bundle names one board takes as firmware.
+pub const MAX_FIRMWARE: usize = 2;
 
 fn default_slot_fstype() -> Name {
     let mut n = Name::new();

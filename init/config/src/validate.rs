@@ -108,7 +108,7 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::BadSlots => write!(
                 f,
-                "[slots] needs absolute paths (state, a, b, data, data_mount, init), different partitions for a and b, tries and health_deadline_s above 0, and a health service that is defined"
+                "[slots] needs absolute paths (state, a, b, data, data_mount, init), different partitions for a and b, tries and health_deadline_s above 0, a health service that is defined, and firmware names that are bundle names (`firmware/board`)"
             ),
             ConfigError::BadUsb => write!(
                 f,
@@ -286,6 +286,7 @@ impl BootConfig {
                 .all(|p| abs(p))
                 && sl.data.as_ref().is_none_or(|d| abs(d))
                 && sl.a != sl.b
+                && sl.firmware.iter().all(|n| bundle_name_like(n))
                 && sl.tries > 0
                 && sl.health_deadline_s > 0
                 && sl
@@ -361,3 +362,15 @@ pub fn start_order(cfg: &BootConfig) -> Result<StartOrder, ConfigError> {
 
 #[cfg(feature = "std")]
 impl std::error::Error for ConfigError {}
+
+/// A bundle name as `quilt_bundle::header::check_name` takes it:
+/// `[a-z0-9._-]` parts joined by `/`, none empty or starting with `.`.
+fn bundle_name_like(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('/').all(|p| {
+            !p.is_empty()
+                && !p.starts_with('.')
+                && p.bytes()
+                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
+        })
+}

@@ -129,6 +129,7 @@ pub fn run(cmd: BundleCmd) -> anyhow::Result<ExitCode> {
                 now,
                 arch: arch.as_deref(),
                 board: board.as_deref(),
+                firmware: None,
             };
             verify(&file, &trust, &ctx)
         }
