@@ -37,9 +37,9 @@ impl Storage for StoreStorage<'_> {
             .map_err(|e| e.to_string())
     }
     fn is_installed(&mut self, header: &Header) -> bool {
-        self.store
-            .get(&header.name)
-            .is_some_and(|i| i.root == header.root && i.version == header.version)
+        // Installed with every chunk on disk: a bundle that lost a chunk
+        // (`quilt fsck --repair`) is fetched again, the lost chunks only.
+        self.store.is_installed_whole(header)
     }
     fn staged_manifest(&mut self, root: &Hash) -> Option<Vec<u8>> {
         self.store.staged(root).map(|s| s.manifest_bytes)

@@ -137,7 +137,25 @@ pub fn clock_and_entropy() {
         // Replace it at once so the same seed is never used twice.
         let mut fresh = [0u8; 512];
         if rustix::rand::getrandom(&mut fresh, rustix::rand::GetRandomFlags::NONBLOCK).is_ok() {
-            let _ = std::fs::write(SEED, fresh);
+            if let Err(e) = write_secret(SEED, &fresh) {
+                event!("event=entropy-save-failed path={} error=\"{}\"", SEED, e);
+            }
         }
     }
+}
+
+/// Write a secret (the seed) readable by root alone: 0600 whatever the
+/// file's mode was before, set on the open fd before any byte is written.
+fn write_secret(path: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }

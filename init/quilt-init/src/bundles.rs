@@ -3,10 +3,15 @@
 //! threshold, architecture, board, version); each installed bundle is then
 //! written out as a read-only tree for its containers. A refused bundle is
 //! logged with the reason and nothing of it runs.
+//!
+//! Trees are named by [`quilt_store::paths::tree`] (name and version), at
+//! boot and after installs alike, so two names never share one; a tree
+//! that exists is never rewritten, since containers may be running from
+//! it (a re-offer of an installed bundle touches nothing).
 
 use crate::event;
 use quilt_bundle::{Context, Header};
-use quilt_config::Bundles as Cfg;
+use quilt_config::BootConfig;
 use quilt_store::Store;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +41,8 @@ pub struct Tools {
     pub store: Store,
     /// The board name checked against a bundle's `boards`.
     board: Option<String>,
+    /// The bundle names the board takes as firmware (`[slots] firmware`).
+    firmware: Vec<String>,
 }
 
 impl Tools {
@@ -74,7 +81,8 @@ impl Tools {
         f: std::fs::File,
         label: &str,
     ) -> Result<quilt_proto::Reply, String> {
-        let ctx = device_context(self.board.as_deref());
+        let firmware: Vec<&str> = self.firmware.iter().map(String::as_str).collect();
+        let ctx = device_context(self.board.as_deref(), &firmware);
         let r = self
             .store
             .install(std::io::BufReader::new(f), &ctx, None)
@@ -109,23 +117,36 @@ impl Tools {
         })
     }
 
-    /// After an install of `name` (a file, or the serial link): write its
-    /// tree out and run the new version from now on. A fresh tree per
-    /// version: containers still running keep theirs.
+    /// After an install of `name` (a file, a stick, the serial link):
+    /// write its tree out and run the new version from now on. A tree per
+    /// version: containers still running keep theirs, and a tree that is
+    /// already there (this version was written out before) is left as it
+    /// is, never emptied and rewritten under a running container.
     pub fn refresh(&mut self, name: &str) -> Result<(), String> {
         let header = self.store.header(name).map_err(|e| e.to_string())?;
         // A root image is not run: it goes to a slot (crate::slots).
         if header.runtime == FIRMWARE {
             return Ok(());
         }
-        let tree = Path::new(TREES).join(format!("{}@{}", name.replace('/', "__"), header.version));
-        let _ = std::fs::remove_dir_all(&tree);
-        self.store
-            .materialize(name, &tree)
-            .map_err(|e| format!("installed, but writing its tree failed: {e}"))?;
+        let tree = quilt_store::paths::tree(Path::new(TREES), name, header.version);
+        if !tree.is_dir() {
+            self.store
+                .materialize(name, &tree)
+                .map_err(|e| format!("installed, but writing its tree failed: {e}"))?;
+        }
         self.tools.retain(|t| t.header.name != name);
         self.tools.push(Tool { header, tree });
         Ok(())
+    }
+
+    /// The board's firmware names, for a [`device_context`].
+    pub fn firmware_names(&self) -> Vec<&str> {
+        self.firmware.iter().map(String::as_str).collect()
+    }
+
+    /// Whether `name` is one of the board's firmware bundles.
+    pub fn is_firmware(&self, name: &str) -> bool {
+        self.firmware.iter().any(|f| f == name)
     }
 
     /// The board name installs are checked against.
@@ -143,6 +164,49 @@ impl Tools {
         self.tools.retain(|t| t.header.name != name);
         event!("event=bundle-removed name={}", name);
         Ok(())
+    }
+
+    /// `quilt fsck [--repair]`: re-hash the store; with `repair`, drop
+    /// the chunks that do not match their ids so that the next offer of
+    /// each damaged bundle fetches them again. Trees written out are not
+    /// touched. (Bulk I/O in PID 1, as installs are today.)
+    pub fn fsck(&mut self, repair: bool) -> quilt_proto::Reply {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let report = match self.store.fsck() {
+            Ok(r) => r,
+            Err(e) => {
+                return crate::control::refuse(quilt_proto::ErrorCode::Failed, &e.to_string())
+            }
+        };
+        let mut info = quilt_proto::FsckInfo {
+            bundles_checked: count(report.bundles_checked),
+            chunks_checked: count(report.chunks_checked),
+            problems: report.problems.iter().map(|p| p.to_string()).collect(),
+            chunks_dropped: 0,
+            damaged: Vec::new(),
+        };
+        if repair {
+            match self.store.repair() {
+                Ok(r) => {
+                    info.chunks_dropped = count(r.chunks_dropped);
+                    info.damaged = r.damaged;
+                }
+                Err(e) => {
+                    return crate::control::refuse(
+                        quilt_proto::ErrorCode::Failed,
+                        &format!("repair: {e}"),
+                    )
+                }
+            }
+        }
+        event!(
+            "event=store-fsck problems={} repair={} chunks_dropped={} damaged={}",
+            info.problems.len(),
+            u8::from(repair),
+            info.chunks_dropped,
+            info.damaged.len()
+        );
+        quilt_proto::Reply::Fsck(info)
     }
 
     /// What `quilt bundles` shows.
@@ -178,12 +242,13 @@ impl Tools {
 }
 
 /// What an install is checked against: this board's clock (when it has
-/// one), architecture and name.
-pub fn device_context(board: Option<&str>) -> Context<'_> {
+/// one), architecture, name and firmware bundle names.
+pub fn device_context<'a>(board: Option<&'a str>, firmware: &'a [&'a str]) -> Context<'a> {
     Context {
         now: now_secs(),
         arch: Some(std::env::consts::ARCH),
         board,
+        firmware: Some(firmware),
     }
 }
 
@@ -194,7 +259,13 @@ fn now_secs() -> Option<u64> {
 }
 
 /// Install the image's bundles and materialize every installed one.
-pub fn bring_up(cfg: &Cfg) -> Option<Tools> {
+pub fn bring_up(boot: &BootConfig) -> Option<Tools> {
+    let cfg = &boot.bundles;
+    let firmware: Vec<String> = boot
+        .slots
+        .iter()
+        .flat_map(|s| s.firmware.iter().map(|n| n.to_string()))
+        .collect();
     let trust = match quilt_store::trustdir::load(Path::new(cfg.trust.as_str())) {
         Ok(t) => t,
         Err(e) => {
@@ -216,7 +287,8 @@ pub fn bring_up(cfg: &Cfg) -> Option<Tools> {
             return None;
         }
     };
-    let ctx = device_context(cfg.board.as_deref());
+    let names: Vec<&str> = firmware.iter().map(String::as_str).collect();
+    let ctx = device_context(cfg.board.as_deref(), &names);
     for file in image_bundles(Path::new(cfg.dir.as_str())) {
         let shown = file.display();
         match std::fs::File::open(&file) {
@@ -242,9 +314,6 @@ pub fn bring_up(cfg: &Cfg) -> Option<Tools> {
     let mut tools = Vec::new();
     let names: Vec<String> = store.installed().iter().map(|i| i.name.clone()).collect();
     for name in names {
-        // Names may be namespaced (`agents/summarize`); trees stay flat.
-        let tree = Path::new(TREES).join(name.replace('/', "__"));
-        let _ = std::fs::remove_dir_all(&tree);
         let header = match store.header(&name) {
             Ok(h) => h,
             Err(e) => {
@@ -255,6 +324,9 @@ pub fn bring_up(cfg: &Cfg) -> Option<Tools> {
         if header.runtime == FIRMWARE {
             continue;
         }
+        // /run is new at every boot; a leftover is from this boot's stage 1.
+        let tree = quilt_store::paths::tree(Path::new(TREES), &name, header.version);
+        let _ = std::fs::remove_dir_all(&tree);
         match store.materialize(&name, &tree) {
             Ok(()) => tools.push(Tool { header, tree }),
             Err(e) => event!("event=bundle-unreadable name={} error=\"{}\"", name, e),
@@ -265,6 +337,7 @@ pub fn bring_up(cfg: &Cfg) -> Option<Tools> {
         runtime: PathBuf::from(cfg.runtime.as_str()),
         store,
         board: cfg.board.as_ref().map(|b| b.to_string()),
+        firmware,
     })
 }
 

@@ -72,6 +72,8 @@ pub struct Parent {
     pub cgroup: String,
     /// Its depth.
     pub depth: u8,
+    /// Its bundle's tokens: the child's must be among them.
+    pub tokens: Vec<String>,
 }
 
 /// The listening socket and its clients.
@@ -144,6 +146,8 @@ pub enum Action {
     Pods(usize),
     /// The A/B boot state.
     Slots(usize),
+    /// Re-hash (and with `repair`, mend) the bundle store.
+    Fsck { client: usize, repair: bool },
     /// Run a process inside a service's container.
     Exec {
         client: usize,
@@ -151,6 +155,9 @@ pub enum Action {
         argv: Vec<String>,
         input: Vec<u8>,
         timeout_ms: u32,
+        /// The asking container's tokens (`None`: the operator); the
+        /// target's bundle may hold no token beyond them.
+        holder: Option<Vec<String>>,
     },
     /// List services.
     List(usize),
@@ -308,12 +315,13 @@ impl Control {
                     | Request::Bundles
                     | Request::Pods
                     | Request::Slots
+                    | Request::Fsck { .. }
                     | Request::Resources,
                 ) if matches!(c.caller, Caller::Container(_)) => out.push(Action::Reply(
                     slot,
                     refuse(
                         ErrorCode::Denied,
-                        "services, logs, events, bundles, pods, slots and resources are the operator's",
+                        "services, logs, events, bundles, pods, slots, fsck and resources are the operator's",
                     ),
                 )),
                 Ok(Request::List) => out.push(Action::List(slot)),
@@ -337,6 +345,7 @@ impl Control {
                             run: s.run,
                             cgroup: s.cgroup.clone(),
                             depth: s.depth,
+                            tokens: s.grant.tokens.clone(),
                         }),
                         Caller::Container(s) => {
                             event!(
@@ -404,16 +413,24 @@ impl Control {
                             ),
                         ))
                     }
-                    _ => out.push(Action::Exec {
+                    caller => out.push(Action::Exec {
                         client: slot,
                         service,
                         argv,
                         input,
                         timeout_ms,
+                        holder: match caller {
+                            Caller::Container(s) => Some(s.grant.tokens.clone()),
+                            Caller::Host { .. } => None,
+                        },
                     }),
                 },
                 Ok(Request::Pods) => out.push(Action::Pods(slot)),
                 Ok(Request::Slots) => out.push(Action::Slots(slot)),
+                Ok(Request::Fsck { repair }) => out.push(Action::Fsck {
+                    client: slot,
+                    repair,
+                }),
                 Ok(Request::Resources) => out.push(Action::Resources(slot)),
                 Ok(req @ (Request::Acquire { .. } | Request::Release { .. })) => {
                     let (acquire, resource, units) = match req {

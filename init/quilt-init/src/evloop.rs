@@ -507,7 +507,36 @@ impl Loop {
                     argv,
                     input,
                     timeout_ms,
+                    holder,
                 } => {
+                    let beyond = holder.as_deref().and_then(|h| {
+                        let bundle = self
+                            .sup
+                            .config()
+                            .services
+                            .iter()
+                            .find(|s| s.name.as_str() == service)?
+                            .bundle
+                            .as_ref()?;
+                        let tool = self.tools.as_ref()?.get(bundle)?;
+                        crate::supervisor::uncovered_token(h, &tool.header.tokens)
+                            .map(str::to_owned)
+                    });
+                    if let Some(token) = beyond {
+                        event!(
+                            "event=exec-refused target={} reason=exceeds-caller token={}",
+                            service,
+                            token
+                        );
+                        ctl.send(
+                            client,
+                            &control::refuse(
+                                quilt_proto::ErrorCode::Denied,
+                                &format!("service {service:?} runs with `{token}`, which the asking container does not hold: an exec never holds more than its caller"),
+                            ),
+                        );
+                        continue;
+                    }
                     let started = self.sup.container_pid(&service).and_then(|pid| {
                         self.runs
                             .start_exec(&service, pid, &argv, &input, timeout_ms, client, now)
@@ -535,6 +564,16 @@ impl Loop {
                         })
                         .collect();
                     ctl.send(client, &Reply::Pods(pods));
+                }
+                Action::Fsck { client, repair } => {
+                    let reply = match self.tools.as_mut() {
+                        Some(t) => t.fsck(repair),
+                        None => control::refuse(
+                            quilt_proto::ErrorCode::NotFound,
+                            "this board has no trust store (/etc/quilt/trust), so no bundle store",
+                        ),
+                    };
+                    ctl.send(client, &reply);
                 }
                 Action::Slots(client) => {
                     let reply = match self.sup.config().slots.as_ref() {
@@ -682,7 +721,10 @@ impl Loop {
         let Ok(h) = tools.store.header(name) else {
             return;
         };
-        if h.runtime != crate::bundles::FIRMWARE {
+        // Only what the board names as firmware is ever staged (the
+        // trust store refuses other firmware at install; this holds for
+        // anything a store kept from before).
+        if h.runtime != crate::bundles::FIRMWARE || !tools.is_firmware(name) {
             return;
         }
         match crate::slots::stage_firmware(cfg, self.booted, &tools.store, &h) {
@@ -794,7 +836,12 @@ fn bundles(
             };
             match installed {
                 Ok(reply) => {
-                    if let Reply::Installed { name, .. } = &reply {
+                    if let Reply::Installed {
+                        name,
+                        already_installed: false,
+                        ..
+                    } = &reply
+                    {
                         runs.forget_plan(name);
                         sup.bundle_updated(name, tools);
                     }

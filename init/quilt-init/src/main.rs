@@ -53,6 +53,10 @@ fn main() {
         );
         std::process::exit(2);
     }
+    // The kernel starts init with 022, but a quilt-init exec'd by another
+    // (stage 1 into a slot) inherits what it had: say it. Files that must
+    // be private (the seed) are created 0600 explicitly.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     mounts::mount_early();
     boot::console();
     event!(
@@ -102,7 +106,7 @@ fn main() {
     let n = cfg.services.len();
     let _ = std::fs::create_dir_all(supervisor::STAGING);
     let _ = std::fs::create_dir_all(supervisor::SCRATCH);
-    let tools = bundles::bring_up(&cfg.bundles);
+    let tools = bundles::bring_up(&cfg);
     let bus = bus::Bus::bring_up(&cfg.channels);
     let sup = supervisor::Supervisor::new(cfg, tools.as_ref(), bus);
     let lp = match evloop::Loop::new(sup, wd, cl.hang_after_s, tools) {

@@ -27,6 +27,9 @@ pub const TOKEN_END: u64 = TOKEN + CONN + 2 * MAX_CONNS as u64;
 const MAX_LISTENERS: usize = 64;
 /// Relayed connections open at once; more wait in the listener's backlog.
 const MAX_CONNS: usize = 64;
+/// Relayed connections one container (one listener owner) may hold at
+/// once, so that no container takes every relay slot of the board.
+pub const MAX_CONNS_PER_OWNER: usize = MAX_CONNS / 4;
 /// Bytes buffered per direction of a connection.
 const BUF: usize = 16 * 1024;
 
@@ -244,6 +247,22 @@ impl Relay {
                 Err(Errno::INTR) => continue,
                 Err(_) => return,
             };
+            let held = self
+                .conns
+                .iter()
+                .flatten()
+                .filter(|c| c.owner == owner)
+                .count();
+            if held >= MAX_CONNS_PER_OWNER {
+                // Dropping `inner` resets the container's connection.
+                event!(
+                    "event=net-refused pid={} to={} reason=\"this container already has {} relayed connections (its quota)\"",
+                    owner,
+                    to,
+                    MAX_CONNS_PER_OWNER
+                );
+                continue;
+            }
             let slot = match self.conns.iter().position(Option::is_none) {
                 Some(i) => i,
                 None if self.conns.len() < MAX_CONNS => {

@@ -40,6 +40,9 @@ pub const TOKEN: u64 = 0x800;
 pub const MAX_DEPTH: u8 = 3;
 /// Most children one container may have running at once.
 pub const MAX_CHILDREN: usize = 8;
+/// Runs one family (a container that spawns, and all its descendants)
+/// may hold at once, so that no container takes every run slot.
+pub const MAX_FAMILY: usize = MAX_RUNS / 4;
 /// Most results of spawned runs kept for a `Wait` that has not come yet.
 const MAX_KEPT: usize = 2 * MAX_RUNS;
 
@@ -161,6 +164,25 @@ impl Runs {
     /// Start `bundle` with `input` for control client `client`: hand the
     /// input to a parked warm container if one is waiting, else start a
     /// fresh one.
+    /// The top of run `id`'s spawn tree: the first ancestor whose parent
+    /// is not a run in flight (a top-level run, or a service's id).
+    fn family_root(&self, id: u64) -> u64 {
+        let mut at = id;
+        for _ in 0..=MAX_DEPTH {
+            match self
+                .slots
+                .iter()
+                .flatten()
+                .find(|r| r.id == at)
+                .and_then(|r| r.parent)
+            {
+                Some(up) => at = up,
+                None => break,
+            }
+        }
+        at
+    }
+
     pub fn start(&mut self, board: Board<'_>, ask: &Ask, now: Millis) -> Result<u64, StartError> {
         use quilt_proto::ErrorCode::*;
         let (bundle, input, timeout_ms, client) = (
@@ -208,6 +230,36 @@ impl Runs {
                 return Err(err(
                     Busy,
                     format!("a container may have {MAX_CHILDREN} children running; wait for one"),
+                ));
+            }
+            let root = self.family_root(p.run);
+            let family = self
+                .slots
+                .iter()
+                .flatten()
+                .filter(|r| {
+                    r.exit.is_none() && r.parent.is_some_and(|q| self.family_root(q) == root)
+                })
+                .count();
+            if family >= MAX_FAMILY {
+                return Err(err(
+                    Busy,
+                    format!("run {root} and its descendants already hold {MAX_FAMILY} runs, this board's quota per family; wait for one"),
+                ));
+            }
+            if let Some(token) = tools
+                .get(bundle)
+                .and_then(|t| crate::supervisor::uncovered_token(&p.tokens, &t.header.tokens))
+            {
+                event!(
+                    "event=spawn-refused run={} child={} reason=exceeds-parent token={}",
+                    p.run,
+                    bundle,
+                    token
+                );
+                return Err(err(
+                    Denied,
+                    format!("bundle {bundle:?} carries `{token}`, which run {} does not hold: a child never holds more than its parent", p.run),
                 ));
             }
         }

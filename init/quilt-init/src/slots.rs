@@ -462,8 +462,11 @@ pub fn pending_firmware(
     if s.trying.is_some() {
         return None;
     }
+    // Only bundles the board names as firmware: a store written before
+    // that rule may hold another bundle declaring the firmware runtime.
     store.installed().iter().find_map(|i| {
-        let h = store.header(&i.name).ok()?;
+        let named = cfg.firmware.iter().any(|f| f.as_str() == i.name);
+        let h = store.header(&i.name).ok().filter(|_| named)?;
         (h.runtime == crate::bundles::FIRMWARE
             && h.version > s.primary_version
             && h.version != s.failed_version)

@@ -1349,6 +1349,24 @@ pub(crate) fn container_plan(
             "bundle {bundle:?} asks for `net:` destinations and its own user namespace; a user namespace cannot join the namespace PID 1 prepares for the relay"
         ));
     }
+    // Pod members share one network: a relay made for one member's
+    // `net:` token is reachable by all, so every member must hold it.
+    if let Some(p) = pod {
+        for t in h.tokens.iter().filter(|t| t.starts_with("net:")) {
+            let lacking = p.peers.iter().find(|peer| {
+                !peer
+                    .as_deref()
+                    .and_then(|b| tools.get(b))
+                    .is_some_and(|pt| pt.header.tokens.contains(t))
+            });
+            if let Some(peer) = lacking {
+                return Err(format!(
+                    "bundle {bundle:?} asks for `{t}`, but its pod shares one network with {}, which does not hold it; give every member the pod's `net:` tokens",
+                    peer.as_deref().map_or("a member that runs no bundle".to_string(), |b| format!("bundle {b:?}"))
+                ));
+            }
+        }
+    }
     if pod.is_some() && grants.userns {
         return Err(format!(
             "bundle {bundle:?} asks for its own user namespace, which cannot join its pod's namespaces"
@@ -1419,6 +1437,9 @@ pub struct PodRole {
     pub is_leader: bool,
     /// (volume name, host directory).
     pub volumes: Vec<(String, std::path::PathBuf)>,
+    /// The bundles of the other members (`None`: a member that runs no
+    /// bundle), whose tokens bound what the shared network may reach.
+    pub peers: Vec<Option<String>>,
 }
 
 /// The pod service `name` belongs to, if any.
@@ -1445,7 +1466,32 @@ pub fn pod_role(cfg: &BootConfig, name: &str) -> Option<PodRole> {
                 )
             })
             .collect(),
+        peers: p
+            .services
+            .iter()
+            .filter(|s| *s != name)
+            .map(|s| {
+                cfg.services
+                    .iter()
+                    .find(|x| x.name == *s)
+                    .and_then(|x| x.bundle.as_ref().map(|b| b.to_string()))
+            })
+            .collect(),
     })
+}
+
+/// The first of `child`'s tokens that `holder` does not hold, if any: a
+/// container never gets through a child, an exec or a pod a power it
+/// could not use itself. `spawn` covers every `spawn:<bundle>`; every
+/// other token is covered only by itself.
+pub fn uncovered_token<'a>(holder: &[String], child: &'a [String]) -> Option<&'a str> {
+    child
+        .iter()
+        .find(|t| {
+            !holder.iter().any(|h| h == *t)
+                && !(t.starts_with("spawn:") && holder.iter().any(|h| h == "spawn"))
+        })
+        .map(String::as_str)
 }
 
 /// What a bundle's tokens let its containers ask over a control socket
@@ -1453,7 +1499,10 @@ pub fn pod_role(cfg: &BootConfig, name: &str) -> Option<PodRole> {
 /// resources (`llm:<name>`). `None` when nothing: no socket at all.
 pub(crate) fn control_grant(tokens: &[String]) -> Option<ControlGrant> {
     use quilt_bundle::tokens::Token;
-    let mut g = ControlGrant::default();
+    let mut g = ControlGrant {
+        tokens: tokens.to_vec(),
+        ..ControlGrant::default()
+    };
     for t in tokens {
         match Token::parse(t) {
             Ok(Token::Spawn(None)) => g.spawn_any = true,
@@ -1478,6 +1527,9 @@ pub struct ControlGrant {
     pub counted: Vec<String>,
     /// Services it may exec into.
     pub exec: Vec<String>,
+    /// Every token of its bundle: a child or an exec target may hold no
+    /// other ([`uncovered_token`]).
+    pub tokens: Vec<String>,
 }
 
 impl ControlGrant {
@@ -1612,7 +1664,32 @@ pub fn action_name(a: PowerAction) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::Grants;
+    use super::{uncovered_token, Grants};
+
+    #[test]
+    fn a_child_holds_only_what_its_holder_holds() {
+        let v = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let parent = v(&["spawn", "bus:calc:sub", "net:10.0.2.2:80"]);
+        assert_eq!(uncovered_token(&parent, &v(&[])), None);
+        assert_eq!(
+            uncovered_token(&parent, &v(&["bus:calc:sub", "spawn:x"])),
+            None
+        );
+        assert_eq!(
+            uncovered_token(&parent, &v(&["bus:calc:pub"])),
+            Some("bus:calc:pub")
+        );
+        assert_eq!(uncovered_token(&parent, &v(&["userns"])), Some("userns"));
+        assert_eq!(
+            uncovered_token(&v(&["spawn:a"]), &v(&["spawn"])),
+            Some("spawn"),
+            "spawn:<one> does not cover spawn"
+        );
+        assert_eq!(
+            uncovered_token(&v(&["spawn:a"]), &v(&["spawn:b"])),
+            Some("spawn:b")
+        );
+    }
 
     fn header(tokens: &[&str]) -> quilt_bundle::Header {
         quilt_bundle::Header {

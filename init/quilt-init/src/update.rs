@@ -90,7 +90,8 @@ impl Update {
     }
 
     /// The port is readable: feed what came, send what the receiver has
-    /// to say. Returns the name of a bundle it installed, if one was.
+    /// to say. Returns the name of a bundle it newly installed, if one was
+    /// (a re-offer of an installed bundle returns none).
     pub fn on_readable(&mut self, tools: Option<&mut Tools>, now: Millis) -> Option<String> {
         let mut buf = [0u8; 4096];
         let mut installed = None;
@@ -113,7 +114,13 @@ impl Update {
                 Ok(n) => n,
             };
             let board = tools.board();
-            let ctx = crate::bundles::device_context(board.as_deref());
+            let names: Vec<String> = tools
+                .firmware_names()
+                .into_iter()
+                .map(String::from)
+                .collect();
+            let firmware: Vec<&str> = names.iter().map(String::as_str).collect();
+            let ctx = crate::bundles::device_context(board.as_deref(), &firmware);
             let mut storage = quilt_link::store::StoreStorage::new(&mut tools.store, ctx);
             self.rx
                 .feed(buf.get(..n).unwrap_or(&[]), now.0, &mut storage);
@@ -155,7 +162,8 @@ impl Update {
         }
     }
 
-    /// One log line per receiver decision; the name of an installed bundle.
+    /// One log line per receiver decision; the name of a newly installed
+    /// bundle.
     fn log_events(&mut self) -> Option<String> {
         let mut installed = None;
         while let Some(ev) = self.rx.poll_event() {
@@ -204,7 +212,11 @@ impl Update {
                             s.rx.crc_errors,
                             s.lost + s.timeouts
                         );
-                        installed = Some(name);
+                        // Already installed: nothing changed, no tree
+                        // is touched and nothing is staged again.
+                        if !already {
+                            installed = Some(name);
+                        }
                     }
                     Outcome::Refused { reason } => event!(
                         "event=bundle-refused via=serial root={} reason=\"{}\"",

@@ -195,6 +195,22 @@ enum Cmd {
         #[arg(long, default_value = "/run/quilt/control.sock")]
         socket: std::path::PathBuf,
     },
+    /// Re-hash the board's bundle store: every record and every chunk.
+    /// With --repair, drop the chunks that do not match their ids and name
+    /// the bundles that need them; offer each of those again (`quilt
+    /// install FILE`, a USB stick, or `quilt send`) and only the dropped
+    /// chunks are fetched. Running containers keep their trees.
+    Fsck {
+        /// Drop damaged chunks so that the next offer fetches them again.
+        #[arg(long)]
+        repair: bool,
+        /// JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// quilt-init's control socket.
+        #[arg(long, default_value = "/run/quilt/control.sock")]
+        socket: std::path::PathBuf,
+    },
     /// Check that quilt-init answers, and its version.
     Ping {
         /// quilt-init's control socket.
@@ -238,6 +254,11 @@ fn main() -> std::process::ExitCode {
         Cmd::Tokens { json, socket } => ctl::tokens(&socket, json),
         Cmd::Pods { json, socket } => ctl::pods(&socket, json),
         Cmd::Slots { json, socket } => ctl::slots(&socket, json),
+        Cmd::Fsck {
+            repair,
+            json,
+            socket,
+        } => ctl::fsck(&socket, repair, json),
         Cmd::Exec {
             service,
             argv,
