@@ -43,6 +43,30 @@ pub fn quilt_cli() -> Result<PathBuf> {
     host_binary("quilt", "quilt")
 }
 
+/// `quilt send --quiet --timeout SECS --port PORT QB` from the host: its
+/// exit code and everything it printed (stdout, then stderr).
+pub fn quilt_send(port: &Path, qb: &Path, timeout_s: u32) -> Result<(i32, String)> {
+    let cli = quilt_cli()?;
+    let out = Command::new(&cli)
+        .args([
+            "send",
+            "--quiet",
+            "--timeout",
+            &timeout_s.to_string(),
+            "--port",
+        ])
+        .arg(port)
+        .arg(qb)
+        .output()
+        .map_err(HarnessError::io("running", &cli))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.code().unwrap_or(-1), text))
+}
+
 /// Run the `quilt` CLI; its stdout on success.
 pub fn quilt(args: &[&std::ffi::OsStr]) -> Result<String> {
     let cli = quilt_cli()?;

@@ -59,7 +59,8 @@ pub use build::{
     BuiltKernel, Kernel,
 };
 pub use bundles::{
-    example_dir, quilt, quilt_cli, signed_bundle, signed_example, test_key, SignedBundle,
+    example_dir, quilt, quilt_cli, quilt_send, signed_bundle, signed_example, test_key,
+    SignedBundle,
 };
 pub use error::HarnessError;
 pub use events::{quilt_events, Event};

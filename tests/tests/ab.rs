@@ -50,6 +50,7 @@ a = "/dev/vda2"
 b = "/dev/vda3"
 data = "/dev/vda4"
 init = "/init"
+firmware = ["firmware/qemu"]
 "#
 }
 

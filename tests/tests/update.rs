@@ -3,11 +3,12 @@
 //! chardev socket), the real store and trust checks. A proxy between the
 //! two cuts the link mid-transfer or flips bytes on it.
 
-use quilt_system_tests::{quilt_cli, repo_root, signed_bundle, work_dir, ImageBuilder, Vm, VmOpts};
+use quilt_system_tests::{
+    quilt_send, repo_root, signed_bundle, work_dir, ImageBuilder, Vm, VmOpts,
+};
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 const BOOT: Duration = Duration::from_secs(300);
@@ -80,18 +81,7 @@ fn proxy(front: &Path, back: &Path, link: Link) -> std::thread::JoinHandle<()> {
 }
 
 fn send(port: &Path, qb: &Path) -> (i32, String) {
-    let out = Command::new(quilt_cli().unwrap())
-        .args(["send", "--quiet", "--timeout", "20", "--port"])
-        .arg(port)
-        .arg(qb)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    quilt_send(port, qb, 20).unwrap()
 }
 
 /// A tool with 1 MiB of incompressible data, so a transfer takes a while

@@ -1488,8 +1488,9 @@ pub fn uncovered_token<'a>(holder: &[String], child: &'a [String]) -> Option<&'a
     child
         .iter()
         .find(|t| {
-            !holder.iter().any(|h| h == *t)
-                && !(t.starts_with("spawn:") && holder.iter().any(|h| h == "spawn"))
+            let held = holder.iter().any(|h| h == *t);
+            let spawn_any = t.starts_with("spawn:") && holder.iter().any(|h| h == "spawn");
+            !(held || spawn_any)
         })
         .map(String::as_str)
 }

@@ -372,7 +372,10 @@ impl Store {
         let rec_tmp = fsutil::write_temp(&self.tmp_dir(), &record)?;
         self.step("writing record")?;
         let bundles = self.root.join("bundles");
-        fsutil::rename(&rec_tmp, &bundles.join(paths::record(&header.name, &header.root)))?;
+        fsutil::rename(
+            &rec_tmp,
+            &bundles.join(paths::record(&header.name, &header.root)),
+        )?;
         fsutil::sync_dir(&bundles)?;
 
         let mut next = self.state.clone();

@@ -53,6 +53,22 @@ fn ctx() -> Context<'static> {
     Context::default()
 }
 
+/// The path of one chunk file of the store at `dir`.
+fn some_chunk(dir: &Path) -> std::path::PathBuf {
+    let fan = std::fs::read_dir(dir.join("chunks"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::read_dir(fan)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
 fn open(dir: &Path, t: &Trust) -> Store {
     Store::open(dir, t.clone()).unwrap()
 }
@@ -544,13 +560,7 @@ fn a_reoffer_refetches_chunks_the_store_lost() {
     let mut s = open(d.path(), &t);
     let qb = tool("agents/a", 1, 1, &[&k]);
     s.install(&qb[..], &ctx(), None).unwrap();
-    let fan = std::fs::read_dir(d.path().join("chunks"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let lost = std::fs::read_dir(&fan).unwrap().next().unwrap().unwrap().path();
+    let lost = some_chunk(d.path());
     std::fs::remove_file(&lost).unwrap();
     assert_eq!(s.fsck().unwrap().problems.len(), 1);
     let r = s.install(&qb[..], &ctx(), None).unwrap();
@@ -568,13 +578,7 @@ fn repair_drops_rot_and_the_next_offer_heals_it() {
     let mut s = open(d.path(), &t);
     let qb = tool("agents/a", 1, 1, &[&k]);
     s.install(&qb[..], &ctx(), None).unwrap();
-    let fan = std::fs::read_dir(d.path().join("chunks"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let rotten = std::fs::read_dir(&fan).unwrap().next().unwrap().unwrap().path();
+    let rotten = some_chunk(d.path());
     let mut b = std::fs::read(&rotten).unwrap();
     b[0] ^= 0xff;
     std::fs::write(&rotten, b).unwrap();
