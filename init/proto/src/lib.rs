@@ -142,11 +142,6 @@ pub enum Request {
     /// Operator: the A/B boot state ([`Reply::Slots`]): which slot runs,
     /// what is on trial, which version last fell back.
     Slots,
-    /// Operator: re-hash the bundle store ([`Reply::Fsck`]); with
-    /// `repair`, drop every chunk that does not match its id, so that the
-    /// next offer of a damaged bundle (`quilt install`, a stick, `quilt
-    /// send`) fetches exactly those chunks again.
-    Fsck { repair: bool },
 }
 
 /// What `Service` does.
@@ -327,23 +322,6 @@ pub enum Reply {
     Pods(Vec<(String, Vec<String>, Vec<String>)>),
     /// Answer to `Slots`.
     Slots(SlotsInfo),
-    /// Answer to `Fsck`.
-    Fsck(FsckInfo),
-}
-
-/// What `Fsck` found (and, with `repair`, did).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FsckInfo {
-    /// Installed bundles whose records were read.
-    pub bundles_checked: u32,
-    /// Chunk files hashed.
-    pub chunks_checked: u32,
-    /// One line per problem found before any repair.
-    pub problems: Vec<String>,
-    /// Chunk files removed by the repair.
-    pub chunks_dropped: u32,
-    /// Bundles that lack a chunk now: offer each again to heal it.
-    pub damaged: Vec<String>,
 }
 
 /// The A/B boot state as `Slots` shows it.
@@ -547,7 +525,6 @@ mod tests {
         );
         assert_eq!(req(Request::InstallFd), 17);
         assert_eq!(req(Request::Slots), 18);
-        assert_eq!(req(Request::Fsck { repair: true }), 19);
         let rep = |r: Reply| encode_reply(&r).unwrap()[4];
         assert_eq!(
             rep(Reply::Error {

@@ -166,49 +166,6 @@ impl Tools {
         Ok(())
     }
 
-    /// `quilt fsck [--repair]`: re-hash the store; with `repair`, drop
-    /// the chunks that do not match their ids so that the next offer of
-    /// each damaged bundle fetches them again. Trees written out are not
-    /// touched. (Bulk I/O in PID 1, as installs are today.)
-    pub fn fsck(&mut self, repair: bool) -> quilt_proto::Reply {
-        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        let report = match self.store.fsck() {
-            Ok(r) => r,
-            Err(e) => {
-                return crate::control::refuse(quilt_proto::ErrorCode::Failed, &e.to_string())
-            }
-        };
-        let mut info = quilt_proto::FsckInfo {
-            bundles_checked: count(report.bundles_checked),
-            chunks_checked: count(report.chunks_checked),
-            problems: report.problems.iter().map(|p| p.to_string()).collect(),
-            chunks_dropped: 0,
-            damaged: Vec::new(),
-        };
-        if repair {
-            match self.store.repair() {
-                Ok(r) => {
-                    info.chunks_dropped = count(r.chunks_dropped);
-                    info.damaged = r.damaged;
-                }
-                Err(e) => {
-                    return crate::control::refuse(
-                        quilt_proto::ErrorCode::Failed,
-                        &format!("repair: {e}"),
-                    )
-                }
-            }
-        }
-        event!(
-            "event=store-fsck problems={} repair={} chunks_dropped={} damaged={}",
-            info.problems.len(),
-            u8::from(repair),
-            info.chunks_dropped,
-            info.damaged.len()
-        );
-        quilt_proto::Reply::Fsck(info)
-    }
-
     /// What `quilt bundles` shows.
     pub fn describe(&self) -> quilt_proto::Reply {
         let trust = self.store.trust();

@@ -146,8 +146,6 @@ pub enum Action {
     Pods(usize),
     /// The A/B boot state.
     Slots(usize),
-    /// Re-hash (and with `repair`, mend) the bundle store.
-    Fsck { client: usize, repair: bool },
     /// Run a process inside a service's container.
     Exec {
         client: usize,
@@ -315,13 +313,12 @@ impl Control {
                     | Request::Bundles
                     | Request::Pods
                     | Request::Slots
-                    | Request::Fsck { .. }
                     | Request::Resources,
                 ) if matches!(c.caller, Caller::Container(_)) => out.push(Action::Reply(
                     slot,
                     refuse(
                         ErrorCode::Denied,
-                        "services, logs, events, bundles, pods, slots, fsck and resources are the operator's",
+                        "services, logs, events, bundles, pods, slots and resources are the operator's",
                     ),
                 )),
                 Ok(Request::List) => out.push(Action::List(slot)),
@@ -427,10 +424,6 @@ impl Control {
                 },
                 Ok(Request::Pods) => out.push(Action::Pods(slot)),
                 Ok(Request::Slots) => out.push(Action::Slots(slot)),
-                Ok(Request::Fsck { repair }) => out.push(Action::Fsck {
-                    client: slot,
-                    repair,
-                }),
                 Ok(Request::Resources) => out.push(Action::Resources(slot)),
                 Ok(req @ (Request::Acquire { .. } | Request::Release { .. })) => {
                     let (acquire, resource, units) = match req {

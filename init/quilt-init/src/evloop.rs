@@ -565,16 +565,6 @@ impl Loop {
                         .collect();
                     ctl.send(client, &Reply::Pods(pods));
                 }
-                Action::Fsck { client, repair } => {
-                    let reply = match self.tools.as_mut() {
-                        Some(t) => t.fsck(repair),
-                        None => control::refuse(
-                            quilt_proto::ErrorCode::NotFound,
-                            "this board has no trust store (/etc/quilt/trust), so no bundle store",
-                        ),
-                    };
-                    ctl.send(client, &reply);
-                }
                 Action::Slots(client) => {
                     let reply = match self.sup.config().slots.as_ref() {
                         Some(cfg) => crate::slots::info(cfg, self.booted).unwrap_or_else(|why| {

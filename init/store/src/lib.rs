@@ -171,6 +171,27 @@ impl Store {
         })
     }
 
+    /// Opens an existing store to check it ([`Store::fsck`],
+    /// [`Store::repair`]) from another process than the one installing
+    /// (`quilt fsck` beside quilt-init): nothing is created and `tmp/` is
+    /// left alone, since the owner may be writing there.
+    pub fn open_to_check(root: &Path, image_trust: Trust) -> Result<Self, StoreError> {
+        let state_path = root.join("state");
+        let state = match fs::read(&state_path) {
+            Ok(bytes) => {
+                State::decode(&bytes).ok_or(StoreError::CorruptState { path: state_path })?
+            }
+            Err(e) => return Err(io_err("reading", &state_path)(e)),
+        };
+        Ok(Store {
+            root: root.to_path_buf(),
+            image_trust,
+            state,
+            fault_after: None,
+            steps: 0,
+        })
+    }
+
     /// The trust in force: the latest rotation, or the image's.
     pub fn trust(&self) -> &Trust {
         self.state.trust.as_ref().unwrap_or(&self.image_trust)

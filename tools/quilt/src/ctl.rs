@@ -292,42 +292,6 @@ pub fn pods(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `quilt fsck [--repair] [--json]`: the store's health. Exit 0 when it is
-/// sound (or was mended down to bundles to offer again), 1 otherwise.
-pub fn fsck(socket: &Path, repair: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let f = match call(socket, &Request::Fsck { repair })? {
-        Reply::Fsck(f) => f,
-        other => return refused(other),
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&f)?);
-    } else {
-        println!(
-            "checked {} bundle(s), {} chunk(s): {} problem(s)",
-            f.bundles_checked,
-            f.chunks_checked,
-            f.problems.len()
-        );
-        for p in &f.problems {
-            println!("  {p}");
-        }
-        if repair {
-            println!("dropped {} damaged chunk(s)", f.chunks_dropped);
-            for d in &f.damaged {
-                println!("offer again: {d} (quilt install FILE, a USB stick, or quilt send)");
-            }
-        } else if !f.problems.is_empty() {
-            println!("run `quilt fsck --repair`, then offer the damaged bundles again");
-        }
-    }
-    let sound = f.problems.is_empty() || repair;
-    Ok(if sound {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
 /// `quilt slots [--json]`: the A/B boot state.
 pub fn slots(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let s = match call(socket, &Request::Slots)? {

@@ -5,6 +5,7 @@
 mod bundle;
 mod config_cmd;
 mod ctl;
+mod fsck;
 mod image_cmd;
 mod key;
 mod send;
@@ -195,22 +196,15 @@ enum Cmd {
         #[arg(long, default_value = "/run/quilt/control.sock")]
         socket: std::path::PathBuf,
     },
-    /// Re-hash the board's bundle store: every record and every chunk.
-    /// With --repair, drop the chunks that do not match their ids and name
-    /// the bundles that need them; offer each of those again (`quilt
-    /// install FILE`, a USB stick, or `quilt send`) and only the dropped
-    /// chunks are fetched. Running containers keep their trees.
-    Fsck {
-        /// Drop damaged chunks so that the next offer fetches them again.
-        #[arg(long)]
-        repair: bool,
-        /// JSON instead of lines.
-        #[arg(long)]
-        json: bool,
-        /// quilt-init's control socket.
-        #[arg(long, default_value = "/run/quilt/control.sock")]
-        socket: std::path::PathBuf,
-    },
+    /// Re-hash the board's bundle store, in this process (not PID 1's):
+    /// every installed bundle's record and every chunk. Exit 0 when sound,
+    /// 1 when something is wrong. With --repair, drop the chunks that do
+    /// not match their ids and name the bundles that now lack one; offer
+    /// each of those again (`quilt install FILE`, a USB stick, or `quilt
+    /// send` from the host) and only the dropped chunks are fetched.
+    /// Running containers keep their trees. Paths come from the board's
+    /// boot config (/etc/quilt/boot.bin) unless given.
+    Fsck(fsck::FsckArgs),
     /// Check that quilt-init answers, and its version.
     Ping {
         /// quilt-init's control socket.
@@ -254,11 +248,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Tokens { json, socket } => ctl::tokens(&socket, json),
         Cmd::Pods { json, socket } => ctl::pods(&socket, json),
         Cmd::Slots { json, socket } => ctl::slots(&socket, json),
-        Cmd::Fsck {
-            repair,
-            json,
-            socket,
-        } => ctl::fsck(&socket, repair, json),
+        Cmd::Fsck(a) => fsck::run(&a),
         Cmd::Exec {
             service,
             argv,
