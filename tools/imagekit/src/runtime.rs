@@ -103,6 +103,53 @@ pub enum RuntimeError {
     /// Adding to the image failed.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// The tool SDK's directory lacks its installed validator.
+    #[error("{} has no installed @cfworker/json-schema; run `bun install --frozen-lockfile` in it (tools/setup.sh does)", dir.display())]
+    SdkNotInstalled { dir: PathBuf },
+}
+
+/// The `@quilt/tool` SDK for the runtime layer: `(path in the layer, host
+/// file)` for the package in `sdk_dir` (the repository's `sdk/tool`) and
+/// the one dependency it imports, `@cfworker/json-schema` (its ESM build
+/// and package files, from `sdk_dir/node_modules` after `bun install
+/// --frozen-lockfile` there). Bun resolves `import … from "@quilt/tool"`
+/// from any tool under `/app` through `/node_modules`, so a tool packed
+/// without bundling uses these; `quilt build` bundles its own copy.
+pub fn tool_sdk_files(sdk_dir: &Path) -> Result<Vec<(String, PathBuf)>, RuntimeError> {
+    let mut files: Vec<(String, PathBuf)> = ["package.json", "index.ts", "control.ts", "README.md"]
+        .iter()
+        .map(|n| (format!("/node_modules/@quilt/tool/{n}"), sdk_dir.join(n)))
+        .collect();
+    let dep = sdk_dir.join("node_modules/@cfworker/json-schema");
+    let esm = dep.join("dist/esm");
+    let read = |path: &Path| {
+        std::fs::read_dir(path).map_err(|source| RuntimeError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    if !esm.is_dir() {
+        return Err(RuntimeError::SdkNotInstalled {
+            dir: sdk_dir.to_path_buf(),
+        });
+    }
+    files.push((
+        "/node_modules/@cfworker/json-schema/package.json".into(),
+        dep.join("package.json"),
+    ));
+    let mut names: Vec<String> = read(&esm)?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".js") || n == "package.json")
+        .collect();
+    names.sort();
+    for n in names {
+        files.push((
+            format!("/node_modules/@cfworker/json-schema/dist/esm/{n}"),
+            esm.join(n),
+        ));
+    }
+    Ok(files)
 }
 
 /// Why [`ElfDeps::parse`] failed.
