@@ -90,16 +90,23 @@ const problems: { site: string; message: string }[] = [];
 const NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
 const MAX_DESCRIPTION = 1024;
 
+/** The file and line of each frame of a stack (mapped through source maps). */
+function frames(stack: string | undefined): { file: string; line: string }[] {
+  const out: { file: string; line: string }[] = [];
+  for (const l of (stack ?? "").split("\n").slice(1)) {
+    const m = /\(?((?:file:\/\/)?[^\s()]+?):(\d+)(?::\d+)?\)?\s*$/.exec(l);
+    if (m) out.push({ file: m[1].replace(/^file:\/\//, ""), line: m[2] });
+  }
+  return out;
+}
+
+/** This module's own file as stacks name it (bundled or not). */
+const SELF = frames(new Error().stack)[0]?.file;
+
 /** `file:line` of the code that called `@tool`/`defineTool`. */
 function callSite(): string {
-  const lines = (new Error().stack ?? "").split("\n").slice(1);
-  for (const l of lines) {
-    // Skip frames inside this package (however it was bundled).
-    if (/quilt[/\\]tool|@quilt|sdk[/\\]tool[/\\]index/.test(l)) continue;
-    const m = /\(?((?:file:\/\/)?[^\s()]+?):(\d+)(?::\d+)?\)?\s*$/.exec(l);
-    if (m) return `${m[1].replace(/^file:\/\//, "")}:${m[2]}`;
-  }
-  return "<unknown>:0";
+  const f = frames(new Error().stack).find((f) => f.file !== SELF);
+  return f ? `${f.file}:${f.line}` : "<unknown>:0";
 }
 
 const TYPES = new Set(["null", "boolean", "object", "array", "number", "integer", "string"]);

@@ -115,6 +115,21 @@ fn inspect(qb: &Path) -> serde_json::Value {
     .unwrap()
 }
 
+/// The SDK's own unit tests (sdk/tool/index.test.ts: registry, sites,
+/// envelope, exit codes, describe mode) under the pinned Bun.
+#[test]
+fn the_sdk_passes_its_unit_tests() {
+    let dir = quilt_system_tests::tool_sdk_dir().unwrap();
+    let out = Command::new(bun_binary().unwrap())
+        .arg("test")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(" 0 fail"), "{err}");
+}
+
 /// The scaffold's own tests pass under `quilt test`, which also calls the
 /// built tool through the envelope.
 #[test]
