@@ -318,6 +318,18 @@ fn a_new_project_runs_its_tools_on_the_board() {
         "--trust",
         trust.to_str().unwrap(),
     ]);
+    // The agent template, calling greeter's tool from a child container.
+    let agent = fresh("agent").join("planner");
+    quilt(&["new", agent.to_str().unwrap(), "--template", "agent"]);
+    let agent_qb = agent.with_extension("qb");
+    build(&agent, &agent_qb);
+    quilt(&[
+        "bundle",
+        "sign",
+        agent_qb.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
 
     let probe = br#"#!/bin/sh
 echo "tools=$(quilt run greeter --tools | tr -d '\n')" > /dev/ttyS1
@@ -330,6 +342,10 @@ echo "bad=$(quilt run greeter greet --input /tmp/bad.json --json)" > /dev/ttyS1
 echo '{"a":"2","b":40}' > /tmp/badadd.json
 echo "badadd=$(quilt run greeter add --input /tmp/badadd.json --json)" > /dev/ttyS1
 quilt run greeter nope > /dev/null 2> /tmp/err; echo "unknown=$? $(cat /tmp/err)" > /dev/ttyS1
+echo '{"bundle":"greeter","tool":"greet","input":{"name":"bob"}}' > /tmp/agent.json
+echo "agent=$(quilt run planner delegate --input /tmp/agent.json --json --timeout-ms 120000)" > /dev/ttyS1
+echo '{"bundle":"greeter","tool":"greet","input":{"name":""}}' > /tmp/agentbad.json
+echo "agentbad=$(quilt run planner delegate --input /tmp/agentbad.json --json --timeout-ms 120000)" > /dev/ttyS1
 "#;
     let config = r#"
 [[service]]
@@ -344,7 +360,8 @@ on_exit = "poweroff"
         .file("/bin/quilt", guest_binary("quilt", "quilt").unwrap(), 0o755)
         .config_toml(config)
         .bytes("/bin/probe.sh", probe.to_vec(), 0o755)
-        .file("/usr/share/quilt/bundles/greeter.qb", &qb, 0o644);
+        .file("/usr/share/quilt/bundles/greeter.qb", &qb, 0o644)
+        .file("/usr/share/quilt/bundles/planner.qb", &agent_qb, 0o644);
     for e in std::fs::read_dir(&trust).unwrap() {
         let e = e.unwrap();
         b = b.file(
@@ -427,6 +444,26 @@ on_exit = "poweroff"
     assert!(
         ch.contains("unknown=1 quilt: greeter has no tool \"nope\"; it has: add, greet"),
         "{ch}"
+    );
+
+    // The agent's child ran greeter's tool and its envelope came back;
+    // the child's refusal is passed on with its code.
+    let agent = line("agent=");
+    assert_eq!(agent["status"], 0, "{agent}");
+    assert_eq!(
+        envelope(&agent),
+        serde_json::json!({"result": {"greeting": "hello, bob"}})
+    );
+    let agentbad = line("agentbad=");
+    assert_eq!(agentbad["status"], 2, "{agentbad}");
+    let env = envelope(&agentbad);
+    assert_eq!(env["error"]["code"], "invalid_input", "{env}");
+    assert!(
+        env["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("greeter greet: input/name"),
+        "{env}"
     );
 }
 
