@@ -949,4 +949,60 @@ mod tests {
         }
         false
     }
+
+    #[test]
+    fn the_tool_sdk_goes_to_node_modules_with_its_validator_only() {
+        let dir = tempfile_dir("sdk");
+        let sdk = dir.as_path();
+        assert!(matches!(
+            tool_sdk_files(sdk),
+            Err(RuntimeError::SdkNotInstalled { .. })
+        ));
+        let esm = sdk.join("node_modules/@cfworker/json-schema/dist/esm");
+        std::fs::create_dir_all(&esm).unwrap();
+        for f in [
+            "index.js",
+            "validate.js",
+            "validate.js.map",
+            "index.d.ts",
+            "package.json",
+        ] {
+            std::fs::write(esm.join(f), "x").unwrap();
+        }
+        let files = tool_sdk_files(sdk).unwrap();
+        let paths: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/node_modules/@quilt/tool/package.json",
+                "/node_modules/@quilt/tool/index.ts",
+                "/node_modules/@quilt/tool/control.ts",
+                "/node_modules/@quilt/tool/README.md",
+                "/node_modules/@cfworker/json-schema/package.json",
+                "/node_modules/@cfworker/json-schema/dist/esm/index.js",
+                "/node_modules/@cfworker/json-schema/dist/esm/package.json",
+                "/node_modules/@cfworker/json-schema/dist/esm/validate.js",
+            ]
+        );
+        assert_eq!(files[1].1, sdk.join("index.ts"));
+    }
+
+    /// The repository's SDK, as `quilt image --tool-sdk sdk/tool` ships it,
+    /// once its validator is installed (tools/setup.sh).
+    #[test]
+    fn the_repository_sdk_lists_real_files() {
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/tool");
+        match tool_sdk_files(&sdk) {
+            Ok(files) => {
+                for (_, host) in &files {
+                    assert!(host.is_file(), "{}", host.display());
+                }
+                assert!(files.len() > 8);
+            }
+            Err(RuntimeError::SdkNotInstalled { .. }) => {
+                eprintln!("SKIPPED: sdk/tool has no node_modules; run tools/setup.sh");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
