@@ -130,6 +130,31 @@ fn the_sdk_passes_its_unit_tests() {
     assert!(err.contains(" 0 fail"), "{err}");
 }
 
+/// `examples/text-tools`, the SDK example: its tests pass under `quilt
+/// test` and `quilt build` signs both tools into the manifest.
+#[test]
+fn the_sdk_example_tests_and_builds() {
+    let dir = quilt_system_tests::example_dir("text-tools");
+    let (ok, out, err) = quilt_raw(&["test".as_ref(), dir.as_os_str()], None);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("2 tool(s) answered"), "{out}");
+    let qb = fresh("example").join("text-tools.qb");
+    build(&dir, &qb);
+    let v = inspect(&qb);
+    assert_eq!(v["name"], "examples/text-tools");
+    let names: Vec<&str> = v["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["count", "slug"]);
+    assert_eq!(
+        v["tools"][1]["output"],
+        serde_json::json!({"type": "string"})
+    );
+}
+
 /// The scaffold's own tests pass under `quilt test`, which also calls the
 /// built tool through the envelope.
 #[test]
