@@ -84,9 +84,10 @@ enum Cmd {
         #[arg(long)]
         no_install: bool,
     },
-    /// Run a tool project's `bun test`, then build it and call each tool
-    /// once with `{}` through the real stdin/stdout envelope on this host
-    /// (no container: namespaces, limits and tokens are not emulated).
+    /// Install a tool project's locked dependencies, run its `bun test`,
+    /// then build it and call each tool once with `{}` through the real
+    /// stdin/stdout envelope on this host (no container: namespaces,
+    /// limits and tokens are not emulated).
     Test {
         /// The project directory.
         #[arg(default_value = ".")]
@@ -94,6 +95,9 @@ enum Cmd {
         /// Bun to run (default: $QUILT_BUN, else `bun` on PATH).
         #[arg(long)]
         bun: Option<std::path::PathBuf>,
+        /// Skip `bun install --frozen-lockfile` (node_modules is current).
+        #[arg(long)]
+        no_install: bool,
     },
     /// Run an installed bundle once in a fresh container on this board and
     /// print its result; exits with the tool's status (3: refused).
@@ -298,7 +302,11 @@ fn main() -> std::process::ExitCode {
             bun,
             no_install,
         } => sdk::build(&dir, &out, bun.as_deref(), !no_install),
-        Cmd::Test { dir, bun } => sdk::test(&dir, bun.as_deref()),
+        Cmd::Test {
+            dir,
+            bun,
+            no_install,
+        } => sdk::test(&dir, bun.as_deref(), !no_install),
         Cmd::Run {
             bundle,
             tool: Some(tool),

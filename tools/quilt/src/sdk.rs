@@ -313,6 +313,23 @@ fn compile(
     describe(bun_bin, &scratch.join(BUILT_ENTRY), project)
 }
 
+/// `bun install --frozen-lockfile`: exactly the locked dependencies.
+fn install_locked(bun_bin: &Path, project: &Path) -> anyhow::Result<()> {
+    if !project.join("bun.lock").exists() {
+        bail!(
+            "{}: no bun.lock; run `bun install` there once and commit bun.lock, so builds install exactly the same dependencies",
+            project.display()
+        );
+    }
+    bun(
+        bun_bin,
+        project,
+        &["install", "--frozen-lockfile"],
+        "bun install --frozen-lockfile (is bun.lock current? run `bun install` and commit it)",
+    )?;
+    Ok(())
+}
+
 /// `quilt build [DIR] --out FILE.qb`.
 pub fn build(
     dir: &Path,
@@ -332,18 +349,7 @@ pub fn build(
     }
     let bun_bin = bun_path(bun_arg);
     if install {
-        if !project.join("bun.lock").exists() {
-            bail!(
-                "{}: no bun.lock; run `bun install` there once and commit bun.lock, so builds install exactly the same dependencies",
-                project.display()
-            );
-        }
-        bun(
-            &bun_bin,
-            &project,
-            &["install", "--frozen-lockfile"],
-            "bun install --frozen-lockfile (is bun.lock current? run `bun install` and commit it)",
-        )?;
+        install_locked(&bun_bin, &project)?;
     }
     let scratch = tempdir_in(&project)?;
     let tools = compile(&project, &bun_bin, &fields.entry, &scratch.path)?;
@@ -409,10 +415,13 @@ fn tempdir_in(project: &Path) -> anyhow::Result<Scratch> {
 /// `quilt test [DIR]`: the project's `bun test`, then the module built as
 /// `quilt build` builds it and each tool called once with `{}` through the
 /// real stdin/stdout envelope, in a child Bun with a cleared environment.
-pub fn test(dir: &Path, bun_arg: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub fn test(dir: &Path, bun_arg: Option<&Path>, install: bool) -> anyhow::Result<ExitCode> {
     let project =
         std::fs::canonicalize(dir).with_context(|| format!("opening {}", dir.display()))?;
     let bun_bin = bun_path(bun_arg);
+    if install {
+        install_locked(&bun_bin, &project)?;
+    }
     let status = Command::new(&bun_bin)
         .arg("test")
         .current_dir(&project)
