@@ -619,3 +619,46 @@ test("delegate says when it may not spawn", async () => {
   expect(r).toMatchObject({ error: { code: "no_spawn" } });
 });
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sites_are_shown_relative_to_the_project() {
+        let p = Path::new("/home/ada/weather");
+        assert_eq!(
+            relative_sites("/home/ada/weather/src/index.ts:4: tool \"x\": bad", p),
+            "src/index.ts:4: tool \"x\": bad"
+        );
+        // Only the project's own prefix, not a sibling sharing its name.
+        assert_eq!(
+            relative_sites("/home/ada/weather2/src/a.ts:1", p),
+            "/home/ada/weather2/src/a.ts:1"
+        );
+    }
+
+    #[test]
+    fn the_templates_use_the_sdk_they_ship_with() {
+        for text in [TOOL_INDEX, AGENT_INDEX] {
+            assert!(text.contains("from \"@quilt/tool\""));
+            assert!(text.contains("await serve("));
+        }
+        assert!(PACKAGE_JSON.contains(SDK_DIR));
+        let index = SDK_FILES
+            .iter()
+            .find(|(n, _)| *n == "index.ts")
+            .map(|(_, t)| *t)
+            .unwrap_or_default();
+        // The describe protocol quilt build relies on.
+        assert!(index.contains("QUILT_TOOL_DESCRIBE"));
+        for name in ["tool", "defineTool", "serve", "call", "ToolError"] {
+            assert!(
+                index.contains(&format!("export function {name}"))
+                    || index.contains(&format!("export class {name}"))
+                    || index.contains(&format!("export async function {name}")),
+                "{name}"
+            );
+        }
+    }
+}
