@@ -515,31 +515,48 @@ fn installed_tools(
         }
         other => bail!("unexpected reply: {other:?}"),
     };
-    let path = store.join("bundles").join(&root);
-    let bytes = std::fs::read(&path).with_context(|| {
-        format!(
-            "reading {name}'s record {} (is --store the board's store?)",
-            path.display()
-        )
-    })?;
-    let bad = |e: quilt_bundle::Error| anyhow::anyhow!("{}: {e}", path.display());
-    let (env, rest) = quilt_bundle::envelope::Envelope::parse(
-        &quilt_bundle::envelope::MAGIC_BUNDLE,
-        "bundle record",
-        &bytes,
-    )
-    .map_err(bad)?;
-    let header = quilt_bundle::Header::decode(&env.body).map_err(bad)?;
-    let manifest = quilt_bundle::Manifest::decode(rest).map_err(bad)?;
-    manifest.validate().map_err(bad)?;
-    let computed = quilt_bundle::manifest::bundle_root(rest, &manifest.chunk_order());
-    if computed != header.root || computed.to_string() != root {
-        bail!(
-            "{}: the manifest does not hash to the root quilt-init installed ({root}); the store is damaged, run fsck",
-            path.display()
+    // The record is `bundles/<root>`, or `bundles/<name as a path>@<root>`
+    // in stores that key records by name too; either way it must be
+    // `name`'s and hash to `root`.
+    let dir = store.join("bundles");
+    let suffix = format!("@{root}");
+    let mut candidates = vec![dir.join(&root)];
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        candidates.extend(
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(&suffix))
+                .map(|e| e.path()),
         );
     }
-    Ok(manifest.tools)
+    for path in candidates.iter().filter(|p| p.is_file()) {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bad = |e: quilt_bundle::Error| anyhow::anyhow!("{}: {e}", path.display());
+        let (env, rest) = quilt_bundle::envelope::Envelope::parse(
+            &quilt_bundle::envelope::MAGIC_BUNDLE,
+            "bundle record",
+            &bytes,
+        )
+        .map_err(bad)?;
+        let header = quilt_bundle::Header::decode(&env.body).map_err(bad)?;
+        if header.name != name {
+            continue;
+        }
+        let manifest = quilt_bundle::Manifest::decode(rest).map_err(bad)?;
+        manifest.validate().map_err(bad)?;
+        let computed = quilt_bundle::manifest::bundle_root(rest, &manifest.chunk_order());
+        if computed != header.root || computed.to_string() != root {
+            bail!(
+                "{}: the manifest does not hash to the root quilt-init installed ({root}); the store is damaged, run fsck",
+                path.display()
+            );
+        }
+        return Ok(manifest.tools);
+    }
+    bail!(
+        "no record of {name} (root {root}) in {} (is --store the board's store?)",
+        dir.display()
+    )
 }
 
 fn tool_json(t: &quilt_bundle::ToolDef) -> serde_json::Value {
