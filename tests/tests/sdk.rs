@@ -322,6 +322,56 @@ await serve(Geometry);
     assert!(err.contains("src/bad.ts:1:"), "{err}");
 }
 
+/// `quilt build` loads the module in a network namespace of its own: at
+/// import time it sees only the loopback interface, and no environment.
+#[test]
+fn loading_the_module_sees_no_network_and_no_environment() {
+    let project = scaffold();
+    std::fs::write(
+        project.join("src/index.ts"),
+        r#"import { defineTool, serve } from "@quilt/tool";
+import { readFileSync } from "node:fs";
+
+// What the module sees while quilt build reads its tools.
+const ifaces = readFileSync("/proc/net/dev", "utf8")
+  .split("\n")
+  .slice(2)
+  .map((l) => l.split(":")[0].trim())
+  .filter((n) => n !== "");
+const env = Object.keys(process.env).sort().join(",");
+defineTool(
+  { name: "probe", description: `interfaces=${ifaces.join(",")} env=${env}`, input: { type: "object" } },
+  () => 0,
+);
+await serve();
+"#,
+    )
+    .unwrap();
+    let qb = project.with_extension("qb");
+    let out = build(&project, &qb);
+    assert!(out.contains("tools: probe"), "{out}");
+    let v = inspect(&qb);
+    let description = v["tools"][0]["description"].as_str().unwrap();
+    assert!(
+        description.starts_with("interfaces=lo env="),
+        "the module saw more than loopback: {description}"
+    );
+    let env: Vec<&str> = description
+        .split("env=")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .collect();
+    for var in &env {
+        assert!(
+            ["HOME", "TMPDIR", "QUILT_TOOL_DESCRIBE"].contains(var)
+                || var.starts_with("BUN_")
+                || var.is_empty(),
+            "the host environment leaked into the build: {var} in {env:?}"
+        );
+    }
+}
+
 /// `quilt new` → `quilt build` → sign → boot → `quilt run` each tool.
 #[test]
 fn a_new_project_runs_its_tools_on_the_board() {

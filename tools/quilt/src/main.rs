@@ -63,7 +63,7 @@ enum Cmd {
     /// --minify --sourcemap=linked` into one index.js (npm dependencies
     /// inlined; `quilt-bus` left to the board's runtime layer); the built
     /// module loaded under Bun with QUILT_TOOL_DESCRIBE=1 (cleared
-    /// environment, no stdin, 30 s deadline) to read the tools its @tool
+    /// environment, no stdin, no network, 30 s deadline) to read the tools its @tool
     /// decorators and defineTool calls registered; names and schemas
     /// checked; index.js, index.js.map and the tools packed into FILE.qb
     /// with the header fields of quilt.toml (`entry` names the source

@@ -12,7 +12,9 @@ use crate::bundle::pack::{read_tool_toml, write_replace};
 use anyhow::{bail, Context as _};
 use quilt_bundle::pack::Builder;
 use quilt_bundle::ToolDef;
+use rustix::thread::UnshareFlags;
 use std::io::{Read as _, Write as _};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -185,25 +187,54 @@ fn relative_sites(text: &str, project: &Path) -> String {
 }
 
 /// Loads the built module in a child Bun with a cleared environment, no
-/// stdin, a scratch working directory and a deadline, and reads what the
-/// SDK registered.
+/// stdin, a scratch working directory, its own network namespace and a
+/// deadline, and reads what the SDK registered.
 fn describe(bun_bin: &Path, built: &Path, project: &Path) -> anyhow::Result<Vec<ToolDef>> {
     let scratch = built
         .parent()
         .context("the built file has no directory")?
         .to_path_buf();
-    let mut child = Command::new(bun_bin)
-        .arg(built)
-        .env_clear()
-        .env("QUILT_TOOL_DESCRIBE", "1")
-        .env("HOME", &scratch)
-        .env("TMPDIR", &scratch)
-        .current_dir(&scratch)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running {}", bun_bin.display()))?;
+    let command = || {
+        let mut c = Command::new(bun_bin);
+        c.arg(built)
+            .env_clear()
+            .env("QUILT_TOOL_DESCRIBE", "1")
+            .env("HOME", &scratch)
+            .env("TMPDIR", &scratch)
+            .current_dir(&scratch)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    // A network namespace of its own (only a down `lo`), so loading the
+    // module cannot reach the network; unprivileged users need a user
+    // namespace for that too.
+    let mut isolated = command();
+    let flags = if rustix::process::geteuid().is_root() {
+        UnshareFlags::NEWNET
+    } else {
+        UnshareFlags::NEWUSER | UnshareFlags::NEWNET
+    };
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes one syscall (no allocation, no locks); NEWNET and NEWUSER leave
+    // the fd table alone, so unshare_unsafe's FILES caveat does not apply.
+    unsafe {
+        isolated
+            .pre_exec(move || rustix::thread::unshare_unsafe(flags).map_err(std::io::Error::from));
+    }
+    let mut child = match isolated.spawn() {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!(
+                "quilt: no network namespace for loading the module ({e}: unprivileged user namespaces are off?); loading it with the host's network"
+            );
+            command()
+                .spawn()
+                .with_context(|| format!("running {}", bun_bin.display()))?
+        }
+        Err(e) => return Err(e).with_context(|| format!("running {}", bun_bin.display())),
+    };
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait()? {
