@@ -320,6 +320,24 @@ await serve(Geometry);
     );
     assert!(!ok);
     assert!(err.contains("src/bad.ts:1:"), "{err}");
+    // A throw while the module loads: Bun's stack, mapped to the source.
+    std::fs::write(
+        project.join("src/bad.ts"),
+        "export const x = 1;\nconst cfg = JSON.parse(\"{bad\");\n",
+    )
+    .unwrap();
+    let (ok, _, err) = quilt_raw(
+        &[
+            "build".as_ref(),
+            project.as_os_str(),
+            "--out".as_ref(),
+            qb.as_os_str(),
+        ],
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("loading the built module"), "{err}");
+    assert!(err.contains("at src/bad.ts:2:"), "{err}");
 }
 
 /// `quilt build` loads the module in a network namespace of its own: at
