@@ -86,8 +86,9 @@ enum Cmd {
     },
     /// Install a tool project's locked dependencies, run its `bun test`,
     /// then build it and call each tool once with `{}` through the real
-    /// stdin/stdout envelope on this host (no container: namespaces,
-    /// limits and tokens are not emulated).
+    /// stdin/stdout envelope on this host, with no environment and no
+    /// network (the rest of the container, limits and tokens are not
+    /// emulated).
     Test {
         /// The project directory.
         #[arg(default_value = ".")]

@@ -186,6 +186,41 @@ fn relative_sites(text: &str, project: &Path) -> String {
     text.replace(&abs, "")
 }
 
+/// Spawns `command()` in a network namespace of its own (only a down
+/// `lo`; for a non-root user inside a user namespace too). Where the
+/// kernel refuses, says so and spawns it with the host's network.
+fn spawn_offline(
+    command: impl Fn() -> Command,
+    bun_bin: &Path,
+    what: &str,
+) -> anyhow::Result<std::process::Child> {
+    let mut isolated = command();
+    let flags = if rustix::process::geteuid().is_root() {
+        UnshareFlags::NEWNET
+    } else {
+        UnshareFlags::NEWUSER | UnshareFlags::NEWNET
+    };
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes one syscall (no allocation, no locks); NEWNET and NEWUSER leave
+    // the fd table alone, so unshare_unsafe's FILES caveat does not apply.
+    unsafe {
+        isolated
+            .pre_exec(move || rustix::thread::unshare_unsafe(flags).map_err(std::io::Error::from));
+    }
+    match isolated.spawn() {
+        Ok(c) => Ok(c),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!(
+                "quilt: no network namespace for {what} ({e}: unprivileged user namespaces are off?); running it with the host's network"
+            );
+            command()
+                .spawn()
+                .with_context(|| format!("running {}", bun_bin.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("running {}", bun_bin.display())),
+    }
+}
+
 /// Loads the built module in a child Bun with a cleared environment, no
 /// stdin, a scratch working directory, its own network namespace and a
 /// deadline, and reads what the SDK registered.
@@ -207,34 +242,7 @@ fn describe(bun_bin: &Path, built: &Path, project: &Path) -> anyhow::Result<Vec<
             .stderr(Stdio::piped());
         c
     };
-    // A network namespace of its own (only a down `lo`), so loading the
-    // module cannot reach the network; unprivileged users need a user
-    // namespace for that too.
-    let mut isolated = command();
-    let flags = if rustix::process::geteuid().is_root() {
-        UnshareFlags::NEWNET
-    } else {
-        UnshareFlags::NEWUSER | UnshareFlags::NEWNET
-    };
-    // SAFETY: the closure runs in the forked child before exec and only
-    // makes one syscall (no allocation, no locks); NEWNET and NEWUSER leave
-    // the fd table alone, so unshare_unsafe's FILES caveat does not apply.
-    unsafe {
-        isolated
-            .pre_exec(move || rustix::thread::unshare_unsafe(flags).map_err(std::io::Error::from));
-    }
-    let mut child = match isolated.spawn() {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            eprintln!(
-                "quilt: no network namespace for loading the module ({e}: unprivileged user namespaces are off?); loading it with the host's network"
-            );
-            command()
-                .spawn()
-                .with_context(|| format!("running {}", bun_bin.display()))?
-        }
-        Err(e) => return Err(e).with_context(|| format!("running {}", bun_bin.display())),
-    };
+    let mut child = spawn_offline(command, bun_bin, "loading the module")?;
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait()? {
@@ -467,22 +475,24 @@ pub fn test(dir: &Path, bun_arg: Option<&Path>, install: bool) -> anyhow::Result
     let scratch = tempdir_in(&project)?;
     let tools = compile(&project, &bun_bin, &fields.entry, &scratch.path)?;
     println!(
-        "not emulated here: the container (namespaces, seccomp, read-only /app, cgroup limits) and tokens (bus, spawn); run it on a board or in QEMU for those"
+        "each tool runs as on a board in these respects: its own network namespace, no environment, a scratch directory, the request on stdin; not emulated here: the rest of the container (PID/mount namespaces, seccomp, read-only /app, cgroup limits) and tokens (bus, spawn); run it on a board or in QEMU for those"
     );
     let mut failed = 0;
     for t in &tools {
         let req = serde_json::json!({"tool": t.name, "input": {}}).to_string();
-        let mut child = Command::new(&bun_bin)
-            .arg(scratch.path.join(BUILT_ENTRY))
-            .env_clear()
-            .env("HOME", &scratch.path)
-            .env("TMPDIR", &scratch.path)
-            .current_dir(&scratch.path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("running {}", bun_bin.display()))?;
+        let command = || {
+            let mut c = Command::new(&bun_bin);
+            c.arg(scratch.path.join(BUILT_ENTRY))
+                .env_clear()
+                .env("HOME", &scratch.path)
+                .env("TMPDIR", &scratch.path)
+                .current_dir(&scratch.path)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            c
+        };
+        let mut child = spawn_offline(command, &bun_bin, "the tool call")?;
         if let Some(mut stdin) = child.stdin.take() {
             stdin.write_all(req.as_bytes())?;
         }
