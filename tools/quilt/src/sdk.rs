@@ -46,7 +46,7 @@ pub enum Template {
     /// One decorated tool that computes on its input.
     Tool,
     /// A tool that runs another bundle's tool in a child container
-    /// (`spawn:` token, ctx.callTool).
+    /// (the `spawn` token, ctx.callTool).
     Agent,
 }
 
@@ -148,7 +148,11 @@ pub fn new(
         // Creates bun.lock, which `quilt build` then installs from exactly.
         bun(&bun_bin, dir, &["install"], "bun install")?;
     }
-    println!("created {} ({template:?} template)", dir.display());
+    let kind = match template {
+        Template::Tool => "tool",
+        Template::Agent => "agent",
+    };
+    println!("created {} ({kind} template)", dir.display());
     println!("next:");
     if !install {
         println!(
