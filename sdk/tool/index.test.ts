@@ -85,6 +85,7 @@ test("serve: result, refusal before the call, tool errors, bad requests", () => 
   const e = JSON.parse(r.out).error;
   expect(e.code).toBe("invalid_input");
   expect(e.message).toContain("input/id");
+  expect(e.message).toContain("input/x: not allowed by the schema");
   expect(r.err).not.toContain("looking up"); // never called
 
   r = child('{"tool":"lookup","input":{"id":404}}');

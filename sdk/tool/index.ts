@@ -301,7 +301,12 @@ function describeErrors(errors: { instanceLocation: string; error: string; keywo
   // The deepest, most specific messages; cfworker also reports each
   // enclosing keyword ("properties", "allOf") that failed because of them.
   const leaf = errors.filter((e) => !["properties", "items", "allOf", "$ref", "additionalProperties"].includes(e.keyword) || errors.length === 1);
-  const list = (leaf.length > 0 ? leaf : errors).map((e) => `${e.instanceLocation === "#" ? "input" : `input${e.instanceLocation.slice(1)}`}: ${e.error}`);
+  const list = (leaf.length > 0 ? leaf : errors).map((e) => {
+    const at = e.instanceLocation === "#" ? "input" : `input${e.instanceLocation.slice(1)}`;
+    // A `false` schema (additionalProperties: false, …) says only "False
+    // boolean schema."; say what it means.
+    return e.keyword === "false" ? `${at}: not allowed by the schema` : `${at}: ${e.error}`;
+  });
   return [...new Set(list)].join("; ");
 }
 
