@@ -423,6 +423,61 @@ fn a_new_project_runs_its_tools_on_the_board() {
         "--key",
         key.to_str().unwrap(),
     ]);
+    // A tool on the shared-memory bus: quilt-bus stays out of the bundle
+    // (--external) and resolves from the board's runtime layer.
+    let echo = fresh("bus").join("echobus");
+    quilt(&["new", echo.to_str().unwrap()]);
+    let toml = std::fs::read_to_string(echo.join("quilt.toml")).unwrap();
+    std::fs::write(
+        echo.join("quilt.toml"),
+        toml.replace(
+            "tokens = []",
+            r#"tokens = ["bus:sdk.t:pub", "bus:sdk.t:sub"]"#,
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        echo.join("src/index.ts"),
+        r#"import { type Context, serve, tool, ToolError } from "@quilt/tool";
+
+export class Echo {
+  @tool({
+    description: "Sends text through the bus and reads it back.",
+    input: { type: "object", properties: { text: { type: "string" } }, required: ["text"] },
+  })
+  async roundtrip(input: { text: string }, ctx: Context) {
+    const bus = await ctx.bus();
+    const sub = bus.openSubscriber("sdk.t");
+    const pub = bus.openPublisher("sdk.t");
+    pub.send(new TextEncoder().encode(input.text));
+    const m = sub.receive(5000);
+    if (!m) throw new ToolError("timeout", "nothing came back on sdk.t");
+    const text = new TextDecoder().decode(m.copy());
+    m.release();
+    const channels = ctx.busChannels().map((c) => `${c.topic}:${c.role}`).sort();
+    return { text, channels };
+  }
+}
+
+await serve(Echo);
+"#,
+    )
+    .unwrap();
+    let echo_qb = echo.with_extension("qb");
+    build(&echo, &echo_qb);
+    let js = inspect(&echo_qb);
+    assert_eq!(
+        js["tokens"],
+        serde_json::json!(["bus:sdk.t:pub", "bus:sdk.t:sub"])
+    );
+
+    quilt(&[
+        "bundle",
+        "sign",
+        echo_qb.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
 
     let probe = br#"#!/bin/sh
 echo "tools=$(quilt run greeter --tools | tr -d '\n')" > /dev/ttyS1
@@ -439,8 +494,16 @@ echo '{"bundle":"greeter","tool":"greet","input":{"name":"bob"}}' > /tmp/agent.j
 echo "agent=$(quilt run planner delegate --input /tmp/agent.json --json --timeout-ms 120000)" > /dev/ttyS1
 echo '{"bundle":"greeter","tool":"greet","input":{"name":""}}' > /tmp/agentbad.json
 echo "agentbad=$(quilt run planner delegate --input /tmp/agentbad.json --json --timeout-ms 120000)" > /dev/ttyS1
+echo '{"text":"over the bus"}' > /tmp/bus.json
+echo "bus=$(quilt run echobus roundtrip --input /tmp/bus.json --json)" > /dev/ttyS1
 "#;
     let config = r#"
+[[bus]]
+topic = "sdk.t"
+slots = 8
+slot_size = 4096
+subscribers = 1
+
 [[service]]
 name = "probe"
 exec = ["/bin/probe.sh"]
@@ -450,11 +513,13 @@ on_exit = "poweroff"
     let mut b = ImageBuilder::new()
         .busybox()
         .bun_runtime()
+        .bus_client()
         .file("/bin/quilt", guest_binary("quilt", "quilt").unwrap(), 0o755)
         .config_toml(config)
         .bytes("/bin/probe.sh", probe.to_vec(), 0o755)
         .file("/usr/share/quilt/bundles/greeter.qb", &qb, 0o644)
-        .file("/usr/share/quilt/bundles/planner.qb", &agent_qb, 0o644);
+        .file("/usr/share/quilt/bundles/planner.qb", &agent_qb, 0o644)
+        .file("/usr/share/quilt/bundles/echobus.qb", &echo_qb, 0o644);
     for e in std::fs::read_dir(&trust).unwrap() {
         let e = e.unwrap();
         b = b.file(
@@ -557,6 +622,15 @@ on_exit = "poweroff"
             .unwrap()
             .starts_with("greeter greet: input/name"),
         "{env}"
+    );
+
+    // The bus tool's message came back through shared memory, over the
+    // channels its signed tokens granted.
+    let bus = line("bus=");
+    assert_eq!(bus["status"], 0, "{bus}");
+    assert_eq!(
+        envelope(&bus),
+        serde_json::json!({"result": {"text": "over the bus", "channels": ["sdk.t:pub", "sdk.t:sub"]}})
     );
 }
 
