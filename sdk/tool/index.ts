@@ -221,7 +221,7 @@ export interface Context {
   canSpawn(): boolean;
   /** Run another bundle's tool in a child container and wait for its envelope. */
   callTool<T = unknown>(bundle: string, tool: string, input: unknown, timeoutMs?: number): Promise<Envelope<T>>;
-  /** The limits this container runs under (cgroup files; null when unreadable). */
+  /** The limits this container runs under (null where unreadable; see Limits). */
   limits(): Limits;
 }
 
@@ -231,10 +231,27 @@ export interface BusChannel {
   fds: number[];
 }
 
+/** What the container may use. Tool containers have no `/sys` today, so
+ * on a board the cgroup figures read null (the cgroup still enforces
+ * them); `open_files` is the RLIMIT_NOFILE from the manifest's limits. */
 export interface Limits {
   memory_bytes: number | null;
   pids: number | null;
   cpu_percent: number | null;
+  open_files: number | null;
+}
+
+/** The soft limit of one /proc/self/limits row, e.g. "Max open files". */
+function procLimit(row: string): number | null {
+  try {
+    const line = readFileSync("/proc/self/limits", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith(row));
+    const soft = line?.slice(row.length).trim().split(/\s+/)[0];
+    return soft === undefined || soft === "unlimited" ? null : Number(soft);
+  } catch {
+    return null;
+  }
 }
 
 function readCgroup(file: string): string | null {
@@ -285,6 +302,7 @@ function context(name: string): Context {
         memory_bytes: mem === null || mem === "max" ? null : Number(mem),
         pids: pids === null || pids === "max" ? null : Number(pids),
         cpu_percent: quota && period && quota !== "max" ? (100 * Number(quota)) / Number(period) : null,
+        open_files: procLimit("Max open files"),
       };
     },
   };

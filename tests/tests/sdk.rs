@@ -455,7 +455,7 @@ export class Echo {
     const text = new TextDecoder().decode(m.copy());
     m.release();
     const channels = ctx.busChannels().map((c) => `${c.topic}:${c.role}`).sort();
-    return { text, channels };
+    return { text, channels, open_files: ctx.limits().open_files };
   }
 }
 
@@ -630,7 +630,12 @@ on_exit = "poweroff"
     assert_eq!(bus["status"], 0, "{bus}");
     assert_eq!(
         envelope(&bus),
-        serde_json::json!({"result": {"text": "over the bus", "channels": ["sdk.t:pub", "sdk.t:sub"]}})
+        serde_json::json!({"result": {
+            "text": "over the bus",
+            "channels": ["sdk.t:pub", "sdk.t:sub"],
+            // quilt new's default [limits] leave open_files at 256.
+            "open_files": 256,
+        }})
     );
 }
 
