@@ -34,6 +34,10 @@ export interface ToolOptions {
   input: JsonSchema;
   /** JSON Schema of the result; checked after the call when given. */
   output?: JsonSchema;
+  /** Calls `quilt test` makes through the built tool: the input, and the
+   * result it must give (left out: any result). Not signed into the
+   * manifest. */
+  examples?: { input: unknown; result?: unknown }[];
 }
 
 /** One tool as `quilt build` writes it into the manifest. */
@@ -44,6 +48,8 @@ export interface ToolDefinition {
   output: JsonSchema | null;
   /** `file:line` of the definition (mapped through the source map). */
   site: string;
+  /** `ToolOptions.examples`, for `quilt test`. */
+  examples: { input: unknown; result?: unknown }[];
 }
 
 /** A refusal with a code the caller can act on (`{"error":{code,message}}`). */
@@ -368,6 +374,7 @@ export function definitions(): ToolDefinition[] {
       input: e.options.input,
       output: e.options.output ?? null,
       site: e.site,
+      examples: e.options.examples ?? [],
     }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

@@ -137,7 +137,11 @@ fn the_sdk_example_tests_and_builds() {
     let dir = quilt_system_tests::example_dir("text-tools");
     let (ok, out, err) = quilt_raw(&["test".as_ref(), dir.as_os_str()], None);
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains("2 tool(s) answered"), "{out}");
+    assert!(out.contains("2 tool(s) answered 2 call(s)"), "{out}");
+    assert!(
+        out.contains("ok   slug {\"title\":\"Hello, World\"} -> {\"result\":\"hello-world\"}"),
+        "{out}"
+    );
     let qb = fresh("example").join("text-tools.qb");
     build(&dir, &qb);
     let v = inspect(&qb);
@@ -163,15 +167,35 @@ fn a_new_project_passes_its_own_tests() {
     let (ok, out, err) = quilt_raw(&["test".as_ref(), project.as_os_str()], None);
     assert!(ok, "{out}\n{err}");
     assert!(
-        out.contains("ok   greet {} -> {\"error\":{\"code\":\"invalid_input\""),
+        out.contains("ok   greet {\"name\":\"ada\"} -> {\"result\":{\"greeting\":\"hello, ada\"}}"),
         "{out}"
     );
     assert!(
         out.contains("ok   add {} -> {\"error\":{\"code\":\"invalid_input\""),
         "{out}"
     );
-    assert!(out.contains("2 tool(s) answered"), "{out}");
+    assert!(out.contains("2 tool(s) answered 2 call(s)"), "{out}");
     assert!(out.contains("not emulated here"), "{out}");
+
+    // An example whose result the tool does not give fails quilt test.
+    let index = project.join("src/index.ts");
+    let text = std::fs::read_to_string(&index).unwrap();
+    std::fs::write(
+        &index,
+        text.replace(
+            "result: { greeting: \"hello, ada\" }",
+            "result: { greeting: \"hi, ada\" }",
+        ),
+    )
+    .unwrap();
+    let (ok, out, _) = quilt_raw(&["test".as_ref(), project.as_os_str()], None);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "FAIL greet {\"name\":\"ada\"}: wanted result {\"greeting\":\"hi, ada\"}, got {\"result\":{\"greeting\":\"hello, ada\"}}"
+        ),
+        "{out}"
+    );
 }
 
 /// Two builds of one project, the second from a copy somewhere else,

@@ -25,6 +25,7 @@ export class TextTools {
       },
       required: ["words", "lines", "chars"],
     },
+    examples: [{ input: { text: "a b a", top: 1 }, result: { words: 3, lines: 1, chars: 5, top: [{ word: "a", count: 2 }] } }],
   })
   count(input: { text: string; top?: number }) {
     const words = input.text.toLowerCase().match(/[\p{L}\p{N}']+/gu) ?? [];
@@ -52,6 +53,7 @@ export class TextTools {
       required: ["title"],
     },
     output: { type: "string" },
+    examples: [{ input: { title: "Hello, World" }, result: "hello-world" }],
   })
   slug(input: { title: string }) {
     const s = input.title

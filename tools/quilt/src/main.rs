@@ -85,8 +85,9 @@ enum Cmd {
         no_install: bool,
     },
     /// Install a tool project's locked dependencies, run its `bun test`,
-    /// then build it and call each tool once with `{}` through the real
-    /// stdin/stdout envelope on this host, with no environment and no
+    /// then build it and call each tool with each of its `examples`
+    /// (checking the results they give), or once with `{}`, through the
+    /// real stdin/stdout envelope on this host, with no environment and no
     /// network (the rest of the container, limits and tokens are not
     /// emulated).
     Test {

@@ -180,6 +180,16 @@ struct DescribedTool {
     input: serde_json::Value,
     output: serde_json::Value,
     site: String,
+    #[serde(default)]
+    examples: Vec<Example>,
+}
+
+/// One `examples` entry of a tool: what `quilt test` sends, and the result
+/// it must get back (any result when absent).
+#[derive(serde::Deserialize, Clone)]
+struct Example {
+    input: serde_json::Value,
+    result: Option<serde_json::Value>,
 }
 
 /// Sites as the SDK reports them are absolute (through the source map):
@@ -228,7 +238,11 @@ fn spawn_offline(
 /// Loads the built module in a child Bun with a cleared environment, no
 /// stdin, a scratch working directory, its own network namespace and a
 /// deadline, and reads what the SDK registered.
-fn describe(bun_bin: &Path, built: &Path, project: &Path) -> anyhow::Result<Vec<ToolDef>> {
+fn describe(
+    bun_bin: &Path,
+    built: &Path,
+    project: &Path,
+) -> anyhow::Result<Vec<(ToolDef, Vec<Example>)>> {
     let scratch = built
         .parent()
         .context("the built file has no directory")?
@@ -312,12 +326,15 @@ fn describe(bun_bin: &Path, built: &Path, project: &Path) -> anyhow::Result<Vec<
             serde_json::Value::Null => None,
             v => Some(serde_json::to_string(v)?),
         };
-        tools.push(ToolDef {
-            name: t.name,
-            description: t.description,
-            input: serde_json::to_string(&t.input)?,
-            output,
-        });
+        tools.push((
+            ToolDef {
+                name: t.name,
+                description: t.description,
+                input: serde_json::to_string(&t.input)?,
+                output,
+            },
+            t.examples,
+        ));
     }
     Ok(tools)
 }
@@ -329,7 +346,7 @@ fn compile(
     bun_bin: &Path,
     entry: &str,
     scratch: &Path,
-) -> anyhow::Result<Vec<ToolDef>> {
+) -> anyhow::Result<Vec<(ToolDef, Vec<Example>)>> {
     // `--outdir` and a fixed entry name: Bun 1.4.5 reports but does not
     // write `--outfile` together with a linked source map.
     bun(
@@ -403,8 +420,8 @@ pub fn build(
     let mut b = Builder::new();
     b.file(BUILT_ENTRY, 0o644, &js);
     b.file(BUILT_MAP, 0o644, &map);
-    let names: Vec<String> = tools.iter().map(|t| t.name.clone()).collect();
-    for t in tools {
+    let names: Vec<String> = tools.iter().map(|(t, _)| t.name.clone()).collect();
+    for (t, _) in tools {
         b.tool(t);
     }
     fields.entry = BUILT_ENTRY.into();
@@ -482,50 +499,68 @@ pub fn test(dir: &Path, bun_arg: Option<&Path>, install: bool) -> anyhow::Result
         "each tool runs as on a board in these respects: its own network namespace, no environment, a scratch directory, the request on stdin; not emulated here: the rest of the container (PID/mount namespaces, seccomp, read-only /app, cgroup limits) and tokens (bus, spawn); run it on a board or in QEMU for those"
     );
     let mut failed = 0;
-    for t in &tools {
-        let req = serde_json::json!({"tool": t.name, "input": {}}).to_string();
-        let command = || {
-            let mut c = Command::new(&bun_bin);
-            c.arg(scratch.path.join(BUILT_ENTRY))
-                .env_clear()
-                .env("HOME", &scratch.path)
-                .env("TMPDIR", &scratch.path)
-                .current_dir(&scratch.path)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            c
+    let mut calls = 0;
+    for (t, examples) in &tools {
+        // Each example, or one call with `{}` (which the schema may well
+        // refuse: then what is checked is that the tool answers at all).
+        let plain = [Example {
+            input: serde_json::json!({}),
+            result: None,
+        }];
+        let examples = if examples.is_empty() {
+            &plain[..]
+        } else {
+            &examples[..]
         };
-        let mut child = spawn_offline(command, &bun_bin, "the tool call")?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(req.as_bytes())?;
-        }
-        let out = child.wait_with_output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        match serde_json::from_str::<serde_json::Value>(text.trim()) {
-            // `{}` may well be refused by the schema: what this checks is
-            // that the built tool answers with an envelope at all.
-            Ok(v) if v.get("result").is_some() || v.get("error").is_some() => {
-                println!("ok   {} {{}} -> {}", t.name, text.trim());
+        for ex in examples {
+            calls += 1;
+            let req = serde_json::json!({"tool": t.name, "input": ex.input}).to_string();
+            let command = || {
+                let mut c = Command::new(&bun_bin);
+                c.arg(scratch.path.join(BUILT_ENTRY))
+                    .env_clear()
+                    .env("HOME", &scratch.path)
+                    .env("TMPDIR", &scratch.path)
+                    .current_dir(&scratch.path)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                c
+            };
+            let mut child = spawn_offline(command, &bun_bin, "the tool call")?;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(req.as_bytes())?;
             }
-            _ => {
-                failed += 1;
-                println!(
-                    "FAIL {} {{}}: no envelope on stdout ({}): {} {}",
-                    t.name,
+            let out = child.wait_with_output()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let shown = format!("{} {}", t.name, ex.input);
+            let envelope = serde_json::from_str::<serde_json::Value>(text.trim()).ok();
+            let verdict = match (&envelope, &ex.result) {
+                (Some(v), None) if v.get("result").is_some() || v.get("error").is_some() => Ok(()),
+                (Some(v), Some(want)) if v.get("result") == Some(want) => Ok(()),
+                (Some(v), Some(want)) => Err(format!("wanted result {want}, got {v}")),
+                _ => Err(format!(
+                    "no envelope on stdout ({}): {} {}",
                     out.status,
                     text.trim(),
                     String::from_utf8_lossy(&out.stderr).trim_end()
-                );
+                )),
+            };
+            match verdict {
+                Ok(()) => println!("ok   {shown} -> {}", text.trim()),
+                Err(why) => {
+                    failed += 1;
+                    println!("FAIL {shown}: {why}");
+                }
             }
         }
     }
     if failed > 0 {
-        eprintln!("quilt: {failed} tool(s) gave no envelope");
+        eprintln!("quilt: {failed} of {calls} tool call(s) failed");
         return Ok(ExitCode::FAILURE);
     }
     println!(
-        "quilt test: bun test passed; {} tool(s) answered",
+        "quilt test: bun test passed; {} tool(s) answered {calls} call(s)",
         tools.len()
     );
     Ok(ExitCode::SUCCESS)
@@ -594,6 +629,8 @@ export class Greeter {
       properties: { greeting: { type: "string" } },
       required: ["greeting"],
     },
+    // `quilt test` calls the built tool with these and checks the results.
+    examples: [{ input: { name: "ada" }, result: { greeting: "hello, ada" } }],
   })
   greet(input: { name: string; times?: number }) {
     console.log(`greeting ${input.name}`); // logs go to stderr
