@@ -116,7 +116,10 @@ if ! command -v npm >/dev/null 2>&1; then
 	"${sudo_cmd[@]}" apt-get update -q
 	"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends npm
 fi
-"$(dirname "${BASH_SOURCE[0]}")/fetch-bun.sh" x86_64 >/dev/null
+bun="$("$(dirname "${BASH_SOURCE[0]}")/fetch-bun.sh" x86_64 | tail -n 1)"
 if "$arm64"; then
 	"$(dirname "${BASH_SOURCE[0]}")/fetch-bun.sh" aarch64 >/dev/null
 fi
+# The tool SDK's one dependency (its JSON Schema validator), from
+# sdk/tool/bun.lock, for the runtime layer (`quilt image --tool-sdk`).
+(cd "$(dirname "${BASH_SOURCE[0]}")/../sdk/tool" && "$bun" install --frozen-lockfile >/dev/null)

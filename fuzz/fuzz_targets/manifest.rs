@@ -1,6 +1,6 @@
 //! The manifest decoder and validator: no panics, and a manifest that
 //! validates survives a round trip and keeps every path relative and
-//! `..`-free.
+//! `..`-free, and its tool list stays sorted, named and findable.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,5 +15,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(e.path.split('/').all(|c| !c.is_empty() && c != ".." && c != "."));
         }
         let _ = quilt_bundle::manifest::bundle_root(data, &m.chunk_order());
+        for t in &m.tools {
+            assert!(quilt_bundle::manifest::tool_name_ok(&t.name));
+            assert_eq!(m.tool(&t.name), Some(t));
+        }
     }
 });

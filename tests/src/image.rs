@@ -203,6 +203,37 @@ impl ImageBuilder {
     }
 }
 
+/// `sdk/tool` with its validator installed from its lockfile (`bun
+/// install --frozen-lockfile`, once per process; needs the npm registry
+/// the first time).
+pub fn tool_sdk_dir() -> Result<PathBuf> {
+    static DIR: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
+        std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = crate::build::repo_root().join("sdk/tool");
+        let bun = bun_binary().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new(&bun)
+            .args(["install", "--frozen-lockfile"])
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| format!("starting {}: {e}", bun.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "bun install --frozen-lockfile in {} exited with {}: {}",
+                dir.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            ));
+        }
+        Ok(dir)
+    })
+    .clone()
+    .map_err(|detail| HarnessError::Setup {
+        what: "installing the tool SDK's dependencies".into(),
+        detail,
+    })
+}
+
 /// The host's Bun for x86_64 guests, from `tools/fetch-bun.sh` (the pinned
 /// npm package, cached in `.cache/bun/x86_64/`); fetched once per process.
 pub fn bun_binary() -> Result<PathBuf> {
@@ -297,6 +328,36 @@ impl ImageBuilder {
                 .map(|_| ())
                 .map_err(|e| HarnessError::Setup {
                     what: "adding the bus client to the runtime layer".into(),
+                    detail: error_chain(&e),
+                })
+        });
+        if let Err(e) = added {
+            self.error.get_or_insert(e);
+        }
+        self
+    }
+
+    /// The tool SDK (`sdk/tool`, [`tool_sdk_dir`]) and its validator at
+    /// `/node_modules/@quilt/tool` and `/node_modules/@cfworker/json-schema`
+    /// of the runtime layer, where Bun resolves `import ... from
+    /// "@quilt/tool"` for any tool under `/app`.
+    pub fn tool_sdk(mut self) -> Self {
+        let arch = self.arch;
+        let added = tool_sdk_dir().and_then(|dir| {
+            let files = quilt_imagekit::tool_sdk_files(&dir).map_err(|e| HarnessError::Setup {
+                what: "listing the tool SDK's files".into(),
+                detail: error_chain(&e),
+            })?;
+            let mut layer =
+                quilt_imagekit::BunLayer::new(bun_binary_for(arch)?).sysroot(sysroot_for(arch)?);
+            for (path, host) in files {
+                layer = layer.file(&path, host, 0o444);
+            }
+            layer
+                .add_to(&mut self.image)
+                .map(|_| ())
+                .map_err(|e| HarnessError::Setup {
+                    what: "adding the tool SDK to the runtime layer".into(),
                     detail: error_chain(&e),
                 })
         });

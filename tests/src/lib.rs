@@ -64,7 +64,7 @@ pub use bundles::{
 };
 pub use error::HarnessError;
 pub use events::{quilt_events, Event};
-pub use image::{bun_binary, bun_binary_for, ImageBuilder};
+pub use image::{bun_binary, bun_binary_for, tool_sdk_dir, ImageBuilder};
 pub use vm::{host_tsc_khz, kvm_usable, Accel, Exit, GuestEnd, Pattern, Vm, VmOpts};
 
 /// Result type of the harness.

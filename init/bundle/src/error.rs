@@ -110,6 +110,8 @@ pub enum Error {
         field: &'static str,
         reason: &'static str,
     },
+    /// A tool definition in the manifest that breaks the rules.
+    BadTool { name: String, reason: &'static str },
     /// A bundle or rule name that is not valid.
     BadName { name: String },
     /// A token this format does not define, or one with a bad argument.
@@ -243,6 +245,7 @@ impl fmt::Display for Error {
             ),
             BadField { field, reason } => write!(f, "header field `{field}` {reason}"),
             BadToken { token, reason } => write!(f, "token `{token}` {reason}"),
+            BadTool { name, reason } => write!(f, "tool {name:?} {reason}"),
             BadName { name } => write!(
                 f,
                 "name `{name}` is not valid: use 1-64 of a-z 0-9 - _ . and / between parts"

@@ -45,7 +45,7 @@ pub mod trust;
 pub use error::Error;
 pub use hash::Hash;
 pub use header::Header;
-pub use manifest::{ChunkRef, Entry, Manifest, Node};
+pub use manifest::{ChunkRef, Entry, Manifest, Node, ToolDef};
 pub use reader::{BundleReader, Source, SourceError};
 pub use sig::{KeyId, PublicKey, SecretKey, SignatureEntry};
 pub use trust::{Context, Policy, Trust};

@@ -7,6 +7,14 @@
 //! leave the bundle or pass through other symlinks, entries whose parent is
 //! not a directory of the bundle. Device nodes, fifos and sockets have no
 //! representation at all. Names are `String`s, so non-UTF-8 fails to decode.
+//!
+//! A manifest may end with a list of [`ToolDef`]s: the tools the bundle's
+//! entry serves (name, description, JSON Schemas of input and output), so
+//! they are bound by the root and signed with the rest. The list is written
+//! only when non-empty, so manifests without tools keep their bytes. The
+//! schemas are opaque text here: the device never parses them (nor any
+//! tool input); `quilt build` checks them on the host and the tool's SDK
+//! applies them inside the container.
 
 use crate::error::Error;
 use crate::hash::{self, Hash};
@@ -50,10 +58,35 @@ pub struct Entry {
     pub node: Node,
 }
 
+/// One tool a bundle serves: `{"tool": name, "input": …}` on its stdin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolDef {
+    /// 1-64 of `A-Z a-z 0-9 _ . -`, not starting with a digit, `.` or `-`.
+    pub name: String,
+    /// What an agent reads to choose the tool; 1..=[`MAX_DESCRIPTION`] bytes.
+    pub description: String,
+    /// JSON Schema of the input, as JSON text (never parsed on the device).
+    pub input: String,
+    /// JSON Schema of the result, as JSON text, when the tool declares one.
+    pub output: Option<String>,
+}
+
+/// Most tools in one bundle.
+pub const MAX_TOOLS: usize = 256;
+/// Longest tool description, in bytes.
+pub const MAX_DESCRIPTION: usize = 4096;
+/// Longest schema text, in bytes.
+pub const MAX_SCHEMA: usize = 64 * 1024;
+
 /// The manifest itself.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Encoded as `entries`, then `tools` only when there are any (postcard
+/// has no optional trailing fields, so the encoding is written by hand).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Manifest {
     pub entries: Vec<Entry>,
+    /// Sorted by name, unique; empty for bundles that declare no tools.
+    pub tools: Vec<ToolDef>,
 }
 
 /// Totals the header must agree with.
@@ -66,22 +99,48 @@ pub struct Summary {
 }
 
 impl Manifest {
-    /// The postcard encoding.
+    /// The postcard encoding: the entries, then the tools if any.
     pub fn encode(&self) -> Result<Vec<u8>, Error> {
-        postcard::to_allocvec(self).map_err(|_| Error::Malformed { what: "manifest" })
+        let malformed = |_| Error::Malformed { what: "manifest" };
+        let mut out = postcard::to_allocvec(&self.entries).map_err(malformed)?;
+        if !self.tools.is_empty() {
+            out.extend(postcard::to_allocvec(&self.tools).map_err(malformed)?);
+        }
+        Ok(out)
     }
 
     /// Decodes a manifest that must fill `bytes` exactly. Does not validate.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        match postcard::take_from_bytes::<Manifest>(bytes) {
-            // One manifest, one byte string: postcard accepts padded
-            // varints, so re-encode and compare.
-            Ok((m, [])) if m.encode().is_ok_and(|b| b == bytes) => Ok(m),
-            Ok((_, [])) => Err(Error::NonCanonical { what: "manifest" }),
-            Ok(_) => Err(Error::Malformed { what: "manifest" }),
-            Err(postcard::Error::DeserializeBadUtf8) => Err(Error::NotUtf8 { what: "manifest" }),
-            Err(_) => Err(Error::Malformed { what: "manifest" }),
+        let fail = |e: postcard::Error| match e {
+            postcard::Error::DeserializeBadUtf8 => Error::NotUtf8 { what: "manifest" },
+            _ => Error::Malformed { what: "manifest" },
+        };
+        let (entries, rest) = postcard::take_from_bytes::<Vec<Entry>>(bytes).map_err(fail)?;
+        let tools = if rest.is_empty() {
+            Vec::new()
+        } else {
+            match postcard::take_from_bytes::<Vec<ToolDef>>(rest).map_err(fail)? {
+                // An empty list is never written: `00` here is a stray byte.
+                (t, []) if !t.is_empty() => t,
+                _ => return Err(Error::Malformed { what: "manifest" }),
+            }
+        };
+        let m = Manifest { entries, tools };
+        // One manifest, one byte string: postcard accepts padded varints,
+        // so re-encode and compare.
+        if m.encode().is_ok_and(|b| b == bytes) {
+            Ok(m)
+        } else {
+            Err(Error::NonCanonical { what: "manifest" })
         }
+    }
+
+    /// The tool called `name`, if the bundle declares it.
+    pub fn tool(&self, name: &str) -> Option<&ToolDef> {
+        self.tools
+            .binary_search_by(|t| t.name.as_str().cmp(name))
+            .ok()
+            .and_then(|i| self.tools.get(i))
     }
 
     fn lookup(&self, path: &str) -> Option<&Node> {
@@ -158,6 +217,7 @@ impl Manifest {
                 Node::Symlink { target } => self.check_symlink(path, target)?,
             }
         }
+        self.check_tools()?;
         let order = self.chunk_order();
         summary.chunk_count = u32::try_from(order.len()).unwrap_or(u32::MAX);
         if summary.chunk_count > MAX_CHUNKS {
@@ -169,6 +229,47 @@ impl Manifest {
         }
         summary.content_len = order.iter().map(|c| u64::from(c.len)).sum();
         Ok(summary)
+    }
+
+    /// Names, lengths and order of the tool list (schemas stay opaque).
+    fn check_tools(&self) -> Result<(), Error> {
+        if self.tools.len() > MAX_TOOLS {
+            return Err(Error::TooLarge {
+                what: "tool count",
+                size: self.tools.len() as u64,
+                max: MAX_TOOLS as u64,
+            });
+        }
+        let mut prev: Option<&str> = None;
+        for t in &self.tools {
+            let bad = |reason: &'static str| Error::BadTool {
+                name: t.name.clone(),
+                reason,
+            };
+            if !tool_name_ok(&t.name) {
+                return Err(bad(
+                    "has a bad name: use 1-64 of A-Z a-z 0-9 _ . - not starting with a digit, '.' or '-'",
+                ));
+            }
+            if prev.is_some_and(|p| p >= t.name.as_str()) {
+                return Err(bad("is out of order or appears twice"));
+            }
+            prev = Some(&t.name);
+            if t.description.is_empty() || t.description.len() > MAX_DESCRIPTION {
+                return Err(bad("needs a description of 1-4096 bytes"));
+            }
+            if t.description
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t')
+            {
+                return Err(bad("has control characters in its description"));
+            }
+            let schema_ok = |s: &str| !s.is_empty() && s.len() <= MAX_SCHEMA;
+            if !schema_ok(&t.input) || !t.output.as_deref().is_none_or(schema_ok) {
+                return Err(bad("has an empty schema or one over 64 KiB"));
+            }
+        }
+        Ok(())
     }
 
     fn check_symlink(&self, path: &str, target: &str) -> Result<(), Error> {
@@ -248,6 +349,17 @@ pub fn bundle_root(manifest_bytes: &[u8], order: &[ChunkRef]) -> Hash {
     leaves.push(hash::leaf(manifest_bytes));
     leaves.extend(order.iter().map(|c| c.id));
     merkle::root(&leaves)
+}
+
+/// A tool name: `[A-Za-z_][A-Za-z0-9_.-]{0,63}`.
+pub fn tool_name_ok(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    first_ok
+        && name.len() <= 64
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// Checks one relative path against the hostile-path rules.
@@ -338,7 +450,11 @@ mod tests {
         }
     }
     fn m(entries: Vec<Entry>) -> Result<Summary, Error> {
-        Manifest { entries }.validate()
+        Manifest {
+            entries,
+            tools: Vec::new(),
+        }
+        .validate()
     }
 
     #[test]
@@ -498,6 +614,7 @@ mod tests {
     fn non_utf8_names_fail_to_decode() {
         let mut bytes = Manifest {
             entries: vec![file("ab", b"")],
+            tools: vec![],
         }
         .encode()
         .unwrap();
@@ -509,6 +626,7 @@ mod tests {
         );
         let mut long = Manifest {
             entries: vec![file("ab", b"")],
+            tools: vec![],
         }
         .encode()
         .unwrap();
@@ -516,6 +634,95 @@ mod tests {
         assert!(matches!(
             Manifest::decode(&long),
             Err(Error::Malformed { .. })
+        ));
+    }
+
+    fn tool(name: &str) -> ToolDef {
+        ToolDef {
+            name: name.into(),
+            description: "adds two numbers".into(),
+            input: r#"{"type":"object"}"#.into(),
+            output: None,
+        }
+    }
+
+    fn with_tools(tools: Vec<ToolDef>) -> Manifest {
+        Manifest {
+            entries: vec![file("main.js", b"x")],
+            tools,
+        }
+    }
+
+    #[test]
+    fn a_manifest_without_tools_keeps_its_bytes() {
+        let m = with_tools(vec![]);
+        let bytes = m.encode().unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&m.entries).unwrap());
+        assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn tools_round_trip_and_are_looked_up_by_name() {
+        let mut b = tool("forecast");
+        b.output = Some(r#"{"type":"number"}"#.into());
+        let m = with_tools(vec![tool("add"), b.clone()]);
+        m.validate().unwrap();
+        let bytes = m.encode().unwrap();
+        let back = Manifest::decode(&bytes).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.tool("forecast"), Some(&b));
+        assert_eq!(back.tool("nope"), None);
+        // The tools are part of what the root binds.
+        let plain = with_tools(vec![]).encode().unwrap();
+        assert_ne!(
+            bundle_root(&bytes, &m.chunk_order()),
+            bundle_root(&plain, &m.chunk_order())
+        );
+    }
+
+    #[test]
+    fn an_explicit_empty_tool_list_is_refused() {
+        let mut bytes = with_tools(vec![]).encode().unwrap();
+        bytes.push(0);
+        assert_eq!(
+            Manifest::decode(&bytes),
+            Err(Error::Malformed { what: "manifest" })
+        );
+    }
+
+    #[test]
+    fn bad_tool_definitions_are_refused() {
+        let bad = |tools: Vec<ToolDef>| match with_tools(tools).validate() {
+            Err(Error::BadTool { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert!(bad(vec![tool("b"), tool("a")]).contains("out of order"));
+        assert!(bad(vec![tool("a"), tool("a")]).contains("twice"));
+        for name in ["", "1a", "-a", ".a", "a b", "a/b", &"a".repeat(65)] {
+            assert!(bad(vec![tool(name)]).contains("bad name"), "{name:?}");
+        }
+        let mut t = tool("a");
+        t.description = String::new();
+        assert!(bad(vec![t.clone()]).contains("description"));
+        t.description = "bell\x07".into();
+        assert!(bad(vec![t]).contains("control"));
+        let mut t = tool("a");
+        t.input = String::new();
+        assert!(bad(vec![t.clone()]).contains("schema"));
+        t.input = "x".repeat(MAX_SCHEMA + 1);
+        assert!(bad(vec![t]).contains("schema"));
+        let mut t = tool("a");
+        t.output = Some(String::new());
+        assert!(bad(vec![t]).contains("schema"));
+        let mut t = tool("a_b.c-D9");
+        t.description = "line one\nline two".into();
+        with_tools(vec![t]).validate().unwrap();
+        let many: Vec<_> = (0..=MAX_TOOLS)
+            .map(|i| tool(&alloc::format!("t{i:04}")))
+            .collect();
+        assert!(matches!(
+            with_tools(many).validate(),
+            Err(Error::TooLarge { .. })
         ));
     }
 }

@@ -6,7 +6,7 @@ use crate::envelope::{Envelope, MAGIC_BUNDLE};
 use crate::error::Error;
 use crate::hash::{self, Hash};
 use crate::header::{Header, FORMAT_VERSION};
-use crate::manifest::{bundle_root, ChunkRef, Entry, Manifest, Node};
+use crate::manifest::{bundle_root, ChunkRef, Entry, Manifest, Node, ToolDef};
 use crate::sig::{SecretKey, DOMAIN_BUNDLE};
 use crate::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN};
 use alloc::collections::BTreeMap;
@@ -29,6 +29,7 @@ pub fn chunk_boundaries(data: &[u8]) -> Vec<(usize, usize)> {
 #[derive(Default)]
 pub struct Builder {
     entries: Vec<Entry>,
+    tools: Vec<ToolDef>,
     chunks: BTreeMap<Hash, Vec<u8>>,
 }
 
@@ -96,6 +97,11 @@ impl Builder {
         });
     }
 
+    /// Declares a tool the entry serves (written into the manifest).
+    pub fn tool(&mut self, tool: ToolDef) {
+        self.tools.push(tool);
+    }
+
     /// Adds a symlink.
     pub fn symlink(&mut self, path: &str, target: &str) {
         self.entries.push(Entry {
@@ -132,8 +138,10 @@ impl Builder {
     pub fn finish(mut self, fields: HeaderFields) -> Result<Packed, Error> {
         self.entries
             .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+        self.tools.sort_by(|a, b| a.name.cmp(&b.name));
         let manifest = Manifest {
             entries: self.entries,
+            tools: self.tools,
         };
         let summary = manifest.validate()?;
         let manifest_bytes = manifest.encode()?;

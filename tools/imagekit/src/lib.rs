@@ -14,6 +14,7 @@ mod runtime;
 pub use initramfs::{ImageError, Initramfs};
 pub use modules::{Compression, Module, ModuleClosure, ModuleError, ModuleTree};
 pub use overlay::{add_busybox, add_tree, is_static_elf, OverlayError};
+pub use runtime::tool_sdk_files;
 pub use runtime::{
     BunLayer, ElfDeps, ElfError, LayerFile, LayerReport, LibClosure, Library, RuntimeError,
     BUN_LAYER_PREFIX, LAYER_MOUNT_POINTS,

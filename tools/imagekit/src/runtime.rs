@@ -103,6 +103,53 @@ pub enum RuntimeError {
     /// Adding to the image failed.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// The tool SDK's directory lacks its installed validator.
+    #[error("{} has no installed @cfworker/json-schema; run `bun install --frozen-lockfile` in it (tools/setup.sh does)", dir.display())]
+    SdkNotInstalled { dir: PathBuf },
+}
+
+/// The `@quilt/tool` SDK for the runtime layer: `(path in the layer, host
+/// file)` for the package in `sdk_dir` (the repository's `sdk/tool`) and
+/// the one dependency it imports, `@cfworker/json-schema` (its ESM build
+/// and package files, from `sdk_dir/node_modules` after `bun install
+/// --frozen-lockfile` there). Bun resolves `import … from "@quilt/tool"`
+/// from any tool under `/app` through `/node_modules`, so a tool packed
+/// without bundling uses these; `quilt build` bundles its own copy.
+pub fn tool_sdk_files(sdk_dir: &Path) -> Result<Vec<(String, PathBuf)>, RuntimeError> {
+    let mut files: Vec<(String, PathBuf)> = ["package.json", "index.ts", "control.ts", "README.md"]
+        .iter()
+        .map(|n| (format!("/node_modules/@quilt/tool/{n}"), sdk_dir.join(n)))
+        .collect();
+    let dep = sdk_dir.join("node_modules/@cfworker/json-schema");
+    let esm = dep.join("dist/esm");
+    let read = |path: &Path| {
+        std::fs::read_dir(path).map_err(|source| RuntimeError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    if !esm.is_dir() {
+        return Err(RuntimeError::SdkNotInstalled {
+            dir: sdk_dir.to_path_buf(),
+        });
+    }
+    files.push((
+        "/node_modules/@cfworker/json-schema/package.json".into(),
+        dep.join("package.json"),
+    ));
+    let mut names: Vec<String> = read(&esm)?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".js") || n == "package.json")
+        .collect();
+    names.sort();
+    for n in names {
+        files.push((
+            format!("/node_modules/@cfworker/json-schema/dist/esm/{n}"),
+            esm.join(n),
+        ));
+    }
+    Ok(files)
 }
 
 /// Why [`ElfDeps::parse`] failed.
@@ -901,5 +948,61 @@ mod tests {
             }
         }
         false
+    }
+
+    #[test]
+    fn the_tool_sdk_goes_to_node_modules_with_its_validator_only() {
+        let dir = tempfile_dir("sdk");
+        let sdk = dir.as_path();
+        assert!(matches!(
+            tool_sdk_files(sdk),
+            Err(RuntimeError::SdkNotInstalled { .. })
+        ));
+        let esm = sdk.join("node_modules/@cfworker/json-schema/dist/esm");
+        std::fs::create_dir_all(&esm).unwrap();
+        for f in [
+            "index.js",
+            "validate.js",
+            "validate.js.map",
+            "index.d.ts",
+            "package.json",
+        ] {
+            std::fs::write(esm.join(f), "x").unwrap();
+        }
+        let files = tool_sdk_files(sdk).unwrap();
+        let paths: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/node_modules/@quilt/tool/package.json",
+                "/node_modules/@quilt/tool/index.ts",
+                "/node_modules/@quilt/tool/control.ts",
+                "/node_modules/@quilt/tool/README.md",
+                "/node_modules/@cfworker/json-schema/package.json",
+                "/node_modules/@cfworker/json-schema/dist/esm/index.js",
+                "/node_modules/@cfworker/json-schema/dist/esm/package.json",
+                "/node_modules/@cfworker/json-schema/dist/esm/validate.js",
+            ]
+        );
+        assert_eq!(files[1].1, sdk.join("index.ts"));
+    }
+
+    /// The repository's SDK, as `quilt image --tool-sdk sdk/tool` ships it,
+    /// once its validator is installed (tools/setup.sh).
+    #[test]
+    fn the_repository_sdk_lists_real_files() {
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/tool");
+        match tool_sdk_files(&sdk) {
+            Ok(files) => {
+                for (_, host) in &files {
+                    assert!(host.is_file(), "{}", host.display());
+                }
+                assert!(files.len() > 8);
+            }
+            Err(RuntimeError::SdkNotInstalled { .. }) => {
+                eprintln!("SKIPPED: sdk/tool has no node_modules; run tools/setup.sh");
+            }
+            Err(e) => panic!("{e}"),
+        }
     }
 }

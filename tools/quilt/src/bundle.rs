@@ -4,7 +4,7 @@
 mod bench;
 mod diff;
 mod inspect;
-mod pack;
+pub(crate) mod pack;
 
 use anyhow::Context as _;
 use clap::Subcommand;

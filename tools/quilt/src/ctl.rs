@@ -495,6 +495,127 @@ pub fn run(
     show_result(socket, &req, bundle, json)
 }
 
+/// The tools installed bundle `name` declares, from its signed manifest in
+/// the board's store. quilt-init checked the signatures when it installed
+/// the bundle and reports the root; the record's manifest must hash to
+/// that root, so what is read here is what was signed.
+fn installed_tools(
+    socket: &Path,
+    store: &Path,
+    name: &str,
+) -> anyhow::Result<Vec<quilt_bundle::ToolDef>> {
+    let root = match call(socket, &Request::Bundles)? {
+        Reply::Bundles { bundles, .. } => bundles
+            .into_iter()
+            .find(|b| b.name == name)
+            .map(|b| b.root)
+            .with_context(|| format!("{name} is not installed (`quilt bundles` lists what is)"))?,
+        Reply::Error { code, message } => {
+            bail!("quilt-init refused to list bundles ({code:?}): {message}")
+        }
+        other => bail!("unexpected reply: {other:?}"),
+    };
+    // The record is `bundles/<root>`, or `bundles/<name as a path>@<root>`
+    // in stores that key records by name too; either way it must be
+    // `name`'s and hash to `root`.
+    let dir = store.join("bundles");
+    let suffix = format!("@{root}");
+    let mut candidates = vec![dir.join(&root)];
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        candidates.extend(
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(&suffix))
+                .map(|e| e.path()),
+        );
+    }
+    for path in candidates.iter().filter(|p| p.is_file()) {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bad = |e: quilt_bundle::Error| anyhow::anyhow!("{}: {e}", path.display());
+        let (env, rest) = quilt_bundle::envelope::Envelope::parse(
+            &quilt_bundle::envelope::MAGIC_BUNDLE,
+            "bundle record",
+            &bytes,
+        )
+        .map_err(bad)?;
+        let header = quilt_bundle::Header::decode(&env.body).map_err(bad)?;
+        if header.name != name {
+            continue;
+        }
+        let manifest = quilt_bundle::Manifest::decode(rest).map_err(bad)?;
+        manifest.validate().map_err(bad)?;
+        let computed = quilt_bundle::manifest::bundle_root(rest, &manifest.chunk_order());
+        if computed != header.root || computed.to_string() != root {
+            bail!(
+                "{}: the manifest does not hash to the root quilt-init installed ({root}); the store is damaged, run fsck",
+                path.display()
+            );
+        }
+        return Ok(manifest.tools);
+    }
+    bail!(
+        "no record of {name} (root {root}) in {} (is --store the board's store?)",
+        dir.display()
+    )
+}
+
+fn tool_json(t: &quilt_bundle::ToolDef) -> serde_json::Value {
+    let schema = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.into()));
+    serde_json::json!({
+        "name": t.name,
+        "description": t.description,
+        "input": schema(&t.input),
+        "output": t.output.as_deref().map(schema),
+    })
+}
+
+/// `quilt run BUNDLE --tools`: the signed tool list as JSON.
+pub fn list_tools(socket: &Path, store: &Path, bundle: &str) -> anyhow::Result<ExitCode> {
+    let tools = installed_tools(socket, store, bundle)?;
+    let v: Vec<_> = tools.iter().map(tool_json).collect();
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `quilt run BUNDLE TOOL [--input FILE]`: checks TOOL against the signed
+/// manifest and the input is JSON, then sends `{"tool","input"}`. The
+/// schema itself is applied by the SDK inside the container, before the
+/// tool's code runs; quilt-init only passes bytes.
+pub fn run_tool(
+    socket: &Path,
+    store: &Path,
+    bundle: &str,
+    tool: &str,
+    input: Option<&PathBuf>,
+    timeout_ms: u32,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let tools = installed_tools(socket, store, bundle)?;
+    if tools.is_empty() {
+        bail!("{bundle} declares no tools (it was not built with `quilt build`); run it without a tool name");
+    }
+    if !tools.iter().any(|t| t.name == tool) {
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+        bail!(
+            "{bundle} has no tool {tool:?}; it has: {} (`quilt run {bundle} --tools` shows their schemas)",
+            names.join(", ")
+        );
+    }
+    let raw = read_input(input)?;
+    let value: serde_json::Value = if raw.iter().all(u8::is_ascii_whitespace) {
+        serde_json::json!({})
+    } else {
+        serde_json::from_slice(&raw)
+            .context("the input is not JSON; pass a JSON object with --input FILE")?
+    };
+    let req = Request::Run {
+        bundle: bundle.into(),
+        input: serde_json::to_vec(&serde_json::json!({"tool": tool, "input": value}))?,
+        timeout_ms,
+    };
+    show_result(socket, &req, bundle, json)
+}
+
 /// `quilt exec SERVICE -- ARGV...`: a process inside a running service's
 /// container, its output and exit status as for `quilt run`.
 pub fn exec(

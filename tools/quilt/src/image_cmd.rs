@@ -52,6 +52,13 @@ pub enum ImageCmd {
         /// tools `import ... from "quilt-bus"` (needs --bun).
         #[arg(long, requires = "bun")]
         bus_lib: Option<PathBuf>,
+        /// The tool SDK directory (the repository's sdk/tool, after `bun
+        /// install --frozen-lockfile` there): the runtime layer carries
+        /// @quilt/tool and its validator at /node_modules, so tools packed
+        /// without `quilt build` can `import ... from "@quilt/tool"`
+        /// (needs --bun).
+        #[arg(long, requires = "bun", value_name = "DIR")]
+        tool_sdk: Option<PathBuf>,
         /// Signed bundles (.qb) to ship; quilt-init installs at boot those
         /// the trust store accepts (repeatable).
         #[arg(long = "bundle", value_name = "FILE.qb")]
@@ -79,6 +86,7 @@ pub fn run(cmd: ImageCmd) -> anyhow::Result<ExitCode> {
             busybox,
             bun,
             bus_lib,
+            tool_sdk,
             bundles,
             trust,
             add,
@@ -141,6 +149,11 @@ pub fn run(cmd: ImageCmd) -> anyhow::Result<ExitCode> {
                             layer.bytes(&format!("/node_modules/quilt-bus/{name}"), *text, 0o444);
                     }
                     layer = layer.file("/node_modules/quilt-bus/libquiltbus.so", lib, 0o555);
+                }
+                if let Some(dir) = &tool_sdk {
+                    for (path, host) in quilt_imagekit::tool_sdk_files(dir)? {
+                        layer = layer.file(&path, host, 0o444);
+                    }
                 }
                 let report = layer.add_to(&mut img).with_context(|| {
                     format!("adding the Bun runtime layer from {}", bun.display())

@@ -8,6 +8,7 @@ mod ctl;
 mod fsck;
 mod image_cmd;
 mod key;
+mod sdk;
 mod send;
 
 use clap::{Parser, Subcommand};
@@ -37,11 +38,91 @@ enum Cmd {
     Image(image_cmd::ImageCmd),
     // Help text: the doc comment on `send::SendArgs`.
     Send(send::SendArgs),
+    /// Start a TypeScript tool project: quilt.toml, package.json,
+    /// tsconfig.json, src/index.ts with one @tool, src/index.test.ts, and the
+    /// @quilt/tool SDK in vendor/quilt-tool; then `bun install` writes
+    /// bun.lock (needs the npm registry for the SDK's one dependency).
+    ///
+    /// Next: `quilt test NAME`, `quilt build NAME --out NAME.qb`.
+    #[command(verbatim_doc_comment)]
+    New {
+        /// The project directory to create; its name is the bundle's name.
+        name: std::path::PathBuf,
+        /// What to start from.
+        #[arg(long, value_enum, default_value = "tool")]
+        template: sdk::Template,
+        /// Bun to run (default: $QUILT_BUN, else `bun` on PATH).
+        #[arg(long)]
+        bun: Option<std::path::PathBuf>,
+        /// Do not run `bun install` (you run it before building).
+        #[arg(long)]
+        no_install: bool,
+    },
+    /// Build a TypeScript tool project into an unsigned bundle.
+    ///
+    /// Steps: `bun install --frozen-lockfile`; `bun build ENTRY --target=bun
+    /// --minify --sourcemap=linked` into one index.js (npm dependencies
+    /// inlined; `quilt-bus` left to the board's runtime layer); the built
+    /// module loaded under Bun with QUILT_TOOL_DESCRIBE=1 (cleared
+    /// environment, no stdin, no network, 30 s deadline) to read the tools its @tool
+    /// decorators and defineTool calls registered; names and schemas
+    /// checked; index.js, index.js.map and the tools packed into FILE.qb
+    /// with the header fields of quilt.toml (`entry` names the source
+    /// module; the bundle's entry is index.js). The same project gives the
+    /// same bytes. Errors name the file and line.
+    #[command(verbatim_doc_comment)]
+    Build {
+        /// The project directory (holds quilt.toml and bun.lock).
+        #[arg(default_value = ".")]
+        dir: std::path::PathBuf,
+        /// Where to write the bundle.
+        #[arg(long, value_name = "FILE.qb")]
+        out: std::path::PathBuf,
+        /// Bun to run (default: $QUILT_BUN, else `bun` on PATH).
+        #[arg(long)]
+        bun: Option<std::path::PathBuf>,
+        /// Skip `bun install --frozen-lockfile` (node_modules is current).
+        #[arg(long)]
+        no_install: bool,
+    },
+    /// Install a tool project's locked dependencies, run its `bun test`,
+    /// then build it and call each tool with each of its `examples`
+    /// (checking the results they give), or once with `{}`, through the
+    /// real stdin/stdout envelope on this host, with no environment and no
+    /// network (the rest of the container, limits and tokens are not
+    /// emulated).
+    Test {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: std::path::PathBuf,
+        /// Bun to run (default: $QUILT_BUN, else `bun` on PATH).
+        #[arg(long)]
+        bun: Option<std::path::PathBuf>,
+        /// Skip `bun install --frozen-lockfile` (node_modules is current).
+        #[arg(long)]
+        no_install: bool,
+    },
     /// Run an installed bundle once in a fresh container on this board and
     /// print its result; exits with the tool's status (3: refused).
+    ///
+    /// With TOOL (bundles from `quilt build`): the tool must be one the
+    /// bundle's signed manifest lists; the input (--input, default `{}`)
+    /// must be JSON and is sent as {"tool": TOOL, "input": ...}; the
+    /// tool's SDK checks it against the schema before the tool runs, and
+    /// the result or error envelope is printed. `quilt run BUNDLE --tools`
+    /// lists the tools with their schemas.
+    #[command(verbatim_doc_comment)]
     Run {
         /// Installed bundle name.
         bundle: String,
+        /// A tool the bundle declares.
+        tool: Option<String>,
+        /// List the bundle's tools (name, description, schemas) as JSON.
+        #[arg(long, conflicts_with = "tool")]
+        tools: bool,
+        /// The board's bundle store (to read the signed manifest).
+        #[arg(long, default_value = "/var/lib/quilt/store")]
+        store: std::path::PathBuf,
         /// File fed to the tool on stdin (`-`: this stdin).
         #[arg(long)]
         input: Option<std::path::PathBuf>,
@@ -221,12 +302,55 @@ fn main() -> std::process::ExitCode {
         Cmd::Config(c) => config_cmd::run(c),
         Cmd::Image(c) => image_cmd::run(c),
         Cmd::Send(a) => send::run(&a),
+        Cmd::New {
+            name,
+            template,
+            bun,
+            no_install,
+        } => sdk::new(&name, template, bun.as_deref(), !no_install),
+        Cmd::Build {
+            dir,
+            out,
+            bun,
+            no_install,
+        } => sdk::build(&dir, &out, bun.as_deref(), !no_install),
+        Cmd::Test {
+            dir,
+            bun,
+            no_install,
+        } => sdk::test(&dir, bun.as_deref(), !no_install),
+        Cmd::Run {
+            bundle,
+            tool: Some(tool),
+            input,
+            timeout_ms,
+            json,
+            socket,
+            store,
+            ..
+        } => ctl::run_tool(
+            &socket,
+            &store,
+            &bundle,
+            &tool,
+            input.as_ref(),
+            timeout_ms,
+            json,
+        ),
+        Cmd::Run {
+            bundle,
+            tools: true,
+            socket,
+            store,
+            ..
+        } => ctl::list_tools(&socket, &store, &bundle),
         Cmd::Run {
             bundle,
             input,
             timeout_ms,
             json,
             socket,
+            ..
         } => ctl::run(&socket, &bundle, input.as_ref(), timeout_ms, json),
         Cmd::Ps { json, socket } => ctl::ps(&socket, json),
         Cmd::Start { name, socket } => {

@@ -57,6 +57,12 @@ pub fn inspect(file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             "content_intact": content.is_ok(),
             "content_error": content.as_ref().err().map(ToString::to_string),
             "entries": entries,
+            "tools": m.tools.iter().map(|t| {
+                let schema = |s: &str| serde_json::from_str::<serde_json::Value>(s)
+                    .unwrap_or_else(|_| serde_json::Value::String(s.into()));
+                json!({"name": t.name, "description": t.description,
+                       "input": schema(&t.input), "output": t.output.as_deref().map(schema)})
+            }).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -109,6 +115,17 @@ pub fn inspect(file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         println!("signatures  {}", sigs.len());
         for s in &sigs {
             println!("  {s}");
+        }
+        if !m.tools.is_empty() {
+            println!("tools       {}", m.tools.len());
+            for t in &m.tools {
+                let first = t.description.lines().next().unwrap_or("");
+                println!("  {:<20} {first}", t.name);
+                println!("  {:<20} input {}", "", t.input);
+                if let Some(o) = &t.output {
+                    println!("  {:<20} output {o}", "");
+                }
+            }
         }
         println!("entries     {}", m.entries.len());
         for e in &m.entries {

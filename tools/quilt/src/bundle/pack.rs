@@ -46,7 +46,7 @@ struct LimitsToml {
 }
 
 /// Reads `DIR/quilt.toml` into header fields and the exclude list.
-fn read_tool_toml(dir: &Path) -> anyhow::Result<(HeaderFields, Vec<String>)> {
+pub(crate) fn read_tool_toml(dir: &Path) -> anyhow::Result<(HeaderFields, Vec<String>)> {
     let path = dir.join("quilt.toml");
     let text = fs::read_to_string(&path).with_context(|| {
         format!(
