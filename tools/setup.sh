@@ -121,5 +121,5 @@ if "$arm64"; then
 	"$(dirname "${BASH_SOURCE[0]}")/fetch-bun.sh" aarch64 >/dev/null
 fi
 # The tool SDK's one dependency (its JSON Schema validator), from
-# sdk/tool/bun.lock, for the runtime layer (`quilt image --tool-sdk`).
-(cd "$(dirname "${BASH_SOURCE[0]}")/../sdk/tool" && "$bun" install --frozen-lockfile >/dev/null)
+# init/tool-sdk/bun.lock, for the runtime layer (`quilt image --tool-sdk`).
+(cd "$(dirname "${BASH_SOURCE[0]}")/../init/tool-sdk" && "$bun" install --frozen-lockfile >/dev/null)

@@ -203,14 +203,14 @@ impl ImageBuilder {
     }
 }
 
-/// `sdk/tool` with its validator installed from its lockfile (`bun
+/// `init/tool-sdk` with its validator installed from its lockfile (`bun
 /// install --frozen-lockfile`, once per process; needs the npm registry
 /// the first time).
 pub fn tool_sdk_dir() -> Result<PathBuf> {
     static DIR: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
         std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = crate::build::repo_root().join("sdk/tool");
+        let dir = crate::build::repo_root().join("init/tool-sdk");
         let bun = bun_binary().map_err(|e| e.to_string())?;
         let out = std::process::Command::new(&bun)
             .args(["install", "--frozen-lockfile"])
@@ -337,7 +337,7 @@ impl ImageBuilder {
         self
     }
 
-    /// The tool SDK (`sdk/tool`, [`tool_sdk_dir`]) and its validator at
+    /// The tool SDK (`init/tool-sdk`, [`tool_sdk_dir`]) and its validator at
     /// `/node_modules/@quilt/tool` and `/node_modules/@cfworker/json-schema`
     /// of the runtime layer, where Bun resolves `import ... from
     /// "@quilt/tool"` for any tool under `/app`.

@@ -115,7 +115,7 @@ fn inspect(qb: &Path) -> serde_json::Value {
     .unwrap()
 }
 
-/// The SDK's own unit tests (sdk/tool/index.test.ts: registry, sites,
+/// The SDK's own unit tests (init/tool-sdk/index.test.ts: registry, sites,
 /// envelope, exit codes, describe mode) under the pinned Bun.
 #[test]
 fn the_sdk_passes_its_unit_tests() {

@@ -109,7 +109,7 @@ pub enum RuntimeError {
 }
 
 /// The `@quilt/tool` SDK for the runtime layer: `(path in the layer, host
-/// file)` for the package in `sdk_dir` (the repository's `sdk/tool`) and
+/// file)` for the package in `sdk_dir` (the repository's `init/tool-sdk`) and
 /// the one dependency it imports, `@cfworker/json-schema` (its ESM build
 /// and package files, from `sdk_dir/node_modules` after `bun install
 /// --frozen-lockfile` there). Bun resolves `import … from "@quilt/tool"`
@@ -987,11 +987,11 @@ mod tests {
         assert_eq!(files[1].1, sdk.join("index.ts"));
     }
 
-    /// The repository's SDK, as `quilt image --tool-sdk sdk/tool` ships it,
+    /// The repository's SDK, as `quilt image --tool-sdk init/tool-sdk` ships it,
     /// once its validator is installed (tools/setup.sh).
     #[test]
     fn the_repository_sdk_lists_real_files() {
-        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/tool");
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../init/tool-sdk");
         match tool_sdk_files(&sdk) {
             Ok(files) => {
                 for (_, host) in &files {
@@ -1000,7 +1000,7 @@ mod tests {
                 assert!(files.len() > 8);
             }
             Err(RuntimeError::SdkNotInstalled { .. }) => {
-                eprintln!("SKIPPED: sdk/tool has no node_modules; run tools/setup.sh");
+                eprintln!("SKIPPED: init/tool-sdk has no node_modules; run tools/setup.sh");
             }
             Err(e) => panic!("{e}"),
         }

@@ -52,7 +52,7 @@ pub enum ImageCmd {
         /// tools `import ... from "quilt-bus"` (needs --bun).
         #[arg(long, requires = "bun")]
         bus_lib: Option<PathBuf>,
-        /// The tool SDK directory (the repository's sdk/tool, after `bun
+        /// The tool SDK directory (the repository's init/tool-sdk, after `bun
         /// install --frozen-lockfile` there): the runtime layer carries
         /// @quilt/tool and its validator at /node_modules, so tools packed
         /// without `quilt build` can `import ... from "@quilt/tool"`

@@ -1,5 +1,5 @@
 //! `quilt new`, `quilt build`, `quilt test`: TypeScript tool projects on
-//! top of the `@quilt/tool` SDK (sdk/tool), built with Bun's own installer,
+//! top of the `@quilt/tool` SDK (init/tool-sdk), built with Bun's own installer,
 //! bundler and test runner.
 //!
 //! `quilt build` installs from the lockfile, bundles the entry and its npm
@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 pub(crate) const SDK_FILES: &[(&str, &str)] = &[
     (
         "package.json",
-        include_str!("../../../sdk/tool/package.json"),
+        include_str!("../../../init/tool-sdk/package.json"),
     ),
-    ("index.ts", include_str!("../../../sdk/tool/index.ts")),
-    ("control.ts", include_str!("../../../sdk/tool/control.ts")),
-    ("README.md", include_str!("../../../sdk/tool/README.md")),
+    ("index.ts", include_str!("../../../init/tool-sdk/index.ts")),
+    ("control.ts", include_str!("../../../init/tool-sdk/control.ts")),
+    ("README.md", include_str!("../../../init/tool-sdk/README.md")),
 ];
 
 /// Where `quilt new` puts the SDK inside a project (a `file:` dependency).

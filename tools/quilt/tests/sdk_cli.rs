@@ -55,7 +55,7 @@ fn new_writes_a_project_that_names_its_next_steps() {
     // The SDK vendored is the one this CLI was built with.
     assert_eq!(
         std::fs::read_to_string(p.join("vendor/quilt-tool/index.ts")).unwrap(),
-        include_str!("../../../sdk/tool/index.ts")
+        include_str!("../../../init/tool-sdk/index.ts")
     );
     serde_json::from_str::<serde_json::Value>(
         &std::fs::read_to_string(p.join("tsconfig.json")).unwrap(),

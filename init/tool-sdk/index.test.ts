@@ -1,4 +1,4 @@
-// Unit tests of the SDK itself (`bun test` in sdk/tool; run by
+// Unit tests of the SDK itself (`bun test` in init/tool-sdk; run by
 // tests/tests/sdk.rs). The registry is per process, so each file
 // registers its own tools.
 import { expect, test } from "bun:test";
