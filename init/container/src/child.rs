@@ -410,7 +410,11 @@ pub(crate) unsafe fn run(
         }
         libc::umask(0o022);
         // apply_filter sets no_new_privs first, then installs the program.
-        if seccompiler::apply_filter(&plan.bpf).is_err() {
+        if plan
+            .bpf
+            .iter()
+            .any(|f| seccompiler::apply_filter(f).is_err())
+        {
             fail(Stage::Seccomp);
         }
         let path = plan.argv_ptrs.first().copied().unwrap_or(core::ptr::null());

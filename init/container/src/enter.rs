@@ -23,7 +23,7 @@ pub struct EnterPlan {
     cwd: CString,
     uid: u32,
     gid: u32,
-    bpf: seccompiler::BpfProgram,
+    bpf: Vec<seccompiler::BpfProgram>,
 }
 
 impl EnterPlan {
@@ -61,7 +61,7 @@ impl EnterPlan {
             cwd: cs(cwd, "cwd")?,
             uid,
             gid,
-            bpf: crate::seccomp::filter(false).map_err(|e| PlanError::Seccomp(e.to_string()))?,
+            bpf: crate::seccomp::filters(false).map_err(|e| PlanError::Seccomp(e.to_string()))?,
         })
     }
 
@@ -211,7 +211,11 @@ unsafe fn last(plan: &EnterPlan, stdio: Stdio<'_>, err_w: i32) -> ! {
         if libc::chdir(plan.cwd.as_ptr()) != 0 {
             report(err_w, Stage::Chdir);
         }
-        if seccompiler::apply_filter(&plan.bpf).is_err() {
+        if plan
+            .bpf
+            .iter()
+            .any(|f| seccompiler::apply_filter(f).is_err())
+        {
             report(err_w, Stage::Seccomp);
         }
         let path = plan.argv_ptrs.first().copied().unwrap_or(core::ptr::null());

@@ -171,7 +171,8 @@ pub struct Plan {
     pub(crate) nofile: u64,
     pub(crate) userns: Option<IdMap>,
     pub(crate) caps: u64,
-    pub(crate) bpf: seccompiler::BpfProgram,
+    /// Seccomp filters, installed in this order.
+    pub(crate) bpf: Vec<seccompiler::BpfProgram>,
     descriptions: Vec<String>,
 }
 
@@ -515,7 +516,7 @@ impl Plan {
         env_ptrs.push(core::ptr::null());
         // CAP_NET_RAW is only worth its token if raw sockets get past seccomp.
         let raw_sockets = spec.caps & (1 << CAP_NET_RAW) != 0;
-        let bpf = seccomp::filter(raw_sockets).map_err(|e| PlanError::Seccomp(e.to_string()))?;
+        let bpf = seccomp::filters(raw_sockets).map_err(|e| PlanError::Seccomp(e.to_string()))?;
         if !spec.cwd.starts_with('/') {
             return Err(PlanError::BadPath(spec.cwd.to_owned()));
         }
