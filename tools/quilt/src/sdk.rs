@@ -27,8 +27,14 @@ pub(crate) const SDK_FILES: &[(&str, &str)] = &[
         include_str!("../../../init/tool-sdk/package.json"),
     ),
     ("index.ts", include_str!("../../../init/tool-sdk/index.ts")),
-    ("control.ts", include_str!("../../../init/tool-sdk/control.ts")),
-    ("README.md", include_str!("../../../init/tool-sdk/README.md")),
+    (
+        "control.ts",
+        include_str!("../../../init/tool-sdk/control.ts"),
+    ),
+    (
+        "README.md",
+        include_str!("../../../init/tool-sdk/README.md"),
+    ),
 ];
 
 /// Where `quilt new` puts the SDK inside a project (a `file:` dependency).
