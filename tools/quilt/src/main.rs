@@ -5,6 +5,7 @@
 mod bundle;
 mod config_cmd;
 mod ctl;
+mod disk_cmd;
 mod image_cmd;
 mod key;
 mod send;
@@ -31,7 +32,8 @@ enum Cmd {
     /// Compile and check the boot configuration read by quilt-init.
     #[command(subcommand)]
     Config(config_cmd::ConfigCmd),
-    /// Assemble bootable images (initramfs for QEMU and boards).
+    /// Assemble bootable images: an initramfs for QEMU, a flashable disk
+    /// image for a board.
     #[command(subcommand)]
     Image(image_cmd::ImageCmd),
     // Help text: the doc comment on `send::SendArgs`.
