@@ -65,6 +65,11 @@ pub struct RootArgs {
     /// tools `import ... from "quilt-bus"` (needs --bun).
     #[arg(long, requires = "bun")]
     pub bus_lib: Option<PathBuf>,
+    /// Where the Bun layer's glibc comes from when the board is another
+    /// architecture than this host (qemu/fetch-sysroot.sh aarch64 unpacks
+    /// Debian's libc6:arm64); default `/`.
+    #[arg(long, requires = "bun")]
+    pub sysroot: Option<PathBuf>,
     /// Signed bundles (.qb) to ship; quilt-init installs at boot those
     /// the trust store accepts (repeatable).
     #[arg(long = "bundle", value_name = "FILE.qb")]
@@ -173,6 +178,9 @@ pub fn build_root(a: &RootArgs, text: &str) -> anyhow::Result<(Initramfs, Config
     )?;
     if let Some(bun) = &a.bun {
         let mut layer = quilt_imagekit::BunLayer::new(bun);
+        if let Some(s) = &a.sysroot {
+            layer = layer.sysroot(s);
+        }
         if let Some(lib) = &a.bus_lib {
             for (name, text) in BUS_PACKAGE {
                 layer = layer.bytes(&format!("/node_modules/quilt-bus/{name}"), *text, 0o444);

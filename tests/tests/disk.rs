@@ -1,0 +1,301 @@
+//! Flashable board images (`quilt image disk`, docs/images.md) booted the
+//! way a board boots them: QEMU's UEFI firmware (OVMF, AAVMF from Debian)
+//! runs Debian's systemd-boot from the image's ESP, which starts the kernel
+//! and the stage-1 initramfs; quilt-init there picks root slot A from the
+//! boot state, and quilt-init from the slot mounts the data partition and
+//! runs a signed Bun tool in a container. No `-kernel`: everything comes
+//! off the disk. Plus what needs no boot: the partition table matches the
+//! board's genimage.cfg, the Raspberry Pi image has its boot files, and the
+//! same inputs give the same bytes.
+
+use quilt_system_tests::{
+    bun_binary_for, busybox_for, guest_binary_for, kernel_for, quilt_cli, quilt_init_binary_for,
+    repo_root, signed_example, sysroot_for, work_dir, Arch, Firmware, Vm, VmOpts,
+};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Firmware, boot loader, kernel, two quilt-inits and Bun's first start,
+/// all under TCG, on a busy 2-core machine.
+const BOOT: Duration = Duration::from_secs(300);
+
+fn scratch(name: &str) -> PathBuf {
+    let d = work_dir().unwrap().join("disk");
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// What the probe in the image does: run examples/hello through quilt-init
+/// (a signed bundle installed at boot into the store on the data
+/// partition), report, and power off.
+const PROBE: &str = r#"#!/bin/sh
+echo "slot=$(cat /etc/quilt-version) $(grep ' /var/lib/quilt ' /proc/mounts | cut -d' ' -f1,3)" > /dev/ttyS1
+echo '{"n":1}' > /tmp/hello.json
+out=$(quilt run examples/hello --input /tmp/hello.json --json)
+echo "hello.status=$?" > /dev/ttyS1
+echo "hello=$out" > /dev/ttyS1
+"#;
+
+const CONFIG: &str = r#"
+[fatal]
+action = "poweroff"
+delay_s = 0
+
+[[service]]
+name = "probe"
+exec = ["/bin/probe.sh"]
+restart = "never"
+on_exit = "poweroff"
+"#;
+
+/// `quilt image disk --board BOARD` with the demo's kind of inputs for
+/// `arch`; `bun`: with the Bun runtime layer and examples/hello.
+fn build_disk(board: &str, arch: Arch, out: &Path, bun: bool) -> PathBuf {
+    let k = kernel_for(arch).unwrap();
+    let dir = out.with_extension("in");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("boot.toml"), CONFIG).unwrap();
+    std::fs::write(dir.join("probe.sh"), PROBE).unwrap();
+    let loader = Command::new(repo_root().join("qemu/fetch-bootloader.sh"))
+        .arg(arch.name())
+        .output()
+        .unwrap();
+    assert!(loader.status.success(), "{loader:?}");
+    let loader = String::from_utf8(loader.stdout).unwrap().trim().to_owned();
+    let mut cmd = Command::new(quilt_cli().unwrap());
+    cmd.current_dir(repo_root())
+        .args(["image", "disk", "--board", board, "--kernel"])
+        .arg(&k.vmlinuz)
+        .arg("--bootloader")
+        .arg(&loader)
+        .arg("--init")
+        .arg(quilt_init_binary_for(arch).unwrap())
+        .arg("--config")
+        .arg(dir.join("boot.toml"))
+        .arg("--modules")
+        .arg(&k.modules_dir)
+        .arg("--busybox")
+        .arg(busybox_for(arch).unwrap())
+        .arg("--add")
+        .arg(format!("{}:/bin/probe.sh", dir.join("probe.sh").display()))
+        .arg("--out")
+        .arg(out);
+    if bun {
+        let (qb, trust) = signed_example("hello").unwrap();
+        cmd.arg("--bun")
+            .arg(bun_binary_for(arch).unwrap())
+            .arg("--sysroot")
+            .arg(sysroot_for(arch).unwrap())
+            .arg("--trust")
+            .arg(trust)
+            .arg("--bundle")
+            .arg(qb)
+            .arg("--add")
+            .arg(format!(
+                "{}:/bin/quilt",
+                guest_binary_for(arch, "quilt", "quilt").unwrap().display()
+            ));
+    }
+    let started = Instant::now();
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    println!(
+        "{board}: {} ({:.1} s)",
+        String::from_utf8_lossy(&o.stderr).trim(),
+        started.elapsed().as_secs_f64()
+    );
+    out.to_owned()
+}
+
+/// `sfdisk --json`: (name, start sector, sectors, type) per partition.
+fn table(disk: &Path) -> Vec<(String, u64, u64, String)> {
+    let o = Command::new("sfdisk")
+        .arg("--json")
+        .arg(disk)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or_default().to_owned(),
+                p["start"].as_u64().unwrap(),
+                p["size"].as_u64().unwrap(),
+                p["type"].as_str().unwrap().to_ascii_lowercase(),
+            )
+        })
+        .collect()
+}
+
+/// Extract partition `n` (1-based) of `disk` into a file of its own.
+fn partition(disk: &Path, n: usize, out: &Path) -> PathBuf {
+    let (_, start, size, _) = table(disk)[n - 1].clone();
+    let status = Command::new("dd")
+        .arg(format!("if={}", disk.display()))
+        .arg(format!("of={}", out.display()))
+        .args(["bs=512", "status=none"])
+        .arg(format!("skip={start}"))
+        .arg(format!("count={size}"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out.to_owned()
+}
+
+/// Files on a FAT image, recursively, as `mdir -/ -b` lists them.
+fn fat_files(image: &Path) -> String {
+    let o = Command::new("mdir")
+        .args(["-/", "-b", "-i"])
+        .arg(image)
+        .arg("::/")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Boot `disk` through `firmware` until the probe powers the guest off;
+/// checks the boot loader ran, slot A was chosen and the Bun tool ran from
+/// its signed bundle. Returns the wall time to quilt-init's first line.
+fn boot_and_run_hello(disk: &Path, firmware: Firmware) -> Duration {
+    let mut vm = Vm::boot_disk(
+        disk,
+        &firmware,
+        VmOpts {
+            mem_mb: 1024,
+            timeout: BOOT,
+            ..VmOpts::default()
+        },
+    )
+    .unwrap();
+    let started = Instant::now();
+    vm.wait_for_console("event=slot-selected slot=a trial=0", BOOT)
+        .unwrap();
+    let stage1 = started.elapsed();
+    // systemd-boot's menu, drawn on the serial console before the kernel
+    // (its line ends only with the kernel's first output).
+    let console = vm.console_text();
+    let menu = console.find("Quilt slot A").expect("no boot loader menu");
+    let kernel = console.find("quilt: t=").unwrap_or(0);
+    assert!(menu < kernel, "the menu comes before quilt-init");
+    vm.wait_for_console("event=slot-booted slot=a", BOOT)
+        .unwrap();
+    vm.wait_for_console("event=data-mounted dev=/dev/vda4 at=/var/lib/quilt", BOOT)
+        .unwrap();
+    vm.wait_for_channel("slot=1 /dev/vda4 ext4", BOOT).unwrap();
+    vm.wait_for_channel("hello.status=0", BOOT).unwrap();
+    let line = vm.wait_for_channel("hello=", BOOT).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim_start_matches("hello=")).unwrap();
+    assert_eq!(v["status"], 0, "{line}");
+    let out: serde_json::Value = serde_json::from_str(v["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(out["hello"], "quilt", "{line}");
+    assert_eq!(out["input"]["n"], 1, "{line}");
+    let exit = vm.wait_exit(BOOT).unwrap();
+    assert!(exit.powered_off(), "{exit:?}\n{}", vm.console_text());
+    let installed = vm
+        .events()
+        .iter()
+        .any(|e| e.name() == Some("bundle-installed") && e.get("name") == Some("examples/hello"));
+    assert!(installed, "{}", vm.console_text());
+    println!(
+        "{firmware:?}: stage 1 chose the slot at {:.1} s, powered off at {:.1} s",
+        stage1.as_secs_f64(),
+        exit.wall.as_secs_f64()
+    );
+    stage1
+}
+
+#[test]
+fn pc_x86_64_boots_through_ovmf_and_systemd_boot_and_runs_a_signed_bun_tool() {
+    let disk = build_disk("pc-x86_64", Arch::X86_64, &scratch("pc.img"), true);
+    let t = table(&disk);
+    let names: Vec<&str> = t.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(names, ["bootstate", "rootfs-a", "rootfs-b", "data", "esp"]);
+    assert_eq!(t[4].3, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b", "ESP type");
+    let esp = partition(&disk, 5, &scratch("pc.esp"));
+    let files = fat_files(&esp);
+    for f in [
+        "::/EFI/BOOT/BOOTX64.EFI",
+        "::/loader/loader.conf",
+        "::/loader/entries/quilt-a.conf",
+        "::/quilt/a/linux",
+        "::/quilt/a/initrd",
+    ] {
+        assert!(files.lines().any(|l| l.trim() == f), "{f} not in\n{files}");
+    }
+    boot_and_run_hello(&disk, Firmware::Ovmf { vars: None });
+}
+
+#[test]
+fn qemu_aarch64_virt_boots_through_aavmf_and_systemd_boot_and_runs_a_signed_bun_tool() {
+    let disk = build_disk(
+        "qemu-aarch64-virt",
+        Arch::Aarch64,
+        &scratch("virt.img"),
+        true,
+    );
+    let names: Vec<String> = table(&disk).into_iter().map(|p| p.0).collect();
+    assert_eq!(names, ["bootstate", "rootfs-a", "rootfs-b", "data", "esp"]);
+    boot_and_run_hello(&disk, Firmware::Aavmf { vars: None });
+}
+
+#[test]
+fn raspberrypi4_image_has_the_boards_layout_and_boot_files() {
+    let disk = build_disk("raspberrypi4-64", Arch::Aarch64, &scratch("rpi.img"), false);
+    let t = table(&disk);
+    let names: Vec<&str> = t.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["boot", "bootstate", "rootfs-a", "rootfs-b", "data"],
+        "the firmware's FAT partition first"
+    );
+    // Sizes as board/raspberrypi4_64/genimage.cfg says, 1 MiB aligned.
+    let mib = |sectors: u64| sectors / 2048;
+    assert_eq!(
+        t.iter().map(|p| mib(p.2)).collect::<Vec<_>>(),
+        [128, 1, 512, 512, 512]
+    );
+    assert!(t.iter().all(|p| p.1 % 2048 == 0));
+    let boot = partition(&disk, 1, &scratch("rpi.boot"));
+    let files = fat_files(&boot);
+    for f in [
+        "::/config.txt",
+        "::/slot-a/Image",
+        "::/slot-a/cmdline.txt",
+        "::/slot-a/initrd",
+    ] {
+        assert!(files.lines().any(|l| l.trim() == f), "{f} not in\n{files}");
+    }
+    let o = Command::new("mtype")
+        .arg("-i")
+        .arg(&boot)
+        .arg("::/config.txt")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("os_prefix=slot-a/"));
+    // Slot A is a squashfs (magic "hsqs"), the boot state zeros.
+    let slot = partition(&disk, 3, &scratch("rpi.slot"));
+    assert_eq!(&std::fs::read(&slot).unwrap()[..4], b"hsqs");
+    let state = partition(&disk, 2, &scratch("rpi.state"));
+    assert!(std::fs::read(&state).unwrap().iter().all(|&b| b == 0));
+}
+
+#[test]
+fn the_same_inputs_give_the_same_image() {
+    let a = build_disk("pc-x86_64", Arch::X86_64, &scratch("repro-1.img"), false);
+    let b = build_disk("pc-x86_64", Arch::X86_64, &scratch("repro-2.img"), false);
+    let (da, db) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_eq!(da.len(), db.len());
+    let first = da.iter().zip(&db).position(|(x, y)| x != y);
+    assert_eq!(first, None, "the images differ first at byte {first:?}");
+}
