@@ -62,6 +62,21 @@ pub struct DiskArgs {
     /// be newer).
     #[arg(long, default_value_t = 1)]
     pub firmware_version: u32,
+    /// Stage slot B for a trial, as an update does: the same root as A at
+    /// the next firmware version, this kernel under a counting boot entry
+    /// (quilt-b+N-0.conf, N = --trial-tries) and the boot state saying
+    /// so. For trying the fallbacks: a kernel here that never reaches
+    /// quilt-init is left behind by systemd-boot's counting, and the next
+    /// boot comes up from A.
+    #[arg(long, value_name = "KERNEL")]
+    pub trial_kernel: Option<PathBuf>,
+    /// The trial's stage-1 initramfs instead of the one built here (a
+    /// broken one shows the fallback when stage 1 never runs).
+    #[arg(long, value_name = "FILE", requires = "trial_kernel")]
+    pub trial_initrd: Option<PathBuf>,
+    /// Boots the trial gets, from the boot loader and from quilt-init.
+    #[arg(long, default_value_t = 3, requires = "trial_kernel")]
+    pub trial_tries: u8,
     /// Where to write the image.
     #[arg(long)]
     pub out: PathBuf,
@@ -91,8 +106,9 @@ pub struct BoardFile {
     pub console: String,
     /// Modules stage 1 loads to see the root slots.
     pub stage1_modules: Vec<String>,
-    /// Modules the slot loads for the data partition.
-    pub data_modules: Vec<String>,
+    /// Modules the slot loads: the data partition's file system, and the
+    /// ESP's when quilt-init marks boot entries good.
+    pub slot_modules: Vec<String>,
 }
 
 /// A board: its files, its layout.
@@ -185,7 +201,7 @@ pub fn slot_config(board: &Board, user: &str) -> anyhow::Result<(String, toml::T
         .entry("modules")
         .or_insert_with(|| toml::Value::Array(Vec::new()));
     if let toml::Value::Array(list) = mods {
-        for m in &board.file.data_modules {
+        for m in &board.file.slot_modules {
             if !list.iter().any(|v| v.as_str() == Some(m.as_str())) {
                 list.push(m.clone().into());
             }
@@ -227,7 +243,7 @@ pub fn boot_entry(slot: char, version: u32, console: &str, tries: Option<u8>) ->
     };
     let upper = slot.to_ascii_uppercase();
     let text = format!(
-        "title Quilt slot {upper}\nversion {version}\nlinux /quilt/{slot}/linux\ninitrd /quilt/{slot}/initrd\noptions console={console} quiet panic=-1\n"
+        "title Quilt slot {upper}\nversion {version}\nlinux /quilt/{slot}/linux\ninitrd /quilt/{slot}/initrd\noptions console={console} quiet panic=-1 quilt.slot={slot}\n"
     );
     (format!("loader/entries/{name}"), text)
 }
@@ -250,6 +266,27 @@ fn default_bootloader(arch: &str) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(p)
+}
+
+/// The boot-state partition's first 8 KiB with slot B staged for `tries`
+/// boots (both record copies, as quilt-init writes them: the newer wins).
+fn trial_state(primary: u32, trial: u32, tries: u8) -> anyhow::Result<Vec<u8>> {
+    use quilt_slots::{Slot, State, COPY_OFFSETS, RECORD};
+    let base = State {
+        primary_version: u64::from(primary),
+        ..State::initial()
+    };
+    let Some(staged) = quilt_slots::stage(base, Slot::B, u64::from(trial), tries) else {
+        bail!("cannot stage version {trial} over {primary} with {tries} tries");
+    };
+    let mut out = vec![0u8; 8192];
+    for (s, off) in [base, staged].iter().zip(COPY_OFFSETS) {
+        let at = usize::try_from(off)?;
+        if let Some(dst) = out.get_mut(at..at + RECORD) {
+            dst.copy_from_slice(&s.encode());
+        }
+    }
+    Ok(out)
 }
 
 pub fn run(a: &DiskArgs) -> anyhow::Result<ExitCode> {
@@ -280,6 +317,12 @@ pub fn run(a: &DiskArgs) -> anyhow::Result<ExitCode> {
     )?;
     let slot_a = work.join("rootfs-a.squashfs");
     quilt_imagekit::squashfs(&root, &slot_a, &work.join("tree"))?;
+    let trial_version = a.firmware_version + 1;
+    let slot_b = work.join("rootfs-b.squashfs");
+    if a.trial_kernel.is_some() {
+        root.bytes("/etc/quilt-version", format!("{trial_version}\n"), 0o644)?;
+        quilt_imagekit::squashfs(&root, &slot_b, &work.join("tree"))?;
+    }
 
     // Stage 1.
     let s1_text = stage1_config(&board, &user, &slots)?;
@@ -329,6 +372,16 @@ pub fn run(a: &DiskArgs) -> anyhow::Result<ExitCode> {
             fat.bytes(&path, text);
             fat.file("quilt/a/linux", &a.kernel);
             fat.file("quilt/a/initrd", &initrd);
+            if let Some(k) = &a.trial_kernel {
+                let (path, text) =
+                    boot_entry('b', trial_version, &board.file.console, Some(a.trial_tries));
+                fat.bytes(&path, text);
+                fat.file("quilt/b/linux", k);
+                fat.file("quilt/b/initrd", a.trial_initrd.as_ref().unwrap_or(&initrd));
+            }
+        }
+        "rpi-firmware" if a.trial_kernel.is_some() => {
+            bail!("--trial-kernel needs a systemd-boot board (the Pi's tryboot is not done here)")
         }
         "rpi-firmware" => {
             fat.file("config.txt", board.dir.join("config.txt"));
@@ -356,6 +409,12 @@ pub fn run(a: &DiskArgs) -> anyhow::Result<ExitCode> {
     disk.fill("rootfs-a", &slot_a)?
         .fill(&board.file.boot_partition, &boot_img)?
         .fill("data", &data)?;
+    if a.trial_kernel.is_some() {
+        let state = trial_state(a.firmware_version, trial_version, a.trial_tries)?;
+        let path = work.join("bootstate");
+        std::fs::write(&path, state).with_context(|| format!("writing {}", path.display()))?;
+        disk.fill("rootfs-b", &slot_b)?.fill("bootstate", &path)?;
+    }
     let report = disk.write(&a.out)?;
     let slot_size = std::fs::metadata(&slot_a).map(|m| m.len()).unwrap_or(0);
     let _ = std::fs::remove_dir_all(&work);
@@ -406,7 +465,17 @@ mod tests {
         let bin = quilt_config::compile(&text).unwrap();
         let cfg = quilt_config::decode(&bin).unwrap();
         let mods: Vec<&str> = cfg.modules.iter().map(|m| m.as_str()).collect();
-        assert_eq!(mods, ["overlay", "ext4", "crc32c_generic"]);
+        assert_eq!(
+            mods,
+            [
+                "overlay",
+                "ext4",
+                "crc32c_generic",
+                "vfat",
+                "nls_cp437",
+                "nls_ascii"
+            ]
+        );
         let s = cfg.slots.unwrap();
         assert_eq!(s.data_mount.as_str(), "/var/lib/quilt");
         assert_eq!(s.tries, 3);
@@ -415,10 +484,22 @@ mod tests {
     }
 
     #[test]
+    fn a_staged_trial_is_what_quilt_init_decides_to_boot() {
+        let bytes = trial_state(1, 2, 3).unwrap();
+        let copies = [&bytes[0..64], &bytes[4096..4160]];
+        let (s, _) = quilt_slots::current(copies).unwrap();
+        let d = quilt_slots::decide(Some(s));
+        assert_eq!(d.slot, quilt_slots::Slot::B);
+        assert!(d.trial);
+        assert_eq!(s.trying_version, 2);
+    }
+
+    #[test]
     fn boot_entries_count_only_on_trial() {
         let (p, t) = boot_entry('b', 2, "ttyS0", Some(3));
         assert_eq!(p, "loader/entries/quilt-b+3-0.conf");
         assert!(t.contains("version 2\n") && t.contains("linux /quilt/b/linux"));
+        assert!(t.contains(" quilt.slot=b\n"), "{t}");
         assert_eq!(
             boot_entry('a', 1, "ttyS0", None).0,
             "loader/entries/quilt-a.conf"
