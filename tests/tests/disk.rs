@@ -7,6 +7,12 @@
 //! off the disk. Plus what needs no boot: the partition table matches the
 //! board's genimage.cfg, the Raspberry Pi image has its boot files, and the
 //! same inputs give the same bytes.
+//!
+//! The boot loader's layer of the A/B fallback (systemd-boot's boot
+//! counting, quilt-init's bootcount.rs): a trial slot whose stage 1 never
+//! runs is left behind by systemd-boot alone and the next boot comes up
+//! from A, saying so; a healthy trial's counting entry is blessed by
+//! quilt-init once it is committed.
 
 use quilt_system_tests::{
     bun_binary_for, busybox_for, guest_binary_for, kernel_for, quilt_cli, quilt_init_binary_for,
@@ -52,6 +58,16 @@ on_exit = "poweroff"
 /// `quilt image disk --board BOARD` with the demo's kind of inputs for
 /// `arch`; `bun`: with the Bun runtime layer and examples/hello.
 fn build_disk(board: &str, arch: Arch, out: &Path, bun: bool) -> PathBuf {
+    build_disk_with(board, arch, out, bun, &[])
+}
+
+fn build_disk_with(
+    board: &str,
+    arch: Arch,
+    out: &Path,
+    bun: bool,
+    extra: &[&std::ffi::OsStr],
+) -> PathBuf {
     let k = kernel_for(arch).unwrap();
     let dir = out.with_extension("in");
     let _ = std::fs::remove_dir_all(&dir);
@@ -81,7 +97,8 @@ fn build_disk(board: &str, arch: Arch, out: &Path, bun: bool) -> PathBuf {
         .arg("--add")
         .arg(format!("{}:/bin/probe.sh", dir.join("probe.sh").display()))
         .arg("--out")
-        .arg(out);
+        .arg(out)
+        .args(extra);
     if bun {
         let (qb, trust) = signed_example("hello").unwrap();
         cmd.arg("--bun")
@@ -298,4 +315,151 @@ fn the_same_inputs_give_the_same_image() {
     assert_eq!(da.len(), db.len());
     let first = da.iter().zip(&db).position(|(x, y)| x != y);
     assert_eq!(first, None, "the images differ first at byte {first:?}");
+}
+
+/// Boot `disk` once on OVMF with the variable store `vars` (kept across
+/// boots, like a board's NVRAM); the console once QEMU has exited.
+fn boot_once(disk: &Path, vars: &Path) -> (String, Vec<quilt_system_tests::Event>) {
+    let mut vm = Vm::boot_disk(
+        disk,
+        &Firmware::Ovmf {
+            vars: Some(vars.to_owned()),
+        },
+        VmOpts {
+            timeout: Duration::from_secs(180),
+            ..VmOpts::default()
+        },
+    )
+    .unwrap();
+    let exit = vm.wait_exit(Duration::from_secs(180));
+    assert!(exit.is_ok(), "{exit:?}\n{}", vm.console_text());
+    (vm.console_text(), vm.events())
+}
+
+fn has(events: &[quilt_system_tests::Event], name: &str, pairs: &[(&str, &str)]) -> bool {
+    events
+        .iter()
+        .any(|e| e.name() == Some(name) && pairs.iter().all(|(k, v)| e.get(k) == Some(*v)))
+}
+
+/// The entry files on the disk's ESP (partition 5).
+fn entries(disk: &Path, scratch_name: &str) -> String {
+    let esp = partition(disk, 5, &scratch(scratch_name));
+    fat_files(&esp)
+}
+
+#[test]
+fn a_trial_whose_stage1_never_runs_falls_back_through_the_boot_loader() {
+    let k = kernel_for(Arch::X86_64).unwrap();
+    // Not an initramfs: the trial's kernel finds no /init and no root,
+    // and panics before anything of Quilt runs.
+    let broken = scratch("broken.initrd");
+    std::fs::write(&broken, vec![0x5a; 4096]).unwrap();
+    let out = scratch("fallback.img");
+    let disk = build_disk_with(
+        "pc-x86_64",
+        Arch::X86_64,
+        &out,
+        false,
+        &[
+            "--trial-kernel".as_ref(),
+            k.vmlinuz.as_os_str(),
+            "--trial-initrd".as_ref(),
+            broken.as_os_str(),
+            "--trial-tries".as_ref(),
+            "1".as_ref(),
+        ],
+    );
+    let vars = scratch("fallback.efivars");
+    let _ = std::fs::remove_file(&vars);
+    assert!(entries(&disk, "fallback.esp0").contains("quilt-b+1-0.conf"));
+    // Boot 1: systemd-boot starts the trial (the newer version) and counts
+    // the try; its kernel panics.
+    let (console, events) = boot_once(&disk, &vars);
+    assert!(console.contains("Kernel panic"), "{console}");
+    assert!(events.is_empty(), "quilt-init never ran: {events:?}");
+    assert!(entries(&disk, "fallback.esp1").contains("quilt-b+0-1.conf"));
+    // Boot 2: systemd-boot skips the bad entry and starts A; quilt-init
+    // sees the boot loader gave up on B and records the fallback.
+    let (console, events) = boot_once(&disk, &vars);
+    assert!(
+        has(
+            &events,
+            "bootloader-fallback",
+            &[("from", "b"), ("to", "a"), ("version", "2")]
+        ),
+        "{console}"
+    );
+    assert!(
+        has(&events, "slot-fallback", &[("from", "b"), ("to", "a")]),
+        "{console}"
+    );
+    assert!(
+        has(&events, "slot-selected", &[("slot", "a"), ("trial", "0")]),
+        "{console}"
+    );
+    assert!(has(&events, "slot-booted", &[("slot", "a")]), "{console}");
+    // Boot 3: A again, with nothing left on trial.
+    let (console, events) = boot_once(&disk, &vars);
+    assert!(
+        has(
+            &events,
+            "slot-selected",
+            &[("slot", "a"), ("trial", "0"), ("failed_version", "2")]
+        ),
+        "{console}"
+    );
+    assert!(!has(&events, "bootloader-fallback", &[]), "{console}");
+}
+
+#[test]
+fn a_healthy_trial_is_committed_and_its_boot_entry_blessed() {
+    let k = kernel_for(Arch::X86_64).unwrap();
+    let out = scratch("blessed.img");
+    let disk = build_disk_with(
+        "pc-x86_64",
+        Arch::X86_64,
+        &out,
+        false,
+        &[
+            "--trial-kernel".as_ref(),
+            k.vmlinuz.as_os_str(),
+            "--trial-tries".as_ref(),
+            "2".as_ref(),
+        ],
+    );
+    let vars = scratch("blessed.efivars");
+    let _ = std::fs::remove_file(&vars);
+    let (console, events) = boot_once(&disk, &vars);
+    assert!(
+        has(&events, "slot-selected", &[("slot", "b"), ("trial", "1")]),
+        "{console}"
+    );
+    assert!(
+        has(&events, "slot-committed", &[("slot", "b")]),
+        "{console}"
+    );
+    assert!(
+        has(
+            &events,
+            "bootloader-blessed",
+            &[
+                ("slot", "b"),
+                ("entry", "quilt-b.conf"),
+                ("was", "quilt-b+1-1.conf")
+            ]
+        ),
+        "{console}"
+    );
+    let files = entries(&disk, "blessed.esp");
+    assert!(files.contains("::/loader/entries/quilt-b.conf"), "{files}");
+    assert!(!files.contains("quilt-b+"), "{files}");
+    // The next boot: B, committed, no trial, from the boot loader's
+    // uncounted entry.
+    let (console, events) = boot_once(&disk, &vars);
+    assert!(
+        has(&events, "slot-selected", &[("slot", "b"), ("trial", "0")]),
+        "{console}"
+    );
+    assert!(!has(&events, "bootloader-blessed", &[]), "{console}");
 }
