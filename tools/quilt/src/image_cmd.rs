@@ -29,6 +29,8 @@ pub enum ImageCmd {
     },
     // Help text: the doc comment on `disk_cmd::DiskArgs`.
     Disk(Box<crate::disk_cmd::DiskArgs>),
+    // Help text: the doc comment on `flash::FlashArgs`.
+    Flash(crate::flash::FlashArgs),
 }
 
 /// What goes into a root: the initramfs, or a disk image's root slot.
@@ -247,6 +249,7 @@ pub fn run(cmd: ImageCmd) -> anyhow::Result<ExitCode> {
             );
         }
         ImageCmd::Disk(args) => return crate::disk_cmd::run(&args),
+        ImageCmd::Flash(args) => return crate::flash::run(&args),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ mod bundle;
 mod config_cmd;
 mod ctl;
 mod disk_cmd;
+mod flash;
 mod image_cmd;
 mod key;
 mod send;
