@@ -26,6 +26,15 @@ use std::time::{Duration, Instant};
 /// all under TCG, on a busy 2-core machine.
 const BOOT: Duration = Duration::from_secs(300);
 
+/// One firmware boot at a time in this file: cargo runs its tests on two
+/// threads, and two TCG guests (UEFI firmware is the slowest part) on a
+/// 2-core machine would each take twice as long. Image builds still
+/// overlap.
+fn one_guest() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn scratch(name: &str) -> PathBuf {
     let d = work_dir().unwrap().join("disk");
     std::fs::create_dir_all(&d).unwrap();
@@ -185,6 +194,7 @@ fn fat_files(image: &Path) -> String {
 /// checks the boot loader ran, slot A was chosen and the Bun tool ran from
 /// its signed bundle. Returns the wall time to quilt-init's first line.
 fn boot_and_run_hello(disk: &Path, firmware: Firmware) -> Duration {
+    let _one = one_guest();
     let mut vm = Vm::boot_disk(
         disk,
         &firmware,
@@ -320,6 +330,7 @@ fn the_same_inputs_give_the_same_image() {
 /// Boot `disk` once on OVMF with the variable store `vars` (kept across
 /// boots, like a board's NVRAM); the console once QEMU has exited.
 fn boot_once(disk: &Path, vars: &Path) -> (String, Vec<quilt_system_tests::Event>) {
+    let _one = one_guest();
     let mut vm = Vm::boot_disk(
         disk,
         &Firmware::Ovmf {
