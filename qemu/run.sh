@@ -14,6 +14,9 @@
 #                 -kernel. BOARD: pc-x86_64 (OVMF) or qemu-aarch64-virt
 #                 (AAVMF; cross-builds everything for arm64 first).
 #                 The image is left in target/qemu/BOARD.img.
+#   --u-boot      with --disk qemu-aarch64-virt: boot with U-Boot
+#                 (u-boot-qemu's qemu_arm64, runs the image's boot.scr)
+#                 instead of AAVMF.
 # Exit status 0 only if the guest powered off cleanly.
 set -euo pipefail
 
@@ -21,6 +24,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 config="$root/qemu/demo.toml"
 timeout_s=300
 board=
+uboot=false
 while (($# > 0)); do
 	case "$1" in
 	--config)
@@ -35,8 +39,12 @@ while (($# > 0)); do
 		board="$2"
 		shift 2
 		;;
+	--u-boot)
+		uboot=true
+		shift
+		;;
 	-h | --help)
-		sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
@@ -122,20 +130,23 @@ if [[ -n $board ]]; then
 		--bootloader "$(qemu/fetch-bootloader.sh "$arch")" "${inputs[@]}" --out "$image"
 	log="$out/console.log"
 	vars="$out/$board.efivars.fd"
-	if [[ $arch == aarch64 ]]; then
+	if [[ $arch == aarch64 ]] && "$uboot"; then
+		qemu=(qemu-system-aarch64 -M virt -cpu cortex-a57 -bios /usr/lib/u-boot/qemu_arm64/u-boot.bin)
+	elif [[ $arch == aarch64 ]]; then
 		cp /usr/share/AAVMF/AAVMF_VARS.fd "$vars"
 		qemu=(qemu-system-aarch64 -M virt -cpu cortex-a57
-			-drive "if=pflash,format=raw,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd")
+			-drive "if=pflash,format=raw,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd"
+			-drive "if=pflash,format=raw,file=$vars")
 	else
 		cp /usr/share/OVMF/OVMF_VARS_4M.fd "$vars"
 		qemu=(qemu-system-x86_64 -M q35 -cpu max
-			-drive "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd")
+			-drive "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"
+			-drive "if=pflash,format=raw,file=$vars")
 	fi
-	step "boot $board: firmware, systemd-boot, kernel, quilt-init (TCG; the console follows)"
+	step "boot $board: firmware, boot loader, kernel, quilt-init (TCG; the console follows)"
 	set +e
 	timeout "$timeout_s" "${qemu[@]}" -accel tcg -m 1024 -no-user-config -nodefaults \
 		-display none -monitor none -no-reboot -serial stdio \
-		-drive "if=pflash,format=raw,file=$vars" \
 		-drive "id=disk,file=$image,format=raw,if=none" -device virtio-blk-pci,drive=disk \
 		</dev/null | tee "$log"
 	status=${PIPESTATUS[0]}

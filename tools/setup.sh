@@ -73,6 +73,7 @@ if "$arm64"; then
 		# its systemd-boot comes from qemu/fetch-bootloader.sh aarch64.
 		"/usr/share/AAVMF/AAVMF_CODE.fd qemu-efi-aarch64"
 		"/usr/lib/u-boot/qemu_arm64/u-boot.bin u-boot-qemu"
+		"mkimage u-boot-tools" # quilt image disk: boot.scr for U-Boot
 	)
 fi
 

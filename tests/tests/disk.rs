@@ -276,6 +276,41 @@ fn qemu_aarch64_virt_boots_through_aavmf_and_systemd_boot_and_runs_a_signed_bun_
     boot_and_run_hello(&disk, Firmware::Aavmf { vars: None });
 }
 
+/// The same arm64 image started by U-Boot (u-boot-qemu's qemu_arm64)
+/// instead: its distro boot runs boot.scr from the bootable ESP, which
+/// loads slot A's kernel and stage 1 (no Bun here: the boot path is the
+/// point, the Bun run is the AAVMF test's).
+#[test]
+fn qemu_aarch64_virt_boots_through_u_boot_and_its_boot_script() {
+    let disk = build_disk(
+        "qemu-aarch64-virt",
+        Arch::Aarch64,
+        &scratch("virt-uboot.img"),
+        false,
+    );
+    let _one = one_guest();
+    let mut vm = Vm::boot_disk(
+        &disk,
+        &Firmware::UBoot,
+        VmOpts {
+            timeout: BOOT,
+            ..VmOpts::default()
+        },
+    )
+    .unwrap();
+    vm.wait_for_console("U-Boot 20", BOOT).unwrap();
+    vm.wait_for_console("Found U-Boot script /boot.scr", BOOT)
+        .unwrap();
+    vm.wait_for_console("event=slot-selected slot=a trial=0", BOOT)
+        .unwrap();
+    vm.wait_for_console("event=data-mounted dev=/dev/vda4 at=/var/lib/quilt", BOOT)
+        .unwrap();
+    vm.wait_for_channel("slot=1 /dev/vda4 ext4", BOOT).unwrap();
+    let exit = vm.wait_exit(BOOT).unwrap();
+    assert!(exit.powered_off(), "{exit:?}\n{}", vm.console_text());
+    println!("U-Boot: powered off at {:.1} s", exit.wall.as_secs_f64());
+}
+
 #[test]
 fn raspberrypi4_image_has_the_boards_layout_and_boot_files() {
     let disk = build_disk("raspberrypi4-64", Arch::Aarch64, &scratch("rpi.img"), false);

@@ -106,6 +106,11 @@ pub struct BoardFile {
     pub console: String,
     /// Modules stage 1 loads to see the root slots.
     pub stage1_modules: Vec<String>,
+    /// A U-Boot boot script (relative to the board directory) compiled to
+    /// `boot.scr` at the top of the boot partition (needs mkimage from
+    /// u-boot-tools), for boards U-Boot may boot too.
+    #[serde(default)]
+    pub uboot_script: Option<String>,
     /// Modules the slot loads: the data partition's file system, and the
     /// ESP's when quilt-init marks boot entries good.
     pub slot_modules: Vec<String>,
@@ -289,6 +294,30 @@ fn trial_state(primary: u32, trial: u32, tries: u8) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// `mkimage -T script`: U-Boot's legacy image around a boot script (its
+/// timestamp from SOURCE_DATE_EPOCH, so reproducible).
+fn uboot_script(src: &Path, out: &Path) -> anyhow::Result<()> {
+    let o = std::process::Command::new("mkimage")
+        .args([
+            "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n",
+        ])
+        .arg("quilt boot script")
+        .arg("-d")
+        .arg(src)
+        .arg(out)
+        .env("SOURCE_DATE_EPOCH", quilt_imagekit::IMAGE_TIME.to_string())
+        .output()
+        .context("running mkimage (install u-boot-tools: tools/setup.sh --arm64)")?;
+    if !o.status.success() {
+        bail!(
+            "mkimage on {} failed: {}",
+            src.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(a: &DiskArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let board = Board::open(&a.boards, &a.board)?;
@@ -368,6 +397,11 @@ pub fn run(a: &DiskArgs) -> anyhow::Result<ExitCode> {
             };
             fat.file(&format!("EFI/BOOT/{efi_name}"), &loader);
             fat.bytes("loader/loader.conf", LOADER_CONF);
+            if let Some(script) = &board.file.uboot_script {
+                let scr = work.join("boot.scr");
+                uboot_script(&board.dir.join(script), &scr)?;
+                fat.file("boot.scr", &scr);
+            }
             let (path, text) = boot_entry('a', a.firmware_version, &board.file.console, None);
             fat.bytes(&path, text);
             fat.file("quilt/a/linux", &a.kernel);
