@@ -242,6 +242,10 @@ pub fn squashfs(tree: &Initramfs, out: &Path, scratch: &Path) -> Result<(), Disk
         "-no-xattrs",
         "-comp",
         "zstd",
+        // Level 6, not mksquashfs's 15: Bun's 105 MB binary squashes in
+        // 1.7 s instead of 37 s, for 5 % more (50.5 vs 47.9 MB).
+        "-Xcompression-level",
+        "6",
     ]));
     let _ = std::fs::remove_dir_all(scratch);
     r
