@@ -451,9 +451,10 @@ impl Vm {
     /// (`qemu_arm64`) finds the boot loader on the disk, which starts the
     /// kernel; no `-kernel`. The disk is `virtio-blk-pci` (`/dev/vda`), the
     /// console and the result channel are wired as in [`Self::boot`]
-    /// (`ttyS0`/`ttyAMA0`, `/dev/ttyS1`). The firmware's variable store is
-    /// a fresh copy in the VM's directory unless [`Firmware::vars`] names
-    /// one to keep across boots (a reset of the board is then a new
+    /// (`ttyS0`/`ttyAMA0`, `/dev/ttyS1`); x86_64 uses KVM when
+    /// [`VmOpts::accel`] allows it, aarch64 TCG. The firmware's variable
+    /// store is a fresh copy in the VM's directory unless the [`Firmware`]'s
+    /// `vars` names one to keep across boots (a reset of the board is then a new
     /// `boot_disk` on the same disk and store: `-no-reboot` as always).
     /// `opts.append`, `kernel` and `pcie` do not apply (the boot loader's
     /// entry holds the command line).
@@ -466,11 +467,15 @@ impl Vm {
             Arch::X86_64 => ("qemu-system-x86_64", "q35", "max"),
             Arch::Aarch64 => ("qemu-system-aarch64", "virt", "cortex-a57"),
         };
+        let accel = match arch {
+            Arch::X86_64 => resolve_accel(opts.accel),
+            Arch::Aarch64 => Accel::Tcg,
+        };
         let mut args: Vec<String> = vec![
             "-M".into(),
             machine.into(),
             "-accel".into(),
-            "tcg".into(),
+            if accel == Accel::Kvm { "kvm" } else { "tcg" }.into(),
             "-cpu".into(),
             cpu.into(),
             "-smp".into(),
@@ -535,7 +540,7 @@ impl Vm {
             ]);
         }
         args.extend(opts.extra_args.iter().cloned());
-        Self::start(program, args, dir, opts.timeout, Accel::Tcg, qmp_path)
+        Self::start(program, args, dir, opts.timeout, accel, qmp_path)
     }
 
     fn start(
