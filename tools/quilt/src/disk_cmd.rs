@@ -36,9 +36,10 @@ use std::process::ExitCode;
 ///     --busybox /bin/busybox --out disk.img
 ///
 /// Boards: pc-x86_64 (UEFI: systemd-boot), qemu-aarch64-virt (UEFI via
-/// AAVMF: systemd-boot; pass --bootloader, qemu/fetch-bootloader.sh fetches
-/// the arm64 build), raspberrypi4-64 (structure only: the Pi firmware is not
-/// included). Write it to a card or disk with `quilt image flash`.
+/// AAVMF: systemd-boot, whose arm64 build qemu/fetch-bootloader.sh fetches
+/// for --bootloader; or U-Boot: boot.scr), raspberrypi4-64 (structure only:
+/// the Pi firmware is not included). Write it to a card or disk with
+/// `quilt image flash`; docs/images.md has the details.
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 pub struct DiskArgs {
