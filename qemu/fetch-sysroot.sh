@@ -4,7 +4,8 @@
 # resolves Bun's loader and libraries inside it).
 #
 #   x86_64   / (the host is an amd64 Debian)
-#   aarch64  Debian's libc6:arm64, fetched with `apt-get download` and
+#   aarch64  Debian's libc6:arm64 (and libgcc-s1:arm64, for libquiltbus.so),
+#            fetched with `apt-get download` and
 #            unpacked with `dpkg-deb -x` into .cache/sysroot/aarch64/ (never
 #            installed by this script). It is fetched at the version of the
 #            host's libc6 when the mirror still has it, so both architectures'
@@ -37,8 +38,11 @@ aarch64)
 esac
 
 out="$repo_root/.cache/sysroot/$arch"
+# libgcc_s (libgcc-s1): what libquiltbus.so, a Rust cdylib, needs besides
+# libc (the demo's Bun layer with --bus-lib).
+gcc_s=lib/aarch64-linux-gnu/libgcc_s.so.1
 # The .complete stamp is written last, so an interrupted unpack is redone.
-if [[ -e "$out/.complete" && -e "$out/$loader" ]]; then
+if [[ -e "$out/.complete" && -e "$out/$loader" && -e "$out/$gcc_s" ]]; then
 	echo "$out"
 	exit 0
 fi
@@ -71,5 +75,14 @@ if [[ ! -e "$out/.complete" || ! -e "$out/$loader" ]]; then
 	}
 	mv "$work/root" "$out"
 	touch "$out/.complete"
+fi
+if [[ ! -e "$out/$gcc_s" ]]; then
+	# Added to an existing sysroot in place (others may be reading it).
+	gcc_work="$(mktemp -d)"
+	trap 'rm -rf "${work:-}" "$gcc_work"' EXIT
+	echo "fetch-sysroot: downloading libgcc-s1:$debarch" >&2
+	(cd "$gcc_work" && apt-get download -q "libgcc-s1:$debarch") >&2
+	dpkg-deb -x "$gcc_work"/libgcc-s1_*.deb "$gcc_work/gcc"
+	cp -a "$gcc_work/gcc/." "$out/"
 fi
 echo "$out"

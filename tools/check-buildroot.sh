@@ -142,7 +142,12 @@ for board in qemu_x86_64 qemu_aarch64_virt raspberrypi4_64 pc_x86_64; do
 		script=$repo/board/qemu/post-image.sh
 		echo kernel > "$bin/bzImage"
 		echo kernel > "$bin/Image"
-		images=("disk.img:bootstate rootfs-a rootfs-b data") ;;
+		images=("disk.img:bootstate rootfs-a rootfs-b data")
+		# The arm64 layout has the ESP quilt image disk fills (docs/images.md).
+		if [[ $board == qemu_aarch64_virt ]]; then
+			images=("disk.img:bootstate rootfs-a rootfs-b data esp")
+		fi
+		;;
 	raspberrypi4_64)
 		script=$repo/board/$board/post-image.sh
 		echo kernel > "$bin/Image"

@@ -11,7 +11,8 @@
 #            --arch aarch64 uses: Debian's rustc-web/cargo-web with the
 #            aarch64 std (libstd-rust-web-dev:arm64; rustup cannot download
 #            other targets here), gcc-aarch64-linux-gnu as the linker and the
-#            static glibc of libc6-dev-arm64-cross.
+#            static glibc of libc6-dev-arm64-cross; AAVMF and U-Boot
+#            (qemu-efi-aarch64, u-boot-qemu) for the arm64 disk images.
 set -euo pipefail
 
 arm64=false
@@ -48,6 +49,10 @@ required=(
 	"mksquashfs squashfs-tools" # tests/tests/ab.rs: the root slot images
 	"mkfs.ext4 e2fsprogs"     # ... the data partition and the update medium
 	"sfdisk fdisk"            # ... the GPT of the board disk
+	# quilt image disk and tests/tests/disk.rs: boot the board images
+	# through real firmware and a real boot loader.
+	"/usr/lib/systemd/boot/efi/systemd-bootx64.efi systemd-boot-efi"
+	"/usr/share/OVMF/OVMF_CODE_4M.fd ovmf"
 )
 
 sudo_cmd=()
@@ -64,6 +69,11 @@ if "$arm64"; then
 		"pkg:libstd-rust-web-dev:arm64 libstd-rust-web-dev:arm64"
 		"aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu"
 		"/usr/aarch64-linux-gnu/lib/libc.a libc6-dev-arm64-cross"
+		# UEFI and U-Boot for the arm64 board images (qemu-aarch64-virt);
+		# its systemd-boot comes from qemu/fetch-bootloader.sh aarch64.
+		"/usr/share/AAVMF/AAVMF_CODE.fd qemu-efi-aarch64"
+		"/usr/lib/u-boot/qemu_arm64/u-boot.bin u-boot-qemu"
+		"mkimage u-boot-tools" # quilt image disk: boot.scr for U-Boot
 	)
 fi
 

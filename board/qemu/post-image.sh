@@ -41,6 +41,11 @@ for image in "${kernel}" rootfs.squashfs; do
 	fi
 done
 
+if [ "${board}" = qemu_aarch64_virt ]; then
+	# genimage.cfg has an ESP for `quilt image disk`; Buildroot's image
+	# boots with -kernel, so it stays empty here.
+	mkdir -p "${binaries}/efi-part/EFI"
+fi
 support/scripts/genimage.sh -c "${board_root}/${board}/genimage.cfg"
 
 cat > "${binaries}/start-qemu.sh" <<SCRIPT

@@ -65,7 +65,10 @@ pub use bundles::{
 pub use error::HarnessError;
 pub use events::{quilt_events, Event};
 pub use image::{bun_binary, bun_binary_for, tool_sdk_dir, ImageBuilder};
-pub use vm::{host_tsc_khz, kvm_usable, Accel, Exit, GuestEnd, Pattern, Vm, VmOpts};
+pub use vm::{
+    host_tsc_khz, kvm_usable, Accel, Exit, Firmware, GuestEnd, Pattern, Vm, VmOpts,
+    UBOOT_QEMU_ARM64,
+};
 
 /// Result type of the harness.
 pub type Result<T, E = HarnessError> = std::result::Result<T, E>;

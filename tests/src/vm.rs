@@ -241,6 +241,46 @@ impl Stream {
     }
 }
 
+/// U-Boot for QEMU's arm64 `virt` machine, from Debian's `u-boot-qemu`.
+pub const UBOOT_QEMU_ARM64: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
+
+/// What starts a disk image in [`Vm::boot_disk`]: QEMU's firmware from
+/// Debian's packages (`tools/setup.sh` installs them).
+#[derive(Debug, Clone)]
+pub enum Firmware {
+    /// x86_64 UEFI (`ovmf`: OVMF_CODE_4M.fd). `vars`: a variable store to
+    /// keep across boots (copied from OVMF_VARS_4M.fd when missing).
+    Ovmf { vars: Option<PathBuf> },
+    /// aarch64 UEFI (`qemu-efi-aarch64`: AAVMF_CODE.fd), `vars` likewise.
+    Aavmf { vars: Option<PathBuf> },
+    /// aarch64 U-Boot (`u-boot-qemu`: qemu_arm64/u-boot.bin).
+    UBoot,
+}
+
+impl Firmware {
+    /// The guest architecture it boots.
+    pub fn arch(&self) -> Arch {
+        match self {
+            Firmware::Ovmf { .. } => Arch::X86_64,
+            Firmware::Aavmf { .. } | Firmware::UBoot => Arch::Aarch64,
+        }
+    }
+
+    /// UEFI code and variable-store template.
+    fn uefi_files(&self) -> (&'static Path, &'static Path) {
+        match self {
+            Firmware::Aavmf { .. } => (
+                Path::new("/usr/share/AAVMF/AAVMF_CODE.fd"),
+                Path::new("/usr/share/AAVMF/AAVMF_VARS.fd"),
+            ),
+            _ => (
+                Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd"),
+                Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd"),
+            ),
+        }
+    }
+}
+
 /// A running (or finished) QEMU guest. Dropping it kills QEMU.
 #[derive(Debug)]
 pub struct Vm {
@@ -403,6 +443,116 @@ impl Vm {
         }
         args.extend(opts.extra_args.iter().cloned());
 
+        Self::start(program, args, dir, opts.timeout, accel, qmp_path)
+    }
+
+    /// Boot a whole disk image the way a board does: QEMU's UEFI firmware
+    /// (OVMF on x86_64 `q35`, AAVMF on aarch64 `virt`) or U-Boot
+    /// (`qemu_arm64`) finds the boot loader on the disk, which starts the
+    /// kernel; no `-kernel`. The disk is `virtio-blk-pci` (`/dev/vda`), the
+    /// console and the result channel are wired as in [`Self::boot`]
+    /// (`ttyS0`/`ttyAMA0`, `/dev/ttyS1`); x86_64 uses KVM when
+    /// [`VmOpts::accel`] allows it, aarch64 TCG. The firmware's variable
+    /// store is a fresh copy in the VM's directory unless the [`Firmware`]'s
+    /// `vars` names one to keep across boots (a reset of the board is then a new
+    /// `boot_disk` on the same disk and store: `-no-reboot` as always).
+    /// `opts.append`, `kernel` and `pcie` do not apply (the boot loader's
+    /// entry holds the command line).
+    pub fn boot_disk(disk: &Path, firmware: &Firmware, opts: VmOpts) -> Result<Vm> {
+        let arch = firmware.arch();
+        let dir = unique_dir("vm")?;
+        let console_path = dir.join("console.log");
+        let channel_path = dir.join("channel.log");
+        let (program, machine, cpu) = match arch {
+            Arch::X86_64 => ("qemu-system-x86_64", "q35", "max"),
+            Arch::Aarch64 => ("qemu-system-aarch64", "virt", "cortex-a57"),
+        };
+        let accel = match arch {
+            Arch::X86_64 => resolve_accel(opts.accel),
+            Arch::Aarch64 => Accel::Tcg,
+        };
+        let mut args: Vec<String> = vec![
+            "-M".into(),
+            machine.into(),
+            "-accel".into(),
+            if accel == Accel::Kvm { "kvm" } else { "tcg" }.into(),
+            "-cpu".into(),
+            cpu.into(),
+            "-smp".into(),
+            opts.cpus.to_string(),
+            "-m".into(),
+            opts.mem_mb.to_string(),
+            "-no-user-config".into(),
+            "-nodefaults".into(),
+            "-display".into(),
+            "none".into(),
+            "-monitor".into(),
+            "none".into(),
+            "-no-reboot".into(),
+            "-chardev".into(),
+            format!("file,id=con,path={}", console_path.display()),
+            "-serial".into(),
+            "chardev:con".into(),
+            "-chardev".into(),
+            format!("file,id=chan,path={}", channel_path.display()),
+            "-drive".into(),
+            format!("id=disk,file={},format=raw,if=none", disk.display()),
+            "-device".into(),
+            "virtio-blk-pci,drive=disk".into(),
+        ];
+        match arch {
+            Arch::X86_64 => args.extend([
+                "-device".into(),
+                "isa-serial,chardev=chan,iobase=0x2f8,irq=3".into(),
+            ]),
+            Arch::Aarch64 => args.extend([
+                "-chardev".into(),
+                "null,id=nul".into(),
+                "-device".into(),
+                "pci-serial-2x,chardev1=nul,chardev2=chan".into(),
+            ]),
+        }
+        match firmware {
+            Firmware::Ovmf { vars } | Firmware::Aavmf { vars } => {
+                let (code, template) = firmware.uefi_files();
+                let vars = match vars {
+                    Some(v) => v.clone(),
+                    None => dir.join("efivars.fd"),
+                };
+                if !vars.exists() {
+                    std::fs::copy(template, &vars)
+                        .map_err(HarnessError::io("copying", template))?;
+                }
+                args.extend([
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,file={}", vars.display()),
+                ]);
+            }
+            Firmware::UBoot => args.extend(["-bios".into(), UBOOT_QEMU_ARM64.into()]),
+        }
+        let qmp_path = opts.monitor.then(|| dir.join("qmp.sock"));
+        if let Some(q) = &qmp_path {
+            args.extend([
+                "-qmp".into(),
+                format!("unix:{},server=on,wait=off", q.display()),
+            ]);
+        }
+        args.extend(opts.extra_args.iter().cloned());
+        Self::start(program, args, dir, opts.timeout, accel, qmp_path)
+    }
+
+    fn start(
+        program: &str,
+        args: Vec<String>,
+        dir: PathBuf,
+        timeout: Duration,
+        accel: Accel,
+        qmp_path: Option<PathBuf>,
+    ) -> Result<Vm> {
+        let console_path = dir.join("console.log");
+        let channel_path = dir.join("channel.log");
         let command_line = std::iter::once(program.to_owned())
             .chain(args.iter().map(|a| shell_quote(a)))
             .collect::<Vec<_>>()
@@ -441,7 +591,7 @@ impl Vm {
                 cursor: 0,
             },
             started,
-            deadline: started + opts.timeout,
+            deadline: started + timeout,
             exit: None,
             command_line,
             accel,

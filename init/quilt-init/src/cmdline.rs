@@ -20,6 +20,9 @@ pub struct Cmdline<'a> {
     /// `quilt.debug.hang_after=SECONDS`: test hook that wedges the event
     /// loop, to prove the hardware watchdog then resets the board.
     pub hang_after_s: Option<u32>,
+    /// `quilt.slot=a|b`: the root slot whose kernel the boot loader started
+    /// (its entry says so; see bootcount.rs).
+    pub slot: Option<&'a str>,
     /// `quilt.*` keys this build does not know (logged, then ignored).
     pub unknown: heapless::Vec<&'a str, MAX_UNKNOWN>,
     /// `quilt.*` keys whose value did not parse.
@@ -71,6 +74,7 @@ pub fn parse(text: &str) -> Cmdline<'_> {
         let ok = match key {
             "config" => set(&mut c.config, value),
             "hostname" => set(&mut c.hostname, value),
+            "slot" => set(&mut c.slot, value),
             "fatal" => power_action(value).map(|a| c.fatal = Some(a)).is_some(),
             "fatal_delay" => value.parse().map(|v| c.fatal_delay_s = Some(v)).is_ok(),
             "debug.hang_after" => value.parse().map(|v| c.hang_after_s = Some(v)).is_ok(),

@@ -16,6 +16,7 @@
 )]
 
 mod boot;
+mod bootcount;
 mod bundles;
 mod bus;
 mod cgroup;

@@ -117,6 +117,8 @@ pub fn stage1(cfg: &Cfg) -> String {
             None
         }
     };
+    // A trial the boot loader already gave up on is over (bootcount.rs).
+    let cur = cur.map(|(s, c)| (crate::bootcount::before_choosing(s).unwrap_or(s), c));
     let d = quilt_slots::decide(cur.map(|c| c.0));
     let mut state = cur.map_or(State::initial(), |c| c.0);
     if let Some(w) = d.write {
@@ -146,6 +148,7 @@ pub fn stage1(cfg: &Cfg) -> String {
         state.seq,
         state.failed_version
     );
+    crate::bootcount::after_choosing(d.slot);
     let (slot, trial) = match mount_slot(cfg, d.slot) {
         Ok(()) => (d.slot, d.trial),
         Err(e) if d.trial => {
@@ -316,6 +319,7 @@ impl Trial {
                         self.slot.name(),
                         s.seq
                     );
+                    crate::bootcount::bless(self.slot);
                     Verdict::Committed
                 }
                 Err(e) => {

@@ -262,6 +262,51 @@ impl Initramfs {
         cpio::newc::trailer(out).map_err(ImageError::Write)
     }
 
+    /// Write the tree into the host directory `dir` (which must exist and
+    /// be empty): directories, files with their modes, symlinks. For
+    /// filesystem images made from the same description as the archive
+    /// (`mksquashfs dir ... -all-root -all-time`); ownership and times are
+    /// left to that tool.
+    pub fn write_tree(&self, dir: &Path) -> Result<(), ImageError> {
+        use std::os::unix::fs::PermissionsExt;
+        let create = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ImageError::Create { path, source }
+        };
+        for (name, node) in &self.entries {
+            let at = dir.join(name);
+            match node {
+                Node::Dir { .. } => std::fs::create_dir_all(&at).map_err(create(&at))?,
+                Node::Symlink { target } => {
+                    std::os::unix::fs::symlink(target, &at).map_err(create(&at))?
+                }
+                Node::File { mode, content } => {
+                    match content {
+                        Content::Bytes(data) => std::fs::write(&at, data).map_err(create(&at))?,
+                        Content::HostFile(src) => {
+                            std::fs::copy(src, &at).map_err(|source| ImageError::ReadSource {
+                                path: src.clone(),
+                                source,
+                            })?;
+                        }
+                    }
+                    std::fs::set_permissions(&at, std::fs::Permissions::from_mode(*mode))
+                        .map_err(create(&at))?;
+                }
+            }
+        }
+        // Directory modes last (children first), so a read-only directory
+        // is still filled.
+        for (name, node) in self.entries.iter().rev() {
+            if let Node::Dir { mode } = node {
+                let at = dir.join(name);
+                std::fs::set_permissions(&at, std::fs::Permissions::from_mode(*mode))
+                    .map_err(create(&at))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Write the archive to a file at `path`.
     pub fn write_file(&self, path: &Path) -> Result<(), ImageError> {
         let file = File::create(path).map_err(|source| ImageError::Create {

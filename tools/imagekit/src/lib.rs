@@ -1,16 +1,21 @@
-//! Image assembly helpers for the host: an initramfs (newc cpio) writer and a
-//! kernel-module closure resolver.
+//! Image assembly helpers for the host: an initramfs (newc cpio) writer, a
+//! kernel-module closure resolver, and flashable GPT disk images laid out
+//! from a board's genimage config (`disk`, `genimage`).
 //!
 //! Used by the QEMU system tests and, later, by the board image tooling. It
 //! fetches nothing: callers hand it a kernel's module tree and host files.
 //! Output is deterministic (fixed mtimes, inode numbers assigned in path
 //! order, root-owned) so the same inputs give byte-identical images.
 
+mod disk;
+pub mod genimage;
 mod initramfs;
 mod modules;
 mod overlay;
 mod runtime;
 
+pub use disk::{derived_guid, ext4, squashfs, Disk, DiskError, DiskReport, FatImage, IMAGE_TIME};
+pub use genimage::{Filesystem, Layout, LayoutError, Partition};
 pub use initramfs::{ImageError, Initramfs};
 pub use modules::{Compression, Module, ModuleClosure, ModuleError, ModuleTree};
 pub use overlay::{add_busybox, add_tree, is_static_elf, OverlayError};

@@ -81,29 +81,40 @@ pub fn add_tree(image: &mut Initramfs, host_dir: &Path) -> Result<usize, Overlay
 }
 
 /// Put a static busybox at `/bin/busybox` with a `/bin/<applet>` link for
-/// each applet it lists. Returns the number of applets.
+/// each applet it lists. Returns the number of applets. A busybox of
+/// another architecture cannot be asked for `--list`: an `applets` file
+/// next to it (`qemu/fetch-busybox.sh aarch64` writes one) is read instead.
 pub fn add_busybox(image: &mut Initramfs, host_busybox: &Path) -> Result<usize, OverlayError> {
     if !is_static_elf(host_busybox) {
         return Err(OverlayError::Dynamic {
             path: host_busybox.to_owned(),
         });
     }
-    let out = Command::new(host_busybox)
-        .arg("--list")
-        .output()
-        .map_err(|e| OverlayError::Applets {
-            path: host_busybox.to_owned(),
+    let list_file = host_busybox.with_file_name("applets");
+    let list = if list_file.is_file() {
+        std::fs::read_to_string(&list_file).map_err(|e| OverlayError::Applets {
+            path: list_file.clone(),
             detail: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(OverlayError::Applets {
-            path: host_busybox.to_owned(),
-            detail: format!("exited with {}", out.status),
-        });
-    }
+        })?
+    } else {
+        let out = Command::new(host_busybox)
+            .arg("--list")
+            .output()
+            .map_err(|e| OverlayError::Applets {
+                path: host_busybox.to_owned(),
+                detail: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(OverlayError::Applets {
+                path: host_busybox.to_owned(),
+                detail: format!("exited with {}", out.status),
+            });
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
     image.file("/bin/busybox", host_busybox, 0o755)?;
     let mut n = 0;
-    for applet in String::from_utf8_lossy(&out.stdout).lines().map(str::trim) {
+    for applet in list.lines().map(str::trim) {
         if applet.is_empty() || applet == "busybox" || applet.contains('/') {
             continue;
         }

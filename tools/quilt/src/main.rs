@@ -5,6 +5,8 @@
 mod bundle;
 mod config_cmd;
 mod ctl;
+mod disk_cmd;
+mod flash;
 mod fsck;
 mod image_cmd;
 mod key;
@@ -33,7 +35,8 @@ enum Cmd {
     /// Compile and check the boot configuration read by quilt-init.
     #[command(subcommand)]
     Config(config_cmd::ConfigCmd),
-    /// Assemble bootable images (initramfs for QEMU and boards).
+    /// Assemble bootable images: an initramfs for QEMU, a flashable disk
+    /// image for a board.
     #[command(subcommand)]
     Image(image_cmd::ImageCmd),
     // Help text: the doc comment on `send::SendArgs`.
