@@ -309,7 +309,10 @@ fn pid1_binary_is_static_and_within_budget() {
     // bytes, the TCP relay for net: tokens and fd-passed installs to
     // 1,939,488, A/B slots (stage 1, health, firmware staging, resume) and
     // the pod PID-namespace holder to 1,991,424 (opt-level "s" on the cold
-    // crates made it larger, 1.95 MB before the last three). This budget
-    // catches regressions.
-    assert!(size <= 2_000_000, "quilt-init grew to {size} bytes");
+    // crates made it larger, 1.95 MB before the last three), the trust
+    // boundary fixes and the second seccomp filter (+10 KB), the manifest's
+    // tool list (+4 KB) and systemd-boot boot counting (+17 KB) to
+    // 2,027,360. Moving installs out of PID 1 (issue 15) is what shrinks
+    // it. This budget catches regressions.
+    assert!(size <= 2_040_000, "quilt-init grew to {size} bytes");
 }
