@@ -128,6 +128,18 @@ fn chunk_rel(id: &Hash) -> PathBuf {
     PathBuf::from("chunks").join(fan).join(hex)
 }
 
+/// The committed state of the store at `root`; `None` when it has none yet.
+fn read_state(root: &Path) -> Result<Option<State>, StoreError> {
+    let path = root.join("state");
+    match fs::read(&path) {
+        Ok(bytes) => State::decode(&bytes)
+            .map(Some)
+            .ok_or(StoreError::CorruptState { path }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("reading", &path)(e)),
+    }
+}
+
 /// True when the file at `path` holds exactly `want`.
 fn same_contents(path: &Path, want: &[u8], scratch: &mut Vec<u8>) -> bool {
     scratch.clear();
@@ -154,14 +166,7 @@ impl Store {
             let p = e.map_err(io_err("listing", &tmp))?.path();
             fs::remove_file(&p).map_err(io_err("removing", &p))?;
         }
-        let state_path = root.join("state");
-        let state = match fs::read(&state_path) {
-            Ok(bytes) => {
-                State::decode(&bytes).ok_or(StoreError::CorruptState { path: state_path })?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => return Err(io_err("reading", &state_path)(e)),
-        };
+        let state = read_state(root)?.unwrap_or_default();
         Ok(Store {
             root: root.to_path_buf(),
             image_trust,
@@ -176,13 +181,11 @@ impl Store {
     /// (`quilt fsck` beside quilt-init): nothing is created and `tmp/` is
     /// left alone, since the owner may be writing there.
     pub fn open_to_check(root: &Path, image_trust: Trust) -> Result<Self, StoreError> {
-        let state_path = root.join("state");
-        let state = match fs::read(&state_path) {
-            Ok(bytes) => {
-                State::decode(&bytes).ok_or(StoreError::CorruptState { path: state_path })?
-            }
-            Err(e) => return Err(io_err("reading", &state_path)(e)),
-        };
+        let state = read_state(root)?.ok_or_else(|| StoreError::Io {
+            op: "reading",
+            path: root.join("state"),
+            source: std::io::ErrorKind::NotFound.into(),
+        })?;
         Ok(Store {
             root: root.to_path_buf(),
             image_trust,
