@@ -190,9 +190,7 @@ pub const FIRMWARE_RUNTIME: &str = "firmware";
 /// firmware by the board's naming it, never by its own header's say-so.
 fn firmware_rule(policy: &Policy, header: &Header, ctx: &Context<'_>) -> Result<u8, Error> {
     let declares = header.runtime == FIRMWARE_RUNTIME;
-    let named = ctx
-        .firmware
-        .map(|names| names.contains(&header.name.as_str()));
+    let named = ctx.firmware.map(|names| names.contains(&header.name));
     match named {
         Some(false) if declares => Err(Error::NotBoardFirmware {
             name: header.name.clone(),
@@ -223,7 +221,7 @@ pub struct Context<'a> {
     /// `quilt bundle verify`, which knows no board). A bundle declaring the
     /// `firmware` runtime under any other name is refused; one of these
     /// names needs [`Policy::firmware_threshold_for`] signatures.
-    pub firmware: Option<&'a [&'a str]>,
+    pub firmware: Option<&'a [String]>,
 }
 
 /// Root keys and the policy over them.

@@ -255,9 +255,9 @@ fn signatures_from_other_document_kinds_do_not_sign_bundles() {
 fn firmware_is_chosen_by_the_board_and_signed_at_the_root_threshold() {
     let (a, b) = (key(1), key(2));
     let t = trust(&[&a, &b], "root-threshold 2\ndefault 1\nrule agents/* 1");
-    let names: &[&str] = &["firmware/board"];
+    let names = ["firmware/board".to_string()];
     let board = Context {
-        firmware: Some(names),
+        firmware: Some(&names),
         ..Context::default()
     };
     let fw = |name: &str, signers: &[&SecretKey]| {

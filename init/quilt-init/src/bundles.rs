@@ -81,10 +81,8 @@ impl Tools {
         f: std::fs::File,
         label: &str,
     ) -> Result<quilt_proto::Reply, String> {
-        let firmware: Vec<&str> = self.firmware.iter().map(String::as_str).collect();
-        let ctx = device_context(self.board.as_deref(), &firmware);
-        let r = self
-            .store
+        let (store, ctx) = self.store_and_context();
+        let r = store
             .install(std::io::BufReader::new(f), &ctx, None)
             .map_err(|e| {
                 event!("event=bundle-refused file={} reason=\"{}\"", label, e);
@@ -139,19 +137,16 @@ impl Tools {
         Ok(())
     }
 
-    /// The board's firmware names, for a [`device_context`].
-    pub fn firmware_names(&self) -> Vec<&str> {
-        self.firmware.iter().map(String::as_str).collect()
+    /// The store, and the device context installs into it are checked
+    /// against (board, firmware names, clock), borrowed together.
+    pub fn store_and_context(&mut self) -> (&mut Store, Context<'_>) {
+        let ctx = device_context(self.board.as_deref(), &self.firmware);
+        (&mut self.store, ctx)
     }
 
     /// Whether `name` is one of the board's firmware bundles.
     pub fn is_firmware(&self, name: &str) -> bool {
         self.firmware.iter().any(|f| f == name)
-    }
-
-    /// The board name installs are checked against.
-    pub fn board(&self) -> Option<String> {
-        self.board.clone()
     }
 
     /// Remove bundle `name` from the store (the caller checked nothing
@@ -200,7 +195,7 @@ impl Tools {
 
 /// What an install is checked against: this board's clock (when it has
 /// one), architecture, name and firmware bundle names.
-pub fn device_context<'a>(board: Option<&'a str>, firmware: &'a [&'a str]) -> Context<'a> {
+pub fn device_context<'a>(board: Option<&'a str>, firmware: &'a [String]) -> Context<'a> {
     Context {
         now: now_secs(),
         arch: Some(std::env::consts::ARCH),
@@ -244,8 +239,7 @@ pub fn bring_up(boot: &BootConfig) -> Option<Tools> {
             return None;
         }
     };
-    let names: Vec<&str> = firmware.iter().map(String::as_str).collect();
-    let ctx = device_context(cfg.board.as_deref(), &names);
+    let ctx = device_context(cfg.board.as_deref(), &firmware);
     for file in image_bundles(Path::new(cfg.dir.as_str())) {
         let shown = file.display();
         match std::fs::File::open(&file) {

@@ -161,9 +161,6 @@ impl Runs {
         }
     }
 
-    /// Start `bundle` with `input` for control client `client`: hand the
-    /// input to a parked warm container if one is waiting, else start a
-    /// fresh one.
     /// The top of run `id`'s spawn tree: the first ancestor whose parent
     /// is not a run in flight (a top-level run, or a service's id).
     fn family_root(&self, id: u64) -> u64 {
@@ -183,6 +180,9 @@ impl Runs {
         at
     }
 
+    /// Start `bundle` with `input` for control client `client`: hand the
+    /// input to a parked warm container if one is waiting, else start a
+    /// fresh one.
     pub fn start(&mut self, board: Board<'_>, ask: &Ask, now: Millis) -> Result<u64, StartError> {
         use quilt_proto::ErrorCode::*;
         let (bundle, input, timeout_ms, client) = (

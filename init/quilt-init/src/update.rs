@@ -113,15 +113,8 @@ impl Update {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let board = tools.board();
-            let names: Vec<String> = tools
-                .firmware_names()
-                .into_iter()
-                .map(String::from)
-                .collect();
-            let firmware: Vec<&str> = names.iter().map(String::as_str).collect();
-            let ctx = crate::bundles::device_context(board.as_deref(), &firmware);
-            let mut storage = quilt_link::store::StoreStorage::new(&mut tools.store, ctx);
+            let (store, ctx) = tools.store_and_context();
+            let mut storage = quilt_link::store::StoreStorage::new(store, ctx);
             self.rx
                 .feed(buf.get(..n).unwrap_or(&[]), now.0, &mut storage);
             if let Some(name) = self.log_events() {

@@ -450,13 +450,16 @@ impl Store {
         self.state
             .installed(&header.name)
             .is_some_and(|i| i.root == header.root && i.version == header.version)
-            && self
-                .read_record(&header.name, &header.root)
-                .is_ok_and(|(_, m)| {
-                    m.chunk_order()
-                        .iter()
-                        .all(|c| self.root.join(chunk_rel(&c.id)).is_file())
-                })
+            && self.has_every_chunk(&header.name, &header.root)
+    }
+
+    /// Whether every chunk the record of `name` at `root` names is on disk.
+    fn has_every_chunk(&self, name: &str, root: &Hash) -> bool {
+        self.read_record(name, root).is_ok_and(|(_, m)| {
+            m.chunk_order()
+                .iter()
+                .all(|c| self.root.join(chunk_rel(&c.id)).is_file())
+        })
     }
 
     /// The record of bundle `name` at `root`. Records written before
@@ -581,10 +584,7 @@ impl Store {
             }
         }
         for i in &self.state.installed {
-            let whole = self
-                .read_record(&i.name, &i.root)
-                .is_ok_and(|(h, _)| self.is_installed_whole(&h));
-            if !whole {
+            if !self.has_every_chunk(&i.name, &i.root) {
                 report.damaged.push(i.name.clone());
             }
         }
