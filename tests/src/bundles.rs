@@ -33,6 +33,20 @@ pub struct SignedBundle {
     pub key: PathBuf,
 }
 
+/// `len` incompressible bytes from an xorshift generator started at `seed`
+/// (never 0): payload for tools whose transfers must take a while.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// `examples/<name>` in the repository.
 pub fn example_dir(name: &str) -> PathBuf {
     repo_root().join("examples").join(name)

@@ -59,7 +59,7 @@ pub use build::{
     BuiltKernel, Kernel,
 };
 pub use bundles::{
-    example_dir, quilt, quilt_cli, quilt_send, signed_bundle, signed_example, test_key,
+    example_dir, noise, quilt, quilt_cli, quilt_send, signed_bundle, signed_example, test_key,
     SignedBundle,
 };
 pub use error::HarnessError;

@@ -7,8 +7,8 @@
 use quilt_bundle::pack::{Builder, HeaderFields};
 use quilt_bundle::SecretKey;
 use quilt_system_tests::{
-    guest_binary, quilt_send, repo_root, signed_bundle, test_key, work_dir, Event, ImageBuilder,
-    Vm, VmOpts,
+    guest_binary, noise, quilt_send, repo_root, signed_bundle, test_key, work_dir, Event,
+    ImageBuilder, Vm, VmOpts,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -441,15 +441,7 @@ fn a_reoffer_touches_no_tree_and_a_repair_refetches_only_the_rotten_chunk() {
         "name = \"reoffer\"\nversion = 1\nentry = \"index.ts\"\n",
         "console.log(JSON.stringify({ ok: true }));\n",
     );
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let data: Vec<u8> = (0..300_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = noise(300_000, 0x2545_f491_4f6c_dd1d);
     std::fs::write(dir.join("data.bin"), data).unwrap();
     let qb = signed_bundle(&dir).unwrap().qb;
     let config = format!(

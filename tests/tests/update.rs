@@ -4,7 +4,7 @@
 //! two cuts the link mid-transfer or flips bytes on it.
 
 use quilt_system_tests::{
-    quilt_send, repo_root, signed_bundle, work_dir, ImageBuilder, Vm, VmOpts,
+    noise, quilt_send, repo_root, signed_bundle, work_dir, ImageBuilder, Vm, VmOpts,
 };
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -99,15 +99,7 @@ fn big_tool(version: u64, salt: u8) -> PathBuf {
         format!("name = \"bigtool\"\nversion = {version}\nentry = \"hello.ts\"\n"),
     )
     .unwrap();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(salt);
-    let data: Vec<u8> = (0..1 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = noise(1 << 20, 0x9e37_79b9_7f4a_7c15 ^ u64::from(salt));
     std::fs::write(dir.join("data.bin"), data).unwrap();
     dir
 }

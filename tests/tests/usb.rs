@@ -7,8 +7,8 @@
 //! control socket and reports to the result channel.
 
 use quilt_system_tests::{
-    example_dir, guest_binary, quilt, repo_root, signed_bundle, work_dir, Event, ImageBuilder, Vm,
-    VmOpts,
+    example_dir, guest_binary, noise, quilt, repo_root, signed_bundle, work_dir, Event,
+    ImageBuilder, Vm, VmOpts,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -199,15 +199,7 @@ fn big_tool() -> PathBuf {
         "name = \"bigtool\"\nversion = 1\nentry = \"hello.ts\"\n",
     )
     .unwrap();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let data: Vec<u8> = (0..16 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = noise(16 << 20, 0x9e37_79b9_7f4a_7c15);
     std::fs::write(dir.join("data.bin"), data).unwrap();
     dir
 }
