@@ -49,6 +49,7 @@ required=(
 	"mksquashfs squashfs-tools" # tests/tests/ab.rs: the root slot images
 	"mkfs.ext4 e2fsprogs"     # ... the data partition and the update medium
 	"sfdisk fdisk"            # ... the GPT of the board disk
+	"veritysetup cryptsetup-bin" # tools/imagekit: checks its dm-verity trees against cryptsetup's
 	# quilt image disk and tests/tests/disk.rs: boot the board images
 	# through real firmware and a real boot loader.
 	"/usr/lib/systemd/boot/efi/systemd-bootx64.efi systemd-boot-efi"

@@ -1,7 +1,7 @@
 //! A/B root slots without a bootloader's help: which slot boots, when a
 //! new one gets its one try, and when the board falls back by itself.
 //!
-//! The boot state is a 64-byte record kept twice on a small raw partition
+//! The boot state is a 128-byte record kept twice on a small raw partition
 //! (at [`COPY_OFFSETS`]), each with a sequence number and a CRC-32. A write
 //! always goes to the copy the current record does *not* live in, so a
 //! power cut mid-write leaves the previous record whole: reading takes the
@@ -20,6 +20,13 @@
 //!
 //! A trial becomes primary only through [`commit`], once the booted system
 //! says it is healthy.
+//!
+//! Each slot may also carry its dm-verity root ([`Verity`]): stage 1 then
+//! mounts that slot only through a verity device, so a slot altered on
+//! the medium after it was written fails to mount and the board falls
+//! back. A slot's verity is set when the slot is written ([`State::with_verity`])
+//! and cleared by [`stage`], so it never outlives the image it describes.
+//! Version 1 records (64 bytes, before verity) still read, with no verity.
 #![no_std]
 #![cfg_attr(
     not(test),
@@ -32,12 +39,14 @@
 )]
 
 /// Bytes of one copy of the record.
-pub const RECORD: usize = 64;
+pub const RECORD: usize = 128;
+/// Bytes of a version 1 record (no verity roots).
+const RECORD_V1: usize = 64;
 /// Where the two copies live on the boot-state partition (4 KiB apart, so
 /// one torn sector write cannot touch both).
 pub const COPY_OFFSETS: [u64; 2] = [0, 4096];
 const MAGIC: [u8; 4] = *b"QSLT";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// A root slot.
@@ -91,6 +100,19 @@ impl Slot {
     }
 }
 
+/// How a slot's image is checked by dm-verity: the image's first
+/// `data_blocks` 4 KiB blocks are the file system, its SHA-256 hash tree
+/// follows right after them (no superblock, no salt), and `root` is the
+/// tree's root hash (format 1, as `veritysetup format --no-superblock
+/// --salt=-` makes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verity {
+    /// 4 KiB blocks of file system data; the hash tree starts after them.
+    pub data_blocks: u64,
+    /// The SHA-256 root hash of the tree.
+    pub root: [u8; 32],
+}
+
 /// The boot state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct State {
@@ -110,6 +132,9 @@ pub struct State {
     pub failed_version: u64,
     /// Fallbacks so far (for reports).
     pub fallbacks: u32,
+    /// Each slot's dm-verity root, by [`Slot`] (A, B): `None` mounts the
+    /// slot unchecked.
+    pub verity: [Option<Verity>; 2],
 }
 
 impl State {
@@ -124,7 +149,22 @@ impl State {
             primary_version: 0,
             failed_version: 0,
             fallbacks: 0,
+            verity: [None, None],
         }
+    }
+
+    /// The dm-verity root of `slot`'s image, if it has one.
+    pub fn verity(&self, slot: Slot) -> Option<Verity> {
+        self.verity.get(usize::from(slot.code())).copied().flatten()
+    }
+
+    /// This state with `slot`'s verity root set to `v` (the slot was just
+    /// written with that image).
+    pub fn with_verity(mut self, slot: Slot, v: Option<Verity>) -> State {
+        if let Some(x) = self.verity.get_mut(usize::from(slot.code())) {
+            *x = v;
+        }
+        self
     }
 
     /// The record bytes.
@@ -141,6 +181,14 @@ impl State {
         w.put(&self.primary_version.to_le_bytes());
         w.put(&self.failed_version.to_le_bytes());
         w.put(&self.fallbacks.to_le_bytes());
+        for v in self.verity {
+            let v = v.unwrap_or(Verity {
+                data_blocks: 0,
+                root: [0; 32],
+            });
+            w.put(&v.data_blocks.to_le_bytes());
+            w.put(&v.root);
+        }
         let at = w.at;
         let crc = CRC.checksum(b.get(..at).unwrap_or(&[]));
         if let Some(tail) = b.get_mut(RECORD - 4..) {
@@ -150,14 +198,20 @@ impl State {
     }
 
     /// A record, or `None` when its magic, version, CRC or a field is bad
-    /// (a torn or blank copy).
+    /// (a torn or blank copy). Version 1 records read with no verity.
     pub fn decode(b: &[u8]) -> Option<State> {
-        let b = b.get(..RECORD)?;
-        let crc = u32::from_le_bytes(b.get(RECORD - 4..)?.try_into().ok()?);
+        let len = match *b.get(4)? {
+            1 => RECORD_V1,
+            VERSION => RECORD,
+            _ => return None,
+        };
+        let b = b.get(..len)?;
+        let crc = u32::from_le_bytes(b.get(len - 4..)?.try_into().ok()?);
         let mut r = Reader { buf: b, at: 0 };
-        if r.take(4)? != MAGIC || r.take(1)? != [VERSION] {
+        if r.take(4)? != MAGIC {
             return None;
         }
+        r.take(1)?;
         let seq = u32::from_le_bytes(r.take(4)?.try_into().ok()?);
         let primary = Slot::from_code(*r.take(1)?.first()?)?;
         let trying = match *r.take(1)?.first()? {
@@ -169,9 +223,18 @@ impl State {
         let primary_version = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
         let failed_version = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
         let fallbacks = u32::from_le_bytes(r.take(4)?.try_into().ok()?);
+        let mut verity = [None, None];
+        if len == RECORD {
+            for v in verity.iter_mut() {
+                let data_blocks = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
+                let root: [u8; 32] = r.take(32)?.try_into().ok()?;
+                // Zero blocks: this slot has no verity root.
+                *v = (data_blocks != 0).then_some(Verity { data_blocks, root });
+            }
+        }
         let used = r.at;
         // Everything between the fields and the CRC is zero.
-        if b.get(used..RECORD - 4)?.iter().any(|&x| x != 0)
+        if b.get(used..len - 4)?.iter().any(|&x| x != 0)
             || CRC.checksum(b.get(..used)?) != crc
             || trying == Some(primary)
         {
@@ -186,6 +249,7 @@ impl State {
             primary_version,
             failed_version,
             fallbacks,
+            verity,
         })
     }
 }
@@ -304,15 +368,20 @@ pub fn commit(s: State, slot: Slot) -> State {
 
 /// `slot` (not the primary) holds a verified new root of `version`: give
 /// it `tries` boots to prove itself. Only a version newer than the
-/// primary's is staged (no downgrade through the slots either).
+/// primary's is staged (no downgrade through the slots either). The
+/// slot's old verity root is dropped with its old image: give the new
+/// one with [`State::with_verity`].
 pub fn stage(s: State, slot: Slot, version: u64, tries: u8) -> Option<State> {
-    (slot != s.primary && tries > 0 && version > s.primary_version).then_some(State {
-        seq: s.seq.wrapping_add(1),
-        trying: Some(slot),
-        tries_left: tries,
-        trying_version: version,
-        ..s
-    })
+    (slot != s.primary && tries > 0 && version > s.primary_version).then_some(
+        State {
+            seq: s.seq.wrapping_add(1),
+            trying: Some(slot),
+            tries_left: tries,
+            trying_version: version,
+            ..s
+        }
+        .with_verity(slot, None),
+    )
 }
 
 /// A trial slot that is not going to make it (its health check failed):
@@ -408,19 +477,52 @@ mod tests {
         assert_eq!(current([&old.encode(), &full]).unwrap(), (new, 1));
     }
 
+    #[test]
+    fn version_1_records_still_read_and_staging_drops_the_old_verity() {
+        // A record as version 1 wrote it: 64 bytes, no verity roots.
+        let s = State {
+            seq: 3,
+            fallbacks: 1,
+            ..State::initial()
+        };
+        let mut v1 = [0u8; RECORD];
+        v1[..40].copy_from_slice(&s.encode()[..40]);
+        v1[4] = 1;
+        let crc = CRC.checksum(&v1[..40]);
+        v1[RECORD_V1 - 4..RECORD_V1].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(State::decode(&v1), Some(s));
+        let v = Verity {
+            data_blocks: 9,
+            root: [7; 32],
+        };
+        let both = s
+            .with_verity(Slot::A, Some(v))
+            .with_verity(Slot::B, Some(v));
+        assert_eq!(State::decode(&both.encode()), Some(both));
+        let staged = stage(both, Slot::B, 2, 1).unwrap();
+        assert_eq!(
+            (staged.verity(Slot::A), staged.verity(Slot::B)),
+            (Some(v), None)
+        );
+        // Fallback and commit keep what the slots hold.
+        let after = decide(Some(staged)).write.unwrap();
+        assert_eq!(commit(after, Slot::B).verity, staged.verity);
+    }
+
     proptest! {
         #[test]
         fn records_round_trip_and_every_bit_flip_is_caught(
             seq in any::<u32>(), p in 0u8..2, t in prop::option::of(0u8..2),
             tries in any::<u8>(), v in any::<u64>(), pv in any::<u64>(), f in any::<u32>(),
+            blocks in any::<u64>(), root in any::<u8>(),
             bit in 0usize..RECORD * 8,
         ) {
             let primary = Slot::from_code(p).unwrap();
             let trying = t.and_then(Slot::from_code).filter(|&t| t != primary);
             let s = State {
                 seq, primary, trying, tries_left: tries, trying_version: v, primary_version: pv,
-                failed_version: pv ^ v, fallbacks: f,
-            };
+                failed_version: pv ^ v, fallbacks: f, verity: [None, None],
+            }.with_verity(Slot::B, (blocks > 0).then_some(Verity { data_blocks: blocks, root: [root; 32] }));
             let b = s.encode();
             prop_assert_eq!(State::decode(&b), Some(s));
             let mut x = b;

@@ -13,6 +13,7 @@ mod initramfs;
 mod modules;
 mod overlay;
 mod runtime;
+pub mod verity;
 
 pub use disk::{derived_guid, ext4, squashfs, Disk, DiskError, DiskReport, FatImage, IMAGE_TIME};
 pub use genimage::{Filesystem, Layout, LayoutError, Partition};
