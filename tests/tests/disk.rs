@@ -215,6 +215,9 @@ fn boot_and_run_hello(disk: &Path, firmware: Firmware) -> Duration {
     let menu = console.find("Quilt slot A").expect("no boot loader menu");
     let kernel = console.find("quilt: t=").unwrap_or(0);
     assert!(menu < kernel, "the menu comes before quilt-init");
+    // Stage 1 mounted slot A through dm-verity, checked by its root hash.
+    vm.wait_for_console("event=slot-verity slot=a dev=/dev/dm-", BOOT)
+        .unwrap();
     vm.wait_for_console("event=slot-booted slot=a", BOOT)
         .unwrap();
     vm.wait_for_console("event=data-mounted dev=/dev/vda4 at=/var/lib/quilt", BOOT)
@@ -302,6 +305,8 @@ fn qemu_aarch64_virt_boots_through_u_boot_and_its_boot_script() {
     vm.wait_for_console("Found U-Boot script /boot.scr", BOOT)
         .unwrap();
     vm.wait_for_console("event=slot-selected slot=a trial=0", BOOT)
+        .unwrap();
+    vm.wait_for_console("event=slot-verity slot=a dev=/dev/dm-", BOOT)
         .unwrap();
     vm.wait_for_console("event=data-mounted dev=/dev/vda4 at=/var/lib/quilt", BOOT)
         .unwrap();
@@ -500,6 +505,7 @@ fn a_healthy_trial_is_committed_and_its_boot_entry_blessed() {
         has(&events, "slot-selected", &[("slot", "b"), ("trial", "1")]),
         "{console}"
     );
+    assert!(has(&events, "slot-verity", &[("slot", "b")]), "{console}");
     assert!(
         has(&events, "slot-committed", &[("slot", "b")]),
         "{console}"
@@ -527,6 +533,70 @@ fn a_healthy_trial_is_committed_and_its_boot_entry_blessed() {
         "{console}"
     );
     assert!(!has(&events, "bootloader-blessed", &[]), "{console}");
+}
+
+#[test]
+fn a_slot_altered_after_it_was_written_is_refused_by_dm_verity() {
+    let k = kernel_for(Arch::X86_64).unwrap();
+    let out = scratch("verity.img");
+    let disk = build_disk_with(
+        "pc-x86_64",
+        Arch::X86_64,
+        &out,
+        false,
+        &[
+            "--trial-kernel".as_ref(),
+            k.vmlinuz.as_os_str(),
+            "--trial-tries".as_ref(),
+            "2".as_ref(),
+        ],
+    );
+    // One byte of slot B's first block (read by every mount), flipped on
+    // the medium after the image was written: the partition still holds
+    // a squashfs, but not the one whose root hash the boot state names.
+    let (name, start, _, _) = table(&disk)[2].clone();
+    assert_eq!(name, "rootfs-b");
+    let at = start * 512 + 1000;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&disk)
+        .unwrap();
+    let mut b = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, at).unwrap();
+    b[0] ^= 0x10;
+    std::os::unix::fs::FileExt::write_all_at(&f, &b, at).unwrap();
+    drop(f);
+    let vars = scratch("verity.efivars");
+    let _ = std::fs::remove_file(&vars);
+    let (console, events) = boot_once(&disk, &vars);
+    assert!(
+        has(&events, "slot-selected", &[("slot", "b"), ("trial", "1")]),
+        "{console}"
+    );
+    let refused = events.iter().find(|e| {
+        e.name() == Some("slot-fallback") && e.get("from") == Some("b") && e.get("to") == Some("a")
+    });
+    let reason = refused
+        .and_then(|e| e.get("reason"))
+        .unwrap_or_else(|| panic!("no fallback from b to a:\n{console}"));
+    assert!(
+        reason.contains("dm-verity: its data does not match the root hash"),
+        "{reason}\n{console}"
+    );
+    assert!(has(&events, "slot-verity", &[("slot", "a")]), "{console}");
+    assert!(has(&events, "slot-booted", &[("slot", "a")]), "{console}");
+    assert!(!has(&events, "slot-committed", &[]), "{console}");
+    // The fallback is recorded: the next boot is A with nothing on trial.
+    let (console, events) = boot_once(&disk, &vars);
+    assert!(
+        has(
+            &events,
+            "slot-selected",
+            &[("slot", "a"), ("trial", "0"), ("failed_version", "2")]
+        ),
+        "{console}"
+    );
 }
 
 /// A number from the seed (xorshift64*): the cut points, replayable with

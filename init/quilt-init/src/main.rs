@@ -23,6 +23,7 @@ mod cgroup;
 mod clock;
 mod cmdline;
 mod control;
+mod dm;
 mod evloop;
 mod fatal;
 mod ledger;

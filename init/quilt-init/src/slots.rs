@@ -86,16 +86,82 @@ fn wait_for(path: &str, ms: u64) -> bool {
 
 const SYSROOT: &str = "/sysroot";
 
-fn mount_slot(cfg: &Cfg, slot: Slot) -> rustix::io::Result<()> {
+/// Why a slot did not mount.
+#[derive(Debug)]
+enum MountError {
+    /// Its dm-verity device could not be made.
+    Verity(crate::dm::DmError),
+    /// dm-verity refused a block: the slot is not the image its root hash
+    /// names.
+    Corrupt(rustix::io::Errno),
+    /// The mount itself failed.
+    Mount(rustix::io::Errno),
+}
+
+impl core::fmt::Display for MountError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MountError::Verity(e) => write!(f, "setting up dm-verity: {e}"),
+            MountError::Corrupt(e) => write!(
+                f,
+                "dm-verity: its data does not match the root hash in the boot state, the slot was altered after it was written ({e})"
+            ),
+            MountError::Mount(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Mount `slot` read-only at /sysroot: through a dm-verity device when
+/// the boot state holds its root hash (`verity`), else the partition.
+fn mount_slot(
+    cfg: &Cfg,
+    slot: Slot,
+    verity: Option<quilt_slots::Verity>,
+) -> Result<(), MountError> {
     use rustix::mount::{mount, MountFlags};
     let _ = rustix::fs::mkdir(SYSROOT, rustix::fs::Mode::from_raw_mode(0o755));
-    mount(
-        device(cfg, slot),
+    let part = device(cfg, slot);
+    let name = match slot {
+        Slot::A => "quilt-slot-a",
+        Slot::B => "quilt-slot-b",
+    };
+    let dev = match verity {
+        Some(v) => {
+            let node = crate::dm::open_verity(name, part, &v).map_err(MountError::Verity)?;
+            event!(
+                "event=slot-verity slot={} dev={} data_blocks={} root={}",
+                slot.name(),
+                node,
+                v.data_blocks,
+                v.root
+                    .iter()
+                    .take(8)
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            );
+            node
+        }
+        None => part.to_owned(),
+    };
+    match mount(
+        dev.as_str(),
         SYSROOT,
         cfg.fstype.as_str(),
         MountFlags::RDONLY | MountFlags::NODEV,
         None,
-    )
+    ) {
+        Ok(()) => Ok(()),
+        Err(e) if verity.is_some() => {
+            let corrupt = crate::dm::corrupted(name) == Some(true);
+            crate::dm::remove(name);
+            Err(if corrupt {
+                MountError::Corrupt(e)
+            } else {
+                MountError::Mount(e)
+            })
+        }
+        Err(e) => Err(MountError::Mount(e)),
+    }
 }
 
 /// Stage 1: choose, mount and exec a slot. Returns only with the reason
@@ -149,7 +215,7 @@ pub fn stage1(cfg: &Cfg) -> String {
         state.failed_version
     );
     crate::bootcount::after_choosing(d.slot);
-    let (slot, trial) = match mount_slot(cfg, d.slot) {
+    let (slot, trial) = match mount_slot(cfg, d.slot, state.verity(d.slot)) {
         Ok(()) => (d.slot, d.trial),
         Err(e) if d.trial => {
             event!(
@@ -164,7 +230,7 @@ pub fn stage1(cfg: &Cfg) -> String {
             if let Err(e) = update_state(cfg, |_| fallback) {
                 event!("event=slot-state-write-failed error=\"{}\"", e);
             }
-            match mount_slot(cfg, state.primary) {
+            match mount_slot(cfg, state.primary, state.verity(state.primary)) {
                 Ok(()) => (state.primary, false),
                 Err(e) => {
                     return format!("slot {} does not mount either: {e}", state.primary.name())
@@ -180,7 +246,7 @@ pub fn stage1(cfg: &Cfg) -> String {
                 e,
                 other.name()
             );
-            match mount_slot(cfg, other) {
+            match mount_slot(cfg, other, state.verity(other)) {
                 Ok(()) => (other, false),
                 Err(e2) => {
                     return format!(

@@ -166,7 +166,7 @@ mod tests {
             .enumerate()
         {
             let path = scratch(&format!("img{i}"));
-            let data: Vec<u8> = (0..len).map(|k| (k * 2654435761 >> 13) as u8).collect();
+            let data: Vec<u8> = (0..len).map(|k| ((k * 2654435761) >> 13) as u8).collect();
             std::fs::write(&path, &data).unwrap();
             let t = append_hash_tree(&path).unwrap();
             assert_eq!(t.data_blocks, len.div_ceil(BLOCK));

@@ -78,6 +78,13 @@ pub struct DiskArgs {
     /// Boots the trial gets, from the boot loader and from quilt-init.
     #[arg(long, default_value_t = 3, requires = "trial_kernel")]
     pub trial_tries: u8,
+    /// Mount the root slots unchecked: no dm-verity hash tree after each
+    /// slot's squashfs and no root hash in the boot state. Only for a
+    /// kernel without dm-verity; by default stage 1 mounts a slot through
+    /// dm-verity, so a slot altered on the medium fails to mount and the
+    /// board falls back to the other one.
+    #[arg(long)]
+    pub no_verity: bool,
     /// Where to write the image.
     #[arg(long)]
     pub out: PathBuf,
@@ -274,19 +281,53 @@ fn default_bootloader(arch: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-/// The boot-state partition's first 8 KiB with slot B staged for `tries`
-/// boots (both record copies, as quilt-init writes them: the newer wins).
-fn trial_state(primary: u32, trial: u32, tries: u8) -> anyhow::Result<Vec<u8>> {
+/// A slot image's dm-verity root for the boot state (`None`: unchecked).
+fn verity_of(t: Option<quilt_imagekit::verity::VerityTree>) -> Option<quilt_slots::Verity> {
+    t.map(|t| quilt_slots::Verity {
+        data_blocks: t.data_blocks,
+        root: t.root,
+    })
+}
+
+/// Append slot `img`'s dm-verity hash tree unless `--no-verity`.
+fn add_verity(
+    img: &Path,
+    no_verity: bool,
+) -> anyhow::Result<Option<quilt_imagekit::verity::VerityTree>> {
+    if no_verity {
+        return Ok(None);
+    }
+    Ok(Some(quilt_imagekit::verity::append_hash_tree(img)?))
+}
+
+/// The boot-state partition's first 8 KiB: slot A primary with its
+/// verity root; with `trial` (version, tries, B's verity root), slot B
+/// staged for that many boots (both record copies, as quilt-init writes
+/// them: the newer wins).
+fn boot_state(
+    primary: u32,
+    verity_a: Option<quilt_slots::Verity>,
+    trial: Option<(u32, u8, Option<quilt_slots::Verity>)>,
+) -> anyhow::Result<Vec<u8>> {
     use quilt_slots::{Slot, State, COPY_OFFSETS, RECORD};
-    let base = State {
-        primary_version: u64::from(primary),
-        ..State::initial()
-    };
-    let Some(staged) = quilt_slots::stage(base, Slot::B, u64::from(trial), tries) else {
-        bail!("cannot stage version {trial} over {primary} with {tries} tries");
-    };
+    let mut records = Vec::new();
+    match trial {
+        None => records.push(State::initial().with_verity(Slot::A, verity_a)),
+        Some((version, tries, verity_b)) => {
+            let base = State {
+                primary_version: u64::from(primary),
+                ..State::initial()
+            }
+            .with_verity(Slot::A, verity_a);
+            let Some(staged) = quilt_slots::stage(base, Slot::B, u64::from(version), tries) else {
+                bail!("cannot stage version {version} over {primary} with {tries} tries");
+            };
+            records.push(base);
+            records.push(staged.with_verity(Slot::B, verity_b));
+        }
+    }
     let mut out = vec![0u8; 8192];
-    for (s, off) in [base, staged].iter().zip(COPY_OFFSETS) {
+    for (s, off) in records.iter().zip(COPY_OFFSETS) {
         let at = usize::try_from(off)?;
         if let Some(dst) = out.get_mut(at..at + RECORD) {
             dst.copy_from_slice(&s.encode());
@@ -347,11 +388,15 @@ pub fn run(a: &DiskArgs) -> anyhow::Result<ExitCode> {
     )?;
     let slot_a = work.join("rootfs-a.squashfs");
     quilt_imagekit::squashfs(&root, &slot_a, &work.join("tree"))?;
+    let slot_size = std::fs::metadata(&slot_a).map(|m| m.len()).unwrap_or(0);
+    let verity_a = add_verity(&slot_a, a.no_verity)?;
     let trial_version = a.firmware_version + 1;
     let slot_b = work.join("rootfs-b.squashfs");
+    let mut verity_b = None;
     if a.trial_kernel.is_some() {
         root.bytes("/etc/quilt-version", format!("{trial_version}\n"), 0o644)?;
         quilt_imagekit::squashfs(&root, &slot_b, &work.join("tree"))?;
+        verity_b = add_verity(&slot_b, a.no_verity)?;
     }
 
     // Stage 1.
@@ -444,17 +489,34 @@ pub fn run(a: &DiskArgs) -> anyhow::Result<ExitCode> {
     disk.fill("rootfs-a", &slot_a)?
         .fill(&board.file.boot_partition, &boot_img)?
         .fill("data", &data)?;
+    let trial =
+        a.trial_kernel
+            .is_some()
+            .then_some((trial_version, a.trial_tries, verity_of(verity_b)));
+    let state = boot_state(a.firmware_version, verity_of(verity_a), trial)?;
+    let state_path = work.join("bootstate");
+    std::fs::write(&state_path, state)
+        .with_context(|| format!("writing {}", state_path.display()))?;
+    disk.fill("bootstate", &state_path)?;
     if a.trial_kernel.is_some() {
-        let state = trial_state(a.firmware_version, trial_version, a.trial_tries)?;
-        let path = work.join("bootstate");
-        std::fs::write(&path, state).with_context(|| format!("writing {}", path.display()))?;
-        disk.fill("rootfs-b", &slot_b)?.fill("bootstate", &path)?;
+        disk.fill("rootfs-b", &slot_b)?;
     }
     let report = disk.write(&a.out)?;
-    let slot_size = std::fs::metadata(&slot_a).map(|m| m.len()).unwrap_or(0);
     let _ = std::fs::remove_dir_all(&work);
+    let verity = match verity_a {
+        Some(t) => format!(
+            "dm-verity root {} over {} blocks (+{} hash blocks)",
+            t.root
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+            t.data_blocks,
+            t.hash_blocks
+        ),
+        None => "no dm-verity (--no-verity)".into(),
+    };
     eprintln!(
-        "wrote {} for {}: {} MiB disk, slot A {:.1} MiB squashfs ({} services, {} modules), {:.1} MiB of data written, in {:.1} s",
+        "wrote {} for {}: {} MiB disk, slot A {:.1} MiB squashfs, {verity} ({} services, {} modules), {:.1} MiB of data written, in {:.1} s",
         a.out.display(),
         board.name,
         report.size >> 20,
@@ -520,13 +582,32 @@ mod tests {
 
     #[test]
     fn a_staged_trial_is_what_quilt_init_decides_to_boot() {
-        let bytes = trial_state(1, 2, 3).unwrap();
-        let copies = [&bytes[0..64], &bytes[4096..4160]];
+        use quilt_slots::{Slot, Verity, RECORD};
+        let (va, vb) = (
+            Verity {
+                data_blocks: 3,
+                root: [1; 32],
+            },
+            Verity {
+                data_blocks: 4,
+                root: [2; 32],
+            },
+        );
+        let bytes = boot_state(1, Some(va), Some((2, 3, Some(vb)))).unwrap();
+        let copies = [&bytes[0..RECORD], &bytes[4096..4096 + RECORD]];
         let (s, _) = quilt_slots::current(copies).unwrap();
         let d = quilt_slots::decide(Some(s));
-        assert_eq!(d.slot, quilt_slots::Slot::B);
+        assert_eq!(d.slot, Slot::B);
         assert!(d.trial);
         assert_eq!(s.trying_version, 2);
+        assert_eq!((s.verity(Slot::A), s.verity(Slot::B)), (Some(va), Some(vb)));
+        // Without a trial: A, checked by its root, and nothing to decide.
+        let bytes = boot_state(1, Some(va), None).unwrap();
+        let (s, _) =
+            quilt_slots::current([&bytes[0..RECORD], &bytes[4096..4096 + RECORD]]).unwrap();
+        let d = quilt_slots::decide(Some(s));
+        assert_eq!((d.slot, d.trial, d.write), (Slot::A, false, None));
+        assert_eq!(s.verity(Slot::A), Some(va));
     }
 
     #[test]
