@@ -59,11 +59,11 @@ fn initramfs() -> &'static Path {
     static I: OnceLock<PathBuf> = OnceLock::new();
     I.get_or_init(|| {
         let config = format!(
-            "modules = [\"virtio_mmio\", \"virtio_blk\", \"squashfs\"]\n[fatal]\naction = \"poweroff\"\ndelay_s = 0\n{}",
+            "modules = [\"virtio_mmio\", \"virtio_blk\", \"squashfs\", \"dm_verity\"]\n[fatal]\naction = \"poweroff\"\ndelay_s = 0\n{}",
             slots_section()
         );
         ImageBuilder::new()
-            .modules(&["virtio_mmio", "virtio_blk", "squashfs"])
+            .modules(&["virtio_mmio", "virtio_blk", "squashfs", "dm_verity"])
             .config_toml(&config)
             .build()
             .unwrap()
@@ -146,10 +146,24 @@ on_exit = "poweroff"
 
 /// A signed firmware bundle carrying `rootfs` as version `version`.
 fn firmware(version: u32, rootfs: &Path) -> PathBuf {
+    firmware_with(version, rootfs, false)
+}
+
+/// [`firmware`], with `verity`: the image made checkable by `quilt image
+/// verity` (its hash tree appended, its root signed in
+/// `rootfs.squashfs.verity`).
+fn firmware_with(version: u32, rootfs: &Path, verity: bool) -> PathBuf {
     let dir = scratch(&format!("fw-src-{version}-{}", unique()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(rootfs, dir.join("rootfs.squashfs")).unwrap();
+    if verity {
+        run(Command::new(quilt_cli().unwrap())
+            .args(["image", "verity"])
+            .arg(dir.join("rootfs.squashfs")));
+        let side = std::fs::read_to_string(dir.join("rootfs.squashfs.verity")).unwrap();
+        assert!(side.contains("data_blocks = "), "{side}");
+    }
     std::fs::write(
         dir.join("quilt.toml"),
         format!(
@@ -301,7 +315,8 @@ sleep 1
 fn a_healthy_update_is_tried_once_then_committed() {
     let _ = quilt_cli();
     let v2 = slot_image(2, true, PROBE_UPDATE, &[]);
-    let fw = firmware(2, &v2);
+    // Signed with its dm-verity root: the board mounts B only through it.
+    let fw = firmware_with(2, &v2, true);
     let v1 = slot_image(1, true, PROBE_UPDATE, &[("/root/fw.qb", &fw)]);
     let disk = disk("healthy.img", &v1);
     // Boot 1: blank state → A; the update goes to B and the board reboots.
@@ -326,6 +341,12 @@ fn a_healthy_update_is_tried_once_then_committed() {
         "{con}"
     );
     assert!(has(&ev, "update-reboot", &[("version", "2")]), "{con}");
+    let staged = ev
+        .iter()
+        .find(|e| e.name() == Some("update-staged"))
+        .and_then(|e| e.get("verity"))
+        .unwrap_or("");
+    assert!(staged.len() == 16 && staged != "none", "{con}");
     // Boot 2: B on trial; its health check passes; committed.
     let (ev, ch, con) = boot_to_end(&disk, None);
     assert!(
@@ -340,15 +361,23 @@ fn a_healthy_update_is_tried_once_then_committed() {
         has(&ev, "slot-booted", &[("slot", "b"), ("trial", "1")]),
         "{con}"
     );
+    assert!(
+        has(&ev, "slot-verity", &[("slot", "b"), ("root", staged)]),
+        "{con}"
+    );
     assert!(has(&ev, "slot-committed", &[("slot", "b")]), "{con}");
     assert!(ch.contains("report v=2"), "{ch}");
     // (The probe starts with the health check, so the trial may or may
     // not be committed yet when it asks.)
     assert!(ch.contains(r#"slots {"booted":"b","#), "{ch}");
-    // Boot 3: B for good.
+    // Boot 3: B for good, still checked by its root.
     let (ev, ch, con) = boot_to_end(&disk, None);
     assert!(
         has(&ev, "slot-selected", &[("slot", "b"), ("trial", "0")]),
+        "{con}"
+    );
+    assert!(
+        has(&ev, "slot-verity", &[("slot", "b"), ("root", staged)]),
         "{con}"
     );
     assert!(!has(&ev, "slot-trial", &[]), "{con}");

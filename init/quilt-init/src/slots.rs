@@ -478,24 +478,78 @@ pub fn stage_firmware(
         }
         Err(e) => return Err(format!("checking slot {}: {e}", target.name())),
     }
-    let s = update_state(cfg, |s| quilt_slots::stage(s, target, header.version, cfg.tries))
-        .map_err(|_| {
+    let verity = bundle_verity(store, name, entry, written)?;
+    let s = update_state(cfg, |s| {
+        quilt_slots::stage(s, target, header.version, cfg.tries)
+            .map(|s| s.with_verity(target, verity))
+    })
+    .map_err(|_| {
             format!(
                 "version {} is not newer than the committed slot's firmware, or the boot state is unreadable; nothing staged",
                 header.version
             )
         })?;
     event!(
-        "event=update-staged slot={} name={} version={} bytes={} ms={} tries={} seq={}",
+        "event=update-staged slot={} name={} version={} bytes={} ms={} tries={} seq={} verity={}",
         target.name(),
         name,
         header.version,
         written,
         crate::clock::Millis::now().since(t0),
         s.tries_left,
-        s.seq
+        s.seq,
+        verity.map_or("none".into(), |v| v
+            .root
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>())
     );
     Ok(cfg.reboot_after_update)
+}
+
+/// Most bytes of a `.verity` file read.
+const MAX_VERITY_FILE: u64 = 1024;
+
+/// The dm-verity root a firmware bundle signs for its root image
+/// (`<entry>.verity`, made by `quilt image verity`), checked against the
+/// image's `size`; `None` when the bundle carries none (the slot then
+/// mounts unchecked).
+fn bundle_verity(
+    store: &quilt_store::Store,
+    name: &str,
+    entry: &str,
+    size: u64,
+) -> Result<Option<quilt_slots::Verity>, String> {
+    let path = format!("{entry}{}", quilt_slots::Verity::SUFFIX);
+    let len = store
+        .file_size(name, &path)
+        .map_err(|e| format!("reading {path}: {e}"))?;
+    let Some(len) = len else {
+        return Ok(None);
+    };
+    if len > MAX_VERITY_FILE {
+        return Err(format!(
+            "{path} is {len} bytes, more than a verity root takes ({MAX_VERITY_FILE}); nothing staged"
+        ));
+    }
+    let mut text = Vec::new();
+    store
+        .write_file(name, &path, &mut text)
+        .map_err(|e| format!("reading {path}: {e}"))?;
+    let v = core::str::from_utf8(&text)
+        .map_err(|_| format!("{path} is not text; nothing staged"))
+        .and_then(|t| {
+            quilt_slots::Verity::parse(t).map_err(|e| format!("{path}: {e}; nothing staged"))
+        })?;
+    // The tree follows the data inside the image: at least one block more.
+    if v.data_blocks.saturating_add(1).saturating_mul(4096) > size {
+        return Err(format!(
+            "{path} names {} data blocks, but {entry} holds only {size} bytes with its hash tree; nothing staged",
+            v.data_blocks
+        ));
+    }
+    Ok(Some(v))
 }
 
 /// The boot state for `quilt slots`: the record (a blank one reads as the

@@ -113,6 +113,79 @@ pub struct Verity {
     pub root: [u8; 32],
 }
 
+/// Why a `.verity` file does not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerityFileError {
+    /// A line that is neither `key = value`, a comment nor blank.
+    Line(usize),
+    /// `data_blocks` missing, zero or not a number.
+    DataBlocks,
+    /// `root` missing or not 64 hex digits.
+    Root,
+}
+
+impl core::fmt::Display for VerityFileError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            VerityFileError::Line(n) => write!(f, "line {n} is not `key = value`"),
+            VerityFileError::DataBlocks => {
+                f.write_str("`data_blocks` is missing or not a positive number")
+            }
+            VerityFileError::Root => f.write_str("`root` is missing or not 64 hex digits"),
+        }
+    }
+}
+
+impl Verity {
+    /// What a firmware bundle's root image `E` carries its verity root in:
+    /// the file `E.verity` next to it, signed with the rest of the bundle
+    /// (`quilt image verity` writes both).
+    pub const SUFFIX: &'static str = ".verity";
+
+    /// Read a `.verity` file: `data_blocks = N` and `root = "<64 hex>"`
+    /// lines (a TOML subset), `#` comments.
+    pub fn parse(text: &str) -> Result<Verity, VerityFileError> {
+        let (mut blocks, mut root) = (None, None);
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, v) = line.split_once('=').ok_or(VerityFileError::Line(n + 1))?;
+            let v = v.trim().trim_matches('"');
+            match k.trim() {
+                "data_blocks" => {
+                    blocks = Some(
+                        v.parse::<u64>()
+                            .ok()
+                            .filter(|&b| b > 0)
+                            .ok_or(VerityFileError::DataBlocks)?,
+                    )
+                }
+                "root" => root = Some(parse_hex32(v).ok_or(VerityFileError::Root)?),
+                _ => {}
+            }
+        }
+        Ok(Verity {
+            data_blocks: blocks.ok_or(VerityFileError::DataBlocks)?,
+            root: root.ok_or(VerityFileError::Root)?,
+        })
+    }
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(b.chunks(2)) {
+        let digit = |c: u8| (c as char).to_digit(16);
+        *o = u8::try_from(digit(*pair.first()?)? * 16 + digit(*pair.get(1)?)?).ok()?;
+    }
+    Some(out)
+}
+
 /// The boot state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct State {
@@ -396,8 +469,10 @@ pub fn give_up(s: State) -> State {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
     use proptest::prelude::*;
+    use std::format;
 
     fn on_disk(s: &State) -> [[u8; RECORD]; 2] {
         [s.encode(), [0u8; RECORD]]
@@ -507,6 +582,37 @@ mod tests {
         // Fallback and commit keep what the slots hold.
         let after = decide(Some(staged)).write.unwrap();
         assert_eq!(commit(after, Slot::B).verity, staged.verity);
+    }
+
+    #[test]
+    fn verity_files_read_and_bad_ones_say_why() {
+        let text = format!(
+            "# dm-verity of rootfs.squashfs\ndata_blocks = 42\nroot = \"{}\"\n",
+            "0f".repeat(32)
+        );
+        assert_eq!(
+            Verity::parse(&text),
+            Ok(Verity {
+                data_blocks: 42,
+                root: [0x0f; 32]
+            })
+        );
+        assert_eq!(
+            Verity::parse("data_blocks = 0\n"),
+            Err(VerityFileError::DataBlocks)
+        );
+        assert_eq!(
+            Verity::parse("data_blocks = 3\nroot = \"abc\"\n"),
+            Err(VerityFileError::Root)
+        );
+        assert_eq!(
+            Verity::parse(&format!(
+                "data_blocks = 3\nroot = \"{}\"\n",
+                "zz".repeat(32)
+            )),
+            Err(VerityFileError::Root)
+        );
+        assert_eq!(Verity::parse("what\n"), Err(VerityFileError::Line(1)));
     }
 
     proptest! {

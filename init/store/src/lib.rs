@@ -736,6 +736,21 @@ impl Store {
             })
     }
 
+    /// The size of file `path` of installed bundle `name`; `None` when the
+    /// bundle has no such file.
+    pub fn file_size(&self, name: &str, path: &str) -> Result<Option<u64>, StoreError> {
+        let inst = self.state.installed(name).ok_or(StoreError::NotInstalled {
+            name: name.to_string(),
+        })?;
+        let (_, manifest) = self.read_record(name, &inst.root)?;
+        Ok(manifest.entries.iter().find_map(|e| match &e.node {
+            Node::File { chunks, .. } if e.path == path => {
+                Some(chunks.iter().map(|c| u64::from(c.len)).sum())
+            }
+            _ => None,
+        }))
+    }
+
     /// Stream file `path` of installed bundle `name` into `out` (a root
     /// image onto a slot partition), re-checking every chunk on the way.
     /// Returns its length.

@@ -31,6 +31,25 @@ pub enum ImageCmd {
     Disk(Box<crate::disk_cmd::DiskArgs>),
     // Help text: the doc comment on `flash::FlashArgs`.
     Flash(crate::flash::FlashArgs),
+    /// Make a root image checkable by dm-verity, for a firmware bundle.
+    ///
+    /// Appends the image's SHA-256 hash tree to IMAGE in place (padded to
+    /// 4 KiB blocks; the kernel's format 1, no salt, no superblock) and
+    /// writes IMAGE.verity with its block count and root hash. Pack both
+    /// into the firmware bundle: the root hash is then signed with it, the
+    /// board records it in its boot state when it stages the update, and
+    /// stage 1 mounts that slot only through dm-verity, so a slot altered
+    /// on the medium afterwards fails to mount and the board falls back.
+    /// Example:
+    ///
+    ///   mksquashfs rootfs/ fw/rootfs.squashfs
+    ///   quilt image verity fw/rootfs.squashfs     # also writes fw/rootfs.squashfs.verity
+    ///   quilt bundle pack fw --out firmware.qb && quilt bundle sign firmware.qb --key release.key
+    #[command(verbatim_doc_comment)]
+    Verity {
+        /// The root image (a squashfs); changed in place.
+        image: PathBuf,
+    },
 }
 
 /// What goes into a root: the initramfs, or a disk image's root slot.
@@ -262,6 +281,29 @@ pub fn run(cmd: ImageCmd) -> anyhow::Result<ExitCode> {
         }
         ImageCmd::Disk(args) => return crate::disk_cmd::run(&args),
         ImageCmd::Flash(args) => return crate::flash::run(&args),
+        ImageCmd::Verity { image } => {
+            let t = quilt_imagekit::verity::append_hash_tree(&image)?;
+            let root: String = t.root.iter().map(|b| format!("{b:02x}")).collect();
+            let mut side = image.clone().into_os_string();
+            side.push(".verity");
+            let side = PathBuf::from(side);
+            let name = image.file_name().unwrap_or_default().to_string_lossy();
+            std::fs::write(
+                &side,
+                format!(
+                    "# dm-verity of {name} (quilt image verity): its first data_blocks\n# 4 KiB blocks, the SHA-256 hash tree after them\ndata_blocks = {}\nroot = \"{root}\"\n",
+                    t.data_blocks
+                ),
+            )
+            .with_context(|| format!("writing {}", side.display()))?;
+            eprintln!(
+                "{}: {} data blocks + {} hash blocks, root {root}; wrote {}",
+                image.display(),
+                t.data_blocks,
+                t.hash_blocks,
+                side.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
