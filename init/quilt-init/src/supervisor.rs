@@ -88,6 +88,37 @@ pub const TOKEN_OUT: u64 = 0x100;
 /// Epoll token base for readiness pipes.
 pub const TOKEN_READY: u64 = 0x200;
 
+/// Why an operator's start, stop or restart was refused.
+#[derive(Debug)]
+pub enum OperateError {
+    /// The board is on its way down.
+    ShuttingDown,
+    /// No service (or pod) by that name.
+    NoService(String),
+    /// `start` of a service that runs, waits or backs off already.
+    AlreadyStarted(String),
+    /// A pod member was refused.
+    Pod {
+        /// The pod.
+        pod: String,
+        /// Why its member was.
+        member: Box<OperateError>,
+    },
+}
+
+impl core::fmt::Display for OperateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            OperateError::ShuttingDown => f.write_str("the board is shutting down"),
+            OperateError::NoService(n) => {
+                write!(f, "no service named {n:?}; `quilt ps` lists them")
+            }
+            OperateError::AlreadyStarted(n) => write!(f, "service {n:?} is already started"),
+            OperateError::Pod { pod, member } => write!(f, "pod {pod:?}: {member}"),
+        }
+    }
+}
+
 /// All services and the shutdown in progress, if any.
 pub struct Supervisor {
     cfg: Box<BootConfig>,
@@ -246,10 +277,10 @@ impl Supervisor {
         name: &str,
         verb: quilt_proto::ServiceVerb,
         now: Millis,
-    ) -> Result<&'static str, String> {
+    ) -> Result<&'static str, OperateError> {
         use quilt_proto::ServiceVerb::*;
         if self.shutdown.is_some() {
-            return Err("the board is shutting down".into());
+            return Err(OperateError::ShuttingDown);
         }
         // A pod goes as one: its members in order (stopped in reverse).
         if let Some(p) = self.cfg.pods.iter().find(|p| p.name == name).cloned() {
@@ -262,8 +293,13 @@ impl Supervisor {
                 last = match self.operate(m, verb, now) {
                     Ok(s) => s,
                     // Already started members are fine for a pod start.
-                    Err(e) if verb == Start && e.contains("already started") => "running",
-                    Err(e) => return Err(format!("pod {name:?}: {e}")),
+                    Err(OperateError::AlreadyStarted(_)) if verb == Start => "running",
+                    Err(e) => {
+                        return Err(OperateError::Pod {
+                            pod: name.to_owned(),
+                            member: Box::new(e),
+                        })
+                    }
                 };
             }
             event!(
@@ -277,12 +313,15 @@ impl Supervisor {
         let i = self
             .cfg
             .service_index(name)
-            .ok_or_else(|| format!("no service named {name:?}; `quilt ps` lists them"))?;
+            .ok_or_else(|| OperateError::NoService(name.to_owned()))?;
         let grace = u64::from(self.cfg.shutdown_grace_ms);
-        let st = self.svcs.get_mut(i).ok_or("no such service")?;
+        let st = self
+            .svcs
+            .get_mut(i)
+            .ok_or_else(|| OperateError::NoService(name.to_owned()))?;
         match (verb, st.state) {
             (Start, State::Running { .. } | State::Waiting | State::Backoff { .. }) => {
-                Err(format!("service {name:?} is already started"))
+                Err(OperateError::AlreadyStarted(name.to_owned()))
             }
             (Start, State::Stopping { .. }) => {
                 st.restart_pending = true;
