@@ -415,6 +415,69 @@ fn refused(reply: Reply) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `quilt ping --count N`: N pings, each timed from connect to answer;
+/// prints `pings=N answered=N p50_us=… p99_us=… max_us=…` (or JSON with
+/// every time).
+pub fn ping_many(
+    socket: &Path,
+    count: u32,
+    interval_ms: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut took = Vec::with_capacity(count as usize);
+    let mut failed = 0u32;
+    for i in 0..count {
+        let t0 = std::time::Instant::now();
+        match call(socket, &Request::Ping) {
+            Ok(Reply::Pong { .. }) => took.push(t0.elapsed().as_micros() as u64),
+            Ok(other) => {
+                failed += 1;
+                eprintln!("quilt: ping {i}: unexpected reply {other:?}");
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("quilt: ping {i}: {e:#}");
+            }
+        }
+        if interval_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(interval_ms));
+        }
+    }
+    let each = took.clone();
+    took.sort_unstable();
+    let at = |q: f64| {
+        took.get(((took.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0)
+    };
+    let max = took.last().copied().unwrap_or(0);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "pings": count,
+                "answered": took.len(),
+                "p50_us": at(0.50),
+                "p99_us": at(0.99),
+                "max_us": max,
+                "each_us": each,
+            })
+        );
+    } else {
+        println!(
+            "pings={count} answered={} p50_us={} p99_us={} max_us={max}",
+            took.len(),
+            at(0.50),
+            at(0.99),
+        );
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// `quilt ping`.
 pub fn ping(socket: &Path) -> anyhow::Result<ExitCode> {
     match call(socket, &Request::Ping)? {

@@ -290,10 +290,25 @@ enum Cmd {
     /// boot config (/etc/quilt/boot.bin) unless given.
     Fsck(fsck::FsckArgs),
     /// Check that quilt-init answers, and its version.
+    ///
+    /// With --count, ask that many times and print how long each answer
+    /// took as a summary (answered, p50, p99 and max in microseconds): a
+    /// way to see whether PID 1 stays responsive while it is busy, e.g.
+    /// during an install or a firmware update. Exit 1 if any ping failed.
     Ping {
         /// quilt-init's control socket.
         #[arg(long, default_value = "/run/quilt/control.sock")]
         socket: std::path::PathBuf,
+        /// Pings to send (one prints the version, as without it).
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Pause between pings, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
+        /// With --count: the summary as JSON, with every answer's time
+        /// (`each_us`), for scripts that merge several runs.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -384,7 +399,13 @@ fn main() -> std::process::ExitCode {
             json,
             socket,
         } => ctl::exec(&socket, &service, argv, input.as_ref(), timeout_ms, json),
-        Cmd::Ping { socket } => ctl::ping(&socket),
+        Cmd::Ping {
+            socket,
+            count,
+            interval_ms,
+            json,
+        } if count > 1 => ctl::ping_many(&socket, count, interval_ms, json),
+        Cmd::Ping { socket, .. } => ctl::ping(&socket),
     };
     match result {
         Ok(code) => code,
