@@ -17,9 +17,10 @@ use core::fmt;
 #[cfg(feature = "fast-hash")]
 use keccak_asm::{Digest as _, Sha3_256};
 use serde::{Deserialize, Serialize};
-#[cfg(not(feature = "fast-hash"))]
+#[cfg(all(feature = "crypto", not(feature = "fast-hash")))]
 use sha3::{Digest as _, Sha3_256};
 
+#[cfg(feature = "crypto")]
 /// Which SHA3-256 implementation this build hashes with (for benchmarks and
 /// `--version`-style reports).
 pub const BACKEND: &str = if cfg!(feature = "fast-hash") {
@@ -71,6 +72,7 @@ impl fmt::Display for Short<'_> {
     }
 }
 
+#[cfg(feature = "crypto")]
 /// The leaf hash of `data`: a chunk's content address.
 pub fn leaf(data: &[u8]) -> Hash {
     let mut h = Sha3_256::new();
@@ -79,6 +81,7 @@ pub fn leaf(data: &[u8]) -> Hash {
     Hash(h.finalize().into())
 }
 
+#[cfg(feature = "crypto")]
 /// The hash of an inner node.
 pub fn node(left: &Hash, right: &Hash) -> Hash {
     let mut h = Sha3_256::new();
@@ -88,6 +91,7 @@ pub fn node(left: &Hash, right: &Hash) -> Hash {
     Hash(h.finalize().into())
 }
 
+#[cfg(feature = "crypto")]
 /// Plain SHA3-256, used for the empty tree (RFC 6962: `MTH({}) = H()`) and
 /// by the benchmark for the raw hash rate.
 pub fn plain(data: &[u8]) -> Hash {
@@ -96,7 +100,7 @@ pub fn plain(data: &[u8]) -> Hash {
     Hash(h.finalize().into())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "crypto"))]
 mod tests {
     use super::*;
     use alloc::format;

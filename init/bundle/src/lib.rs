@@ -28,26 +28,34 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+#[cfg(feature = "crypto")]
 pub mod envelope;
 pub mod error;
 pub mod hash;
 pub mod header;
 pub mod hex;
 pub mod manifest;
+#[cfg(feature = "crypto")]
 pub mod merkle;
 #[cfg(feature = "pack")]
 pub mod pack;
+#[cfg(feature = "crypto")]
 pub mod reader;
 pub mod sig;
 pub mod tokens;
+#[cfg(feature = "crypto")]
 pub mod trust;
 
 pub use error::Error;
 pub use hash::Hash;
 pub use header::Header;
 pub use manifest::{ChunkRef, Entry, Manifest, Node, ToolDef};
+#[cfg(feature = "crypto")]
 pub use reader::{BundleReader, Source, SourceError};
-pub use sig::{KeyId, PublicKey, SecretKey, SignatureEntry};
+pub use sig::KeyId;
+#[cfg(feature = "crypto")]
+pub use sig::{PublicKey, SecretKey, SignatureEntry};
+#[cfg(feature = "crypto")]
 pub use trust::{Context, Policy, Trust};
 
 /// Smallest chunk the packer cuts (casync's reference parameters).

@@ -17,8 +17,12 @@
 //! applies them inside the container.
 
 use crate::error::Error;
-use crate::hash::{self, Hash};
-use crate::{merkle, CHUNK_MAX, MAX_CHUNKS, MAX_ENTRIES};
+#[cfg(feature = "crypto")]
+use crate::hash;
+use crate::hash::Hash;
+#[cfg(feature = "crypto")]
+use crate::merkle;
+use crate::{CHUNK_MAX, MAX_CHUNKS, MAX_ENTRIES};
 use alloc::collections::BTreeSet;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -344,6 +348,7 @@ impl Manifest {
 
 /// The bundle root: the Merkle tree hash over the manifest's leaf hash and
 /// then every distinct chunk's leaf hash in stream order.
+#[cfg(feature = "crypto")]
 pub fn bundle_root(manifest_bytes: &[u8], order: &[ChunkRef]) -> Hash {
     let mut leaves = Vec::with_capacity(order.len() + 1);
     leaves.push(hash::leaf(manifest_bytes));
@@ -414,7 +419,7 @@ fn check_mode(path: &str, mode: u16) -> Result<(), Error> {
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "crypto"))]
 mod tests {
     use super::*;
     use alloc::vec;

@@ -5,6 +5,7 @@
 use crate::error::Error;
 use crate::hex;
 use alloc::string::String;
+#[cfg(feature = "crypto")]
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -26,12 +27,14 @@ pub const SECRET_TAG: &str = "quilt-ed25519-secret";
 )]
 pub struct PublicKey(pub [u8; 32]);
 
+#[cfg(feature = "crypto")]
 /// An ed25519 secret key seed (the public key is derived from it).
 #[derive(Clone)]
 pub struct SecretKey {
     seed: [u8; 32],
 }
 
+#[cfg(feature = "crypto")]
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretKey(…)")
@@ -91,6 +94,7 @@ impl PublicKey {
     }
 }
 
+#[cfg(feature = "crypto")]
 impl SecretKey {
     /// A key from a 32-byte seed (the caller supplies randomness).
     pub fn from_seed(seed: [u8; 32]) -> Self {
@@ -172,6 +176,7 @@ pub struct SignatureEntry {
 /// Size of a [`SignatureEntry`] on the wire.
 pub const SIGNATURE_ENTRY_LEN: usize = 96;
 
+#[cfg(feature = "crypto")]
 /// Verifies an ed25519 signature over `domain || body`. Every signature goes
 /// through here, including the Wycheproof vectors (with an empty domain).
 pub fn verify_raw(key: &[u8], domain: &[u8], body: &[u8], sig: &[u8]) -> bool {
@@ -189,6 +194,7 @@ pub fn verify_raw(key: &[u8], domain: &[u8], body: &[u8], sig: &[u8]) -> bool {
 
 /// Checks every signature (each must verify under the key it carries, and no
 /// key may sign twice) and returns the signing keys.
+#[cfg(feature = "crypto")]
 pub fn verify_all(
     domain: &[u8],
     body: &[u8],
@@ -210,7 +216,7 @@ pub fn verify_all(
     Ok(keys)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "crypto"))]
 mod tests {
     use super::*;
 
