@@ -64,6 +64,15 @@ else
 	what=(--bin "$bin")
 	static="-C target-feature=+crt-static"
 fi
+# PID 1 never installs anything itself: quilt-install (init/installer) does,
+# and every image that carries quilt-init carries it beside it, so building
+# one builds both (same target dir: it lands next to quilt-init). Two cargo
+# runs, not one: built together, cargo would unify quilt-bundle's features
+# and link its SHA3 and ed25519 code into PID 1 too.
+builds=("-p $package ${what[*]}")
+if [[ $package == quilt-init && $bin == quilt-init ]]; then
+	builds+=("-p quilt-installer --bin quilt-install")
+fi
 
 cd "$repo_root"
 target_dir="${CARGO_TARGET_DIR:-target}"
@@ -74,8 +83,11 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 
 case "$target" in
 x86_64-unknown-linux-gnu)
-	CARGO_TARGET_DIR="$target_dir" RUSTFLAGS="$static" \
-		"$cargo" build --release -p "$package" "${what[@]}" --target "$target" "$@" >&2
+	for b in "${builds[@]}"; do
+		# shellcheck disable=SC2086 # $b is "-p PACKAGE --bin BIN", split on purpose
+		CARGO_TARGET_DIR="$target_dir" RUSTFLAGS="$static" \
+			"$cargo" build --release $b --target "$target" "$@" >&2
+	done
 	;;
 aarch64-unknown-linux-gnu)
 	debian_cargo="${QUILT_DEBIAN_CARGO:-/usr/bin/cargo}"
@@ -95,11 +107,14 @@ aarch64-unknown-linux-gnu)
 	# rustup's proxies and toolchain variables must not leak into the
 	# Debian cargo (RUSTUP_TOOLCHAIN would make a `rustc` on PATH the rustup
 	# one for build scripts); RUSTC pins the compiler explicitly.
-	env -u RUSTUP_TOOLCHAIN -u RUSTUP_HOME -u RUSTC_WRAPPER -u CARGO_BUILD_RUSTC \
-		RUSTC="$debian_rustc" RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR="$target_dir" \
-		RUSTFLAGS="$static" \
-		CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="$linker" \
-		"$debian_cargo" build --release -p "$package" "${what[@]}" --target "$target" "$@" >&2
+	for b in "${builds[@]}"; do
+		# shellcheck disable=SC2086 # $b is "-p PACKAGE --bin BIN", split on purpose
+		env -u RUSTUP_TOOLCHAIN -u RUSTUP_HOME -u RUSTC_WRAPPER -u CARGO_BUILD_RUSTC \
+			RUSTC="$debian_rustc" RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR="$target_dir" \
+			RUSTFLAGS="$static" \
+			CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="$linker" \
+			"$debian_cargo" build --release $b --target "$target" "$@" >&2
+	done
 	;;
 *)
 	echo "build-init: unsupported target '$target' (x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu)" >&2

@@ -52,6 +52,9 @@ pub struct ImageBuilder {
     error: Option<HarnessError>,
 }
 
+/// Where quilt-init starts the installer from (init/quilt-init/src/installs.rs).
+pub const INSTALLER: &str = "/usr/lib/quilt/quilt-install";
+
 impl Default for ImageBuilder {
     fn default() -> Self {
         Self::new()
@@ -194,8 +197,13 @@ impl ImageBuilder {
             tree.closure(&names)?.add_to(&mut self.image)?;
         }
         if self.quilt_init && !self.image.contains("/init") {
-            self.image
-                .file("/init", quilt_init_binary_for(self.arch)?, 0o755)?;
+            let init = quilt_init_binary_for(self.arch)?;
+            // tools/build-init.sh builds the installer beside PID 1.
+            let installer = init.with_file_name("quilt-install");
+            self.image.file("/init", init, 0o755)?;
+            if !self.image.contains(INSTALLER) {
+                self.image.file(INSTALLER, installer, 0o755)?;
+            }
         }
         let path = unique_dir("image")?.join("initrd.cpio");
         self.image.write_file(&path)?;

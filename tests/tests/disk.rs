@@ -350,11 +350,32 @@ fn raspberrypi4_image_has_the_boards_layout_and_boot_files() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("os_prefix=slot-a/"));
-    // Slot A is a squashfs (magic "hsqs"), the boot state zeros.
+    // Slot A is a squashfs (magic "hsqs") with its dm-verity tree after
+    // it; the boot state names A primary with that tree's root, which
+    // cryptsetup's veritysetup accepts for the slot as written.
     let slot = partition(&disk, 3, &scratch("rpi.slot"));
     assert_eq!(&std::fs::read(&slot).unwrap()[..4], b"hsqs");
-    let state = partition(&disk, 2, &scratch("rpi.state"));
-    assert!(std::fs::read(&state).unwrap().iter().all(|&b| b == 0));
+    let state = std::fs::read(partition(&disk, 2, &scratch("rpi.state"))).unwrap();
+    let (s, _) = quilt_slots::current([
+        &state[..quilt_slots::RECORD],
+        &state[4096..4096 + quilt_slots::RECORD],
+    ])
+    .expect("a boot state record");
+    assert_eq!((s.primary, s.trying), (quilt_slots::Slot::A, None));
+    let v = s
+        .verity(quilt_slots::Slot::A)
+        .expect("slot A's verity root");
+    let root: String = v.root.iter().map(|b| format!("{b:02x}")).collect();
+    let o = Command::new("veritysetup")
+        .args(["verify", "--no-superblock", "--salt=-"])
+        .arg(format!("--data-blocks={}", v.data_blocks))
+        .arg(format!("--hash-offset={}", v.data_blocks * 4096))
+        .arg(&slot)
+        .arg(&slot)
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
 }
 
 #[test]

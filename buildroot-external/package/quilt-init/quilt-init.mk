@@ -45,6 +45,17 @@ QUILT_INIT_PRE_CONFIGURE_HOOKS += QUILT_WS_CARGO_VENDOR
 QUILT_INIT_BIN = \
 	$(@D)/target/$(RUSTC_TARGET_NAME)/$(if $(BR2_ENABLE_DEBUG),debug,release)/quilt-init
 
+# quilt-install does every install for PID 1 (init/installer). A second
+# cargo run, not a second -p in the first: built together, cargo would
+# unify quilt-bundle's features and link its crypto into PID 1 too.
+define QUILT_INIT_BUILD_INSTALLER
+	cd $(@D) && $(TARGET_MAKE_ENV) $(TARGET_CONFIGURE_OPTS) $(PKG_CARGO_ENV) \
+		$(QUILT_INIT_CARGO_ENV) cargo build --locked \
+		$(if $(BR2_ENABLE_DEBUG),,--release) --target $(RUSTC_TARGET_NAME) \
+		-p quilt-installer --bin quilt-install $(QUILT_WS_CARGO_VENDOR_OPTS)
+endef
+QUILT_INIT_POST_BUILD_HOOKS += QUILT_INIT_BUILD_INSTALLER
+
 QUILT_INIT_BOOT_CONFIG = \
 	$(or $(call qstrip,$(BR2_PACKAGE_QUILT_INIT_BOOT_CONFIG)),$(QUILT_WS_DIR)/rootfs/etc/quilt/boot.toml)
 
@@ -54,6 +65,8 @@ QUILT_INIT_BOOT_CONFIG = \
 define QUILT_INIT_INSTALL_TARGET_CMDS
 	rm -f $(TARGET_DIR)/sbin/init
 	$(INSTALL) -D -m 0755 $(QUILT_INIT_BIN) $(TARGET_DIR)/sbin/init
+	$(INSTALL) -D -m 0755 $(dir $(QUILT_INIT_BIN))quilt-install \
+		$(TARGET_DIR)/usr/lib/quilt/quilt-install
 	mkdir -p $(TARGET_DIR)/etc/quilt
 	$(HOST_DIR)/bin/quilt config compile $(QUILT_INIT_BOOT_CONFIG) \
 		--out $(TARGET_DIR)/etc/quilt/boot.bin

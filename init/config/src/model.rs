@@ -346,6 +346,23 @@ pub struct Bundles {
     /// request and is replaced; none is ever reused.
     #[serde(default)]
     pub warm: Vec<Warm, MAX_WARM>,
+    /// The installer (`quilt-install`, one process per install, out of
+    /// PID 1) may use this much memory (`memory.max`, MiB); past it the
+    /// kernel kills it and the install fails, nothing else.
+    #[serde(default = "default_installer_memory_mib")]
+    pub installer_memory_mib: u32,
+    /// An install (or a stick, or staging firmware) still running after
+    /// this many seconds is killed and fails.
+    #[serde(default = "default_install_deadline_s")]
+    pub install_deadline_s: u32,
+}
+
+fn default_installer_memory_mib() -> u32 {
+    256
+}
+
+fn default_install_deadline_s() -> u32 {
+    600
 }
 
 /// Most bundles with a warm pool.
@@ -393,6 +410,8 @@ impl Default for Bundles {
             runtime: default_runtime(),
             board: None,
             warm: Vec::new(),
+            installer_memory_mib: default_installer_memory_mib(),
+            install_deadline_s: default_install_deadline_s(),
         }
     }
 }

@@ -14,6 +14,8 @@
 
 extern crate alloc;
 
+pub mod installer;
+
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;

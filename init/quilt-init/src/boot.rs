@@ -55,8 +55,13 @@ pub fn report_cmdline(c: &Cmdline<'_>) {
 /// Read, decode and validate the boot config, or stop here with a clear
 /// message: a board whose config is missing or corrupt must not run half
 /// its services.
+/// Where the boot config is read from (`quilt.config=` or the default).
+pub fn config_path<'a>(c: &Cmdline<'a>) -> &'a str {
+    c.config.unwrap_or(DEFAULT_CONFIG)
+}
+
 pub fn load_config(c: &Cmdline<'_>) -> Box<BootConfig> {
-    let path = c.config.unwrap_or(DEFAULT_CONFIG);
+    let path = config_path(c);
     let mut fallback = Fatal::default();
     if let Some(a) = c.fatal {
         fallback.action = a;

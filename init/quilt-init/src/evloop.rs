@@ -6,16 +6,17 @@ use crate::bundles::Tools;
 use crate::clock::Millis;
 use crate::control::{self, Action, Control};
 use crate::event;
+use crate::installs::{self, Installs, Job, Origin};
 use crate::ledger::{Ledger, Outcome};
 use crate::policy::ExitCode;
 use crate::runs::{self, Runs};
 use crate::signals;
 use crate::supervisor::{self, Request, Supervisor, TOKEN_OUT, TOKEN_READY};
-use crate::update::Update;
 use crate::usb::Usb;
 use crate::watchdog::Watchdog;
 use core::mem::MaybeUninit;
 use quilt_config::PowerAction;
+use quilt_proto::installer::Report;
 use quilt_proto::Reply;
 use rustix::event::epoll;
 use rustix::fd::{BorrowedFd, OwnedFd};
@@ -24,9 +25,8 @@ use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, 
 
 const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TIMER: u64 = 2;
-/// The `[update]` serial port (control's listener is 3).
-const TOKEN_UPDATE: u64 = 4;
-/// The kernel's uevents, for `[usb]` installs.
+/// The kernel's uevents, for `[usb]` installs (control's listener is 3,
+/// the installer's pipes 6 to 9).
 const TOKEN_USB: u64 = 5;
 
 /// Everything the loop owns.
@@ -44,16 +44,14 @@ pub struct Loop {
     actions: Vec<Action>,
     /// Counted resources (`llm:<name>` tokens).
     ledger: Ledger,
-    /// Air-gapped installs (`quilt send`), when the config names a port.
-    update: Option<Update>,
+    /// Install jobs and the serial receiver, out of PID 1.
+    installs: Installs,
     /// TCP relays for `net:` tokens.
     relay: crate::net::Relay,
     /// The root slot booted (A/B boards).
     booted: Option<crate::slots::Booted>,
     /// This boot is a slot's trial: commit or fail it.
     trial: Option<crate::slots::Trial>,
-    /// Bundles installed since the last look (firmware goes to a slot).
-    fresh: Vec<String>,
     /// Installs from USB sticks, when the config enables them.
     usb: Option<Usb>,
 }
@@ -65,6 +63,7 @@ impl Loop {
         watchdog: Option<Watchdog>,
         hang_after_s: Option<u32>,
         tools: Option<Tools>,
+        mut installs: Installs,
     ) -> std::io::Result<Loop> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let sigfd = signals::open()?;
@@ -111,7 +110,6 @@ impl Loop {
                 .iter()
                 .map(|r| (r.name.as_str(), r.capacity)),
         );
-        let update = sup.config().update.as_ref().map(Update::new);
         // A board that cannot watch for sticks still boots.
         let usb = sup
             .config()
@@ -133,12 +131,10 @@ impl Loop {
                     .ok()
             });
         let booted = crate::slots::booted();
-        let fresh: Vec<String> = match (sup.config().slots.as_ref(), tools.as_ref()) {
-            (Some(c), Some(t)) => crate::slots::pending_firmware(c, booted, &t.store)
-                .into_iter()
-                .collect(),
-            _ => Vec::new(),
-        };
+        if tools.is_none() {
+            // No trust store: nothing to receive over serial either.
+            installs.disable_serial();
+        }
         let trial = sup
             .config()
             .slots
@@ -156,11 +152,10 @@ impl Loop {
             tools,
             actions: Vec::new(),
             ledger,
-            update,
+            installs,
             relay: crate::net::Relay::default(),
             booted,
             trial,
-            fresh,
             usb,
         })
     }
@@ -173,19 +168,7 @@ impl Loop {
             self.sup.tick(now);
             self.runs.tick(now);
             self.judge_trial(now);
-            if let Some(u) = self.update.as_mut() {
-                if let Some(fd) = u.poll_open(now) {
-                    if let Err(e) = epoll::add(
-                        &self.epoll,
-                        fd,
-                        epoll::EventData::new_u64(TOKEN_UPDATE),
-                        epoll::EventFlags::IN,
-                    ) {
-                        event!("event=epoll-add-failed token={} error={}", TOKEN_UPDATE, e);
-                    }
-                }
-                u.tick(now);
-            }
+            self.installs.tick(now);
             let board = crate::runs::Board {
                 tools: self.tools.as_ref(),
                 bus: self.sup.bus(),
@@ -194,10 +177,10 @@ impl Loop {
             self.runs
                 .replenish(board, &self.sup.config().bundles.warm, now);
             self.serve(now);
-            self.apply_requests();
-            for name in std::mem::take(&mut self.fresh) {
-                self.firmware_installed(&name, now);
+            for done in self.installs.take_done() {
+                self.install_done(done, now);
             }
+            self.apply_requests();
             for (pid, to, fds) in self
                 .sup
                 .net_adopt
@@ -211,6 +194,7 @@ impl Loop {
             }
             if let Some(action) = self.sup.finished() {
                 self.runs.kill_all();
+                self.installs.kill_all();
                 if let Some(w) = self.watchdog.as_mut() {
                     w.feeder.stop();
                 }
@@ -273,39 +257,25 @@ impl Loop {
             t if (crate::net::TOKEN..crate::net::TOKEN_END).contains(&t) => {
                 self.relay.on_event(&self.epoll, t, flags)
             }
-            TOKEN_UPDATE => {
-                let Some(u) = self.update.as_mut() else {
-                    return;
-                };
-                if let Some(name) = u.on_readable(self.tools.as_mut(), Millis::now()) {
-                    if let Some(tools) = self.tools.as_mut() {
-                        if let Err(e) = tools.refresh(&name) {
-                            event!("event=bundle-unreadable name={} error=\"{}\"", name, e);
-                        }
-                        self.runs.forget_plan(&name);
-                        self.sup.bundle_updated(&name, tools);
-                    }
-                    self.fresh.push(name);
-                }
+            installs::TOKEN_JOB_OUT..=installs::TOKEN_SERIAL_REP => {
+                self.installs.on_readable(token)
             }
             TOKEN_USB => {
                 let Some(u) = self.usb.as_mut() else {
                     return;
                 };
-                let watchdog = &mut self.watchdog;
-                let mut feed = || {
-                    if let Some(w) = watchdog.as_mut() {
-                        w.tick(Millis::now());
+                for dev in u.on_readable() {
+                    if self.tools.is_none() {
+                        event!(
+                            "event=usb-skipped dev={} reason=\"this board has no trust store (/etc/quilt/trust), so no bundles\"",
+                            dev.name
+                        );
+                        continue;
                     }
-                };
-                // As after `quilt install`: the store wrote the new tree;
-                // runs and services plan their containers from it.
-                for name in u.on_readable(self.tools.as_mut(), &mut feed) {
-                    if let Some(tools) = self.tools.as_ref() {
-                        self.runs.forget_plan(&name);
-                        self.sup.bundle_updated(&name, tools);
+                    let job = Job::Usb(dev.name.to_string(), dev.disk);
+                    if let Err(r) = self.installs.enqueue(job, Origin::Board) {
+                        event!("event=usb-skipped dev={} reason=\"{:?}\"", dev.name, r);
                     }
-                    self.fresh.push(name);
                 }
             }
             _ => {}
@@ -344,6 +314,9 @@ impl Loop {
             match rustix::process::wait(WaitOptions::NOHANG) {
                 Ok(Some((pid, status))) => {
                     let code = ExitCode::from_wait(status);
+                    if self.installs.on_exit(pid.as_raw_nonzero().get(), code, now) {
+                        continue;
+                    }
                     self.relay.release(pid.as_raw_nonzero().get());
                     if self
                         .runs
@@ -434,7 +407,7 @@ impl Loop {
                         ),
                         Err(why) => ctl.send(
                             client,
-                            &control::refuse(quilt_proto::ErrorCode::NotFound, &why),
+                            &control::refuse(quilt_proto::ErrorCode::NotFound, &why.to_string()),
                         ),
                     }
                 }
@@ -598,14 +571,18 @@ impl Loop {
                     request,
                     fd,
                 } => {
-                    let reply =
-                        bundles(&mut self.tools, &mut self.runs, &mut self.sup, request, fd);
-                    // Firmware offered again (already in the store) may
-                    // still need staging: slots decide by version.
-                    if let Reply::Installed { name, .. } = &reply {
-                        self.fresh.push(name.clone());
+                    // Installs and removals answer when their job ends.
+                    if let Some(reply) = bundles(
+                        self.tools.as_ref(),
+                        &self.runs,
+                        &self.sup,
+                        &mut self.installs,
+                        client,
+                        request,
+                        fd,
+                    ) {
+                        ctl.send(client, &reply);
                     }
-                    ctl.send(client, &reply);
                 }
                 Action::Logs {
                     client,
@@ -666,9 +643,14 @@ impl Loop {
             .as_mut()
             .map(|c| core::mem::take(&mut c.watch))
             .unwrap_or_default();
-        for (fd, token) in extra.iter().chain(self.runs.watch.iter()) {
-            // SAFETY: as below; control and runs queue fds they own and keep
-            // open until at least the end of this loop turn.
+        let from_installs = core::mem::take(&mut self.installs.watch);
+        for (fd, token) in extra
+            .iter()
+            .chain(self.runs.watch.iter())
+            .chain(from_installs.iter())
+        {
+            // SAFETY: as below; control, runs and installs queue fds they own
+            // and keep open until at least the end of this loop turn.
             let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
             if let Err(e) = epoll::add(
                 &self.epoll,
@@ -701,34 +683,85 @@ impl Loop {
         self.sup.requests.clear();
     }
 
-    /// A firmware bundle was installed: write it to the other slot and
-    /// stage it (then reboot into it, if the config says so).
-    fn firmware_installed(&mut self, name: &str, now: Millis) {
-        let (Some(tools), Some(cfg)) = (self.tools.as_ref(), self.sup.config().slots.as_ref())
-        else {
+    /// An install job (or the serial receiver) finished: run what it
+    /// installed from now on, stage firmware, answer the client.
+    fn install_done(&mut self, done: installs::Done, now: Millis) {
+        let mut changed = false;
+        for r in &done.reports {
+            match r {
+                Report::Installed {
+                    name,
+                    already_installed,
+                    ..
+                } => {
+                    if !already_installed {
+                        changed = true;
+                    }
+                    // Firmware offered again by an operator (already in
+                    // the store) may still need staging: the slots decide
+                    // by version. From a stick or the link, only new.
+                    let operator = matches!(done.origin, Origin::Client(_));
+                    if !already_installed || operator {
+                        self.stage(name);
+                    }
+                }
+                Report::Removed { .. } => changed = true,
+                Report::Pending { name } => self.stage(name),
+                Report::Staged {
+                    name,
+                    version,
+                    reboot,
+                } => {
+                    if *reboot {
+                        event!("event=update-reboot name={} version={}", name, version);
+                        self.sup.begin_shutdown(PowerAction::Reboot, now);
+                    }
+                }
+                Report::Refused { .. } => {}
+            }
+        }
+        if changed {
+            if let Some(tools) = self.tools.as_mut() {
+                tools.reload();
+                for r in &done.reports {
+                    match r {
+                        Report::Installed {
+                            name,
+                            already_installed: false,
+                            ..
+                        } => {
+                            self.runs.forget_plan(name);
+                            self.sup.bundle_updated(name, tools);
+                        }
+                        Report::Removed { name } => self.runs.forget_plan(name),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if let (Origin::Client(client), Some(ctl)) = (done.origin, self.control.as_mut()) {
+            ctl.send(client, &done.reply());
+        }
+    }
+
+    /// Firmware `name` is in the store: have the installer write it to the
+    /// other slot (only what the board names as firmware, and never while
+    /// the slot is on trial: the installer checks both again).
+    fn stage(&mut self, name: &str) {
+        let Some(tools) = self.tools.as_ref() else {
             return;
         };
-        let Ok(h) = tools.store.header(name) else {
-            return;
-        };
-        // Only what the board names as firmware is ever staged (the
-        // trust store refuses other firmware at install; this holds for
-        // anything a store kept from before).
-        if h.runtime != crate::bundles::FIRMWARE || !tools.is_firmware(name) {
+        let is_root_image = tools
+            .header(name)
+            .is_some_and(|h| h.runtime == crate::bundles::FIRMWARE);
+        if self.sup.config().slots.is_none() || !tools.is_firmware(name) || !is_root_image {
             return;
         }
-        match crate::slots::stage_firmware(cfg, self.booted, &tools.store, &h) {
-            Ok(true) => {
-                event!("event=update-reboot name={} version={}", name, h.version);
-                self.sup.begin_shutdown(PowerAction::Reboot, now);
-            }
-            Ok(false) => {}
-            Err(why) => event!(
-                "event=update-refused name={} version={} reason=\"{}\"",
-                name,
-                h.version,
-                why
-            ),
+        if let Err(r) = self
+            .installs
+            .enqueue(Job::Stage(name.to_owned()), Origin::Board)
+        {
+            event!("event=update-refused name={} reason=\"{:?}\"", name, r);
         }
     }
 
@@ -758,7 +791,7 @@ impl Loop {
         let next = [
             self.sup.deadline(now),
             self.runs.deadline(),
-            self.update.as_ref().and_then(|u| u.deadline(now)),
+            self.installs.deadline(),
             self.trial.as_ref().map(|t| t.deadline()),
             self.watchdog.as_ref().and_then(|w| w.feeder.deadline()),
             self.hang_at,
@@ -794,69 +827,55 @@ impl Loop {
     }
 }
 
-/// `Install`, `Remove` and `Bundles` from the operator.
+/// `Install`, `Remove` and `Bundles` from the operator: the reply now,
+/// or `None` when a job will answer.
 fn bundles(
-    tools: &mut Option<Tools>,
-    runs: &mut crate::runs::Runs,
-    sup: &mut crate::supervisor::Supervisor,
+    tools: Option<&Tools>,
+    runs: &crate::runs::Runs,
+    sup: &crate::supervisor::Supervisor,
+    installs: &mut Installs,
+    client: usize,
     request: quilt_proto::Request,
     fd: Option<OwnedFd>,
-) -> Reply {
+) -> Option<Reply> {
     use quilt_proto::{ErrorCode, Request};
-    let Some(tools) = tools.as_mut() else {
-        return control::refuse(
+    let Some(tools) = tools else {
+        return Some(control::refuse(
             ErrorCode::NotFound,
             "this board has no trust store (/etc/quilt/trust), so no bundles",
-        );
+        ));
     };
-    match request {
-        Request::Bundles => tools.describe(),
-        request @ (Request::Install { .. } | Request::InstallFd) => {
-            let installed = match (request, fd) {
-                (Request::Install { path }, _) if path.starts_with('/') => {
-                    tools.install(std::path::Path::new(&path))
-                }
-                (Request::Install { .. }, _) => {
-                    Err("give the bundle's absolute path on the board".into())
-                }
-                (_, Some(fd)) => tools.install_fd(fd),
-                (_, None) => Err(
-                    "InstallFd came without an fd: pass the bundle's open fd with the message (SCM_RIGHTS)".into(),
-                ),
-            };
-            match installed {
-                Ok(reply) => {
-                    if let Reply::Installed {
-                        name,
-                        already_installed: false,
-                        ..
-                    } = &reply
-                    {
-                        runs.forget_plan(name);
-                        sup.bundle_updated(name, tools);
-                    }
-                    reply
-                }
-                Err(why) => control::refuse(ErrorCode::Failed, &why),
-            }
+    let job = match (request, fd) {
+        (Request::Bundles, _) => return Some(tools.describe()),
+        (Request::Install { path }, _) if path.starts_with('/') => Job::File(path),
+        (Request::Install { .. }, _) => {
+            return Some(control::refuse(
+                ErrorCode::Failed,
+                "give the bundle's absolute path on the board",
+            ))
         }
-        Request::Remove { name } => {
+        (Request::InstallFd, Some(fd)) => Job::Fd(fd),
+        (Request::InstallFd, None) => return Some(control::refuse(
+            ErrorCode::Failed,
+            "InstallFd came without an fd: pass the bundle's open fd with the message (SCM_RIGHTS)",
+        )),
+        (Request::Remove { name }, _) => {
             if sup.uses_bundle(&name) || runs.uses_bundle(&name) {
-                return control::refuse(
+                return Some(control::refuse(
                     ErrorCode::Busy,
                     &format!("bundle {name:?} is in use (a service or a run); stop it first"),
-                );
+                ));
             }
-            match tools.remove(&name) {
-                Ok(()) => {
-                    runs.forget_plan(&name);
-                    Reply::Removed { name }
-                }
-                Err(why) => control::refuse(ErrorCode::NotFound, &why),
-            }
+            Job::Remove(name)
         }
-        _ => control::refuse(ErrorCode::Malformed, "not a bundle request"),
-    }
+        _ => {
+            return Some(control::refuse(
+                ErrorCode::Malformed,
+                "not a bundle request",
+            ))
+        }
+    };
+    installs.enqueue(job, Origin::Client(client)).err()
 }
 
 /// A queued `Acquire` was granted: answer the container that asked.

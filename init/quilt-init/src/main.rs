@@ -26,6 +26,7 @@ mod control;
 mod dm;
 mod evloop;
 mod fatal;
+mod installs;
 mod ledger;
 mod log;
 mod modules;
@@ -41,7 +42,6 @@ mod slots;
 mod spawn;
 mod supervisor;
 mod uevent;
-mod update;
 mod usb;
 mod watchdog;
 
@@ -108,10 +108,30 @@ fn main() {
     let n = cfg.services.len();
     let _ = std::fs::create_dir_all(supervisor::STAGING);
     let _ = std::fs::create_dir_all(supervisor::SCRATCH);
-    let tools = bundles::bring_up(&cfg);
+    let mut wd = wd;
+    // Installs run in their own process (installs.rs); at boot PID 1 waits
+    // for the first one, bounded and feeding the watchdog.
+    let mut installs = installs::Installs::new(&cfg, boot::config_path(&cl));
+    // A board with neither a trust store nor image bundles runs nothing
+    // from bundles: no installer to start.
+    let b = &cfg.bundles;
+    let wanted = [b.trust.as_str(), b.dir.as_str()]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
+    let boot_reports = if wanted {
+        installs.boot(&mut wd)
+    } else {
+        Vec::new()
+    };
+    let tools = bundles::Tools::load(&cfg);
+    for r in boot_reports {
+        if let quilt_proto::installer::Report::Pending { name } = r {
+            let _ = installs.enqueue(installs::Job::Stage(name), installs::Origin::Board);
+        }
+    }
     let bus = bus::Bus::bring_up(&cfg.channels);
     let sup = supervisor::Supervisor::new(cfg, tools.as_ref(), bus);
-    let lp = match evloop::Loop::new(sup, wd, cl.hang_after_s, tools) {
+    let lp = match evloop::Loop::new(sup, wd, cl.hang_after_s, tools, installs) {
         Ok(lp) => lp,
         Err(e) => fatal::fatal(
             format_args!("cannot set up the event loop: {e}"),

@@ -10,14 +10,12 @@
 //!   (and reboot into the previous slot) when it fails or the deadline
 //!   passes.
 //! - A firmware bundle (runtime `firmware`, its entry a root image) once
-//!   installed is streamed to the other slot, read back and checked chunk
-//!   by chunk against its signed ids, and only then staged for one try.
+//!   installed is staged by the installer (init/installer/src/stage.rs),
+//!   never by PID 1.
 
 use crate::event;
 use quilt_config::Slots as Cfg;
-use quilt_slots::{Slot, State, COPY_OFFSETS, RECORD};
-use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use quilt_slots::{Slot, State};
 
 /// The slot this quilt-init was started from (stage 2).
 #[derive(Debug, Clone, Copy)]
@@ -44,34 +42,17 @@ fn device(cfg: &Cfg, slot: Slot) -> &str {
 
 /// The current record and the copy it is in (`None`: blank or both torn).
 fn read_state(cfg: &Cfg) -> std::io::Result<Option<(State, usize)>> {
-    let f = std::fs::File::open(cfg.state.as_str())?;
-    let mut copies = [[0u8; RECORD]; 2];
-    for (buf, off) in copies.iter_mut().zip(COPY_OFFSETS) {
-        f.read_exact_at(buf, off)?;
-    }
-    let [a, b] = &copies;
-    Ok(quilt_slots::current([a, b]))
+    quilt_slots::file::read(cfg.state.as_str())
 }
 
 /// Write `s` into the copy the current record is not in, and sync.
 fn write_state(cfg: &Cfg, s: &State, current_copy: Option<usize>) -> std::io::Result<()> {
-    let copy = current_copy.map_or(0, |c| 1 - c.min(1));
-    let off = COPY_OFFSETS.get(copy).copied().unwrap_or(0);
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(cfg.state.as_str())?;
-    f.write_all_at(&s.encode(), off)?;
-    f.sync_all()
+    quilt_slots::file::write(cfg.state.as_str(), s, current_copy)
 }
 
 /// Read, change, write the boot state (stage 2).
 fn update_state(cfg: &Cfg, change: impl FnOnce(State) -> Option<State>) -> Result<State, String> {
-    let (cur, copy) = read_state(cfg)
-        .map_err(|e| format!("reading {}: {e}", cfg.state))?
-        .ok_or("the boot state has no valid record")?;
-    let next = change(cur).ok_or("nothing to change")?;
-    write_state(cfg, &next, Some(copy)).map_err(|e| format!("writing {}: {e}", cfg.state))?;
-    Ok(next)
+    quilt_slots::file::update(cfg.state.as_str(), change).map_err(|e| format!("{}: {e}", cfg.state))
 }
 
 fn wait_for(path: &str, ms: u64) -> bool {
@@ -415,143 +396,6 @@ impl Trial {
     }
 }
 
-/// A firmware bundle was installed: write its root image to the other
-/// slot, check it there against the signed chunk ids, then stage it.
-/// `Ok(true)`: staged and the board should reboot into it.
-pub fn stage_firmware(
-    cfg: &Cfg,
-    booted: Option<Booted>,
-    store: &quilt_store::Store,
-    header: &quilt_bundle::Header,
-) -> Result<bool, String> {
-    let b = booted.ok_or("this board did not boot from a slot (no stage 1)")?;
-    if b.trial {
-        return Err(format!(
-            "slot {} is still on trial; install firmware once it is committed",
-            b.slot.name()
-        ));
-    }
-    let target = b.slot.other();
-    let dev = device(cfg, target);
-    let t0 = crate::clock::Millis::now();
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dev)
-        .map_err(|e| format!("opening slot {} ({dev}): {e}", target.name()))?;
-    let room = f
-        .seek(SeekFrom::End(0))
-        .map_err(|e| format!("{dev}: {e}"))?;
-    if header.total_size > room {
-        return Err(format!(
-            "the root image ({} bytes) does not fit slot {} ({room} bytes)",
-            header.total_size,
-            target.name()
-        ));
-    }
-    f.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("{dev}: {e}"))?;
-    let name = header.name.as_str();
-    let entry = header.entry.as_str();
-    let written = {
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, &mut f);
-        let n = store
-            .write_file(name, entry, &mut w)
-            .map_err(|e| format!("writing slot {}: {e}", target.name()))?;
-        w.flush()
-            .map_err(|e| format!("writing slot {}: {e}", target.name()))?;
-        n
-    };
-    f.sync_all().map_err(|e| format!("syncing {dev}: {e}"))?;
-    // Read it back from the device and check it against the signed ids:
-    // only a slot holding exactly the signed image is ever selected.
-    f.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("{dev}: {e}"))?;
-    let mut r = std::io::BufReader::with_capacity(1 << 16, &mut f);
-    match store.check_copy(name, entry, &mut r) {
-        Ok(Ok(_)) => {}
-        Ok(Err(k)) => {
-            return Err(format!(
-                "slot {} read back wrong at chunk {k}: the device did not keep what was written; nothing staged",
-                target.name()
-            ))
-        }
-        Err(e) => return Err(format!("checking slot {}: {e}", target.name())),
-    }
-    let verity = bundle_verity(store, name, entry, written)?;
-    let s = update_state(cfg, |s| {
-        quilt_slots::stage(s, target, header.version, cfg.tries)
-            .map(|s| s.with_verity(target, verity))
-    })
-    .map_err(|_| {
-            format!(
-                "version {} is not newer than the committed slot's firmware, or the boot state is unreadable; nothing staged",
-                header.version
-            )
-        })?;
-    event!(
-        "event=update-staged slot={} name={} version={} bytes={} ms={} tries={} seq={} verity={}",
-        target.name(),
-        name,
-        header.version,
-        written,
-        crate::clock::Millis::now().since(t0),
-        s.tries_left,
-        s.seq,
-        verity.map_or("none".into(), |v| v
-            .root
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>())
-    );
-    Ok(cfg.reboot_after_update)
-}
-
-/// Most bytes of a `.verity` file read.
-const MAX_VERITY_FILE: u64 = 1024;
-
-/// The dm-verity root a firmware bundle signs for its root image
-/// (`<entry>.verity`, made by `quilt image verity`), checked against the
-/// image's `size`; `None` when the bundle carries none (the slot then
-/// mounts unchecked).
-fn bundle_verity(
-    store: &quilt_store::Store,
-    name: &str,
-    entry: &str,
-    size: u64,
-) -> Result<Option<quilt_slots::Verity>, String> {
-    let path = format!("{entry}{}", quilt_slots::Verity::SUFFIX);
-    let len = store
-        .file_size(name, &path)
-        .map_err(|e| format!("reading {path}: {e}"))?;
-    let Some(len) = len else {
-        return Ok(None);
-    };
-    if len > MAX_VERITY_FILE {
-        return Err(format!(
-            "{path} is {len} bytes, more than a verity root takes ({MAX_VERITY_FILE}); nothing staged"
-        ));
-    }
-    let mut text = Vec::new();
-    store
-        .write_file(name, &path, &mut text)
-        .map_err(|e| format!("reading {path}: {e}"))?;
-    let v = core::str::from_utf8(&text)
-        .map_err(|_| format!("{path} is not text; nothing staged"))
-        .and_then(|t| {
-            quilt_slots::Verity::parse(t).map_err(|e| format!("{path}: {e}; nothing staged"))
-        })?;
-    // The tree follows the data inside the image: at least one block more.
-    if v.data_blocks.saturating_add(1).saturating_mul(4096) > size {
-        return Err(format!(
-            "{path} names {} data blocks, but {entry} holds only {size} bytes with its hash tree; nothing staged",
-            v.data_blocks
-        ));
-    }
-    Ok(Some(v))
-}
-
 /// The boot state for `quilt slots`: the record (a blank one reads as the
 /// initial state) and how this boot came up.
 pub fn info(cfg: &Cfg, booted: Option<Booted>) -> Result<quilt_proto::Reply, String> {
@@ -569,38 +413,4 @@ pub fn info(cfg: &Cfg, booted: Option<Booted>) -> Result<quilt_proto::Reply, Str
         failed_version: s.failed_version,
         fallbacks: s.fallbacks,
     }))
-}
-
-/// A firmware in the store that should be in a slot but is not: the
-/// board lost power between installing it and staging it. Resumed at boot
-/// (the install was accepted), unless that version already fell back.
-pub fn pending_firmware(
-    cfg: &Cfg,
-    booted: Option<Booted>,
-    store: &quilt_store::Store,
-) -> Option<String> {
-    if booted?.trial {
-        return None;
-    }
-    let (s, _) = read_state(cfg).ok()??;
-    if s.trying.is_some() {
-        return None;
-    }
-    // Only bundles the board names as firmware: a store written before
-    // that rule may hold another bundle declaring the firmware runtime.
-    store.installed().iter().find_map(|i| {
-        let named = cfg.firmware.iter().any(|f| f.as_str() == i.name);
-        let h = store.header(&i.name).ok().filter(|_| named)?;
-        (h.runtime == crate::bundles::FIRMWARE
-            && h.version > s.primary_version
-            && h.version != s.failed_version)
-            .then(|| {
-                event!(
-                    "event=update-resumed name={} version={} reason=\"in the store, not yet in a slot\"",
-                    h.name,
-                    h.version
-                );
-                h.name
-            })
-    })
 }

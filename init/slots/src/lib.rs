@@ -27,7 +27,7 @@
 //! back. A slot's verity is set when the slot is written ([`State::with_verity`])
 //! and cleared by [`stage`], so it never outlives the image it describes.
 //! Version 1 records (64 bytes, before verity) still read, with no verity.
-#![no_std]
+#![cfg_attr(not(feature = "std"), no_std)]
 #![cfg_attr(
     not(test),
     deny(
@@ -37,6 +37,9 @@
         clippy::indexing_slicing
     )
 )]
+
+#[cfg(feature = "std")]
+pub mod file;
 
 /// Bytes of one copy of the record.
 pub const RECORD: usize = 128;

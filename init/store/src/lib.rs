@@ -195,6 +195,15 @@ impl Store {
         })
     }
 
+    /// Read the committed state again: another process may have installed
+    /// or removed since this one opened the store (the installer's serial
+    /// receiver runs beside per-job installers; each mutates only while
+    /// holding the store's lock, and reloads first).
+    pub fn reload(&mut self) -> Result<(), StoreError> {
+        self.state = read_state(&self.root)?.unwrap_or_default();
+        Ok(())
+    }
+
     /// The trust in force: the latest rotation, or the image's.
     pub fn trust(&self) -> &Trust {
         self.state.trust.as_ref().unwrap_or(&self.image_trust)

@@ -52,12 +52,20 @@ pub enum ImageCmd {
     },
 }
 
+/// Where quilt-init starts the installer from (init/quilt-init/src/installs.rs).
+pub const INSTALLER: &str = "/usr/lib/quilt/quilt-install";
+
 /// What goes into a root: the initramfs, or a disk image's root slot.
 #[derive(Args)]
 pub struct RootArgs {
     /// The static quilt-init binary (tools/build-init.sh builds it).
     #[arg(long)]
     pub init: PathBuf,
+    /// The static installer quilt-init starts for every install, put at
+    /// /usr/lib/quilt/quilt-install [default: quilt-install beside --init,
+    /// where tools/build-init.sh puts it].
+    #[arg(long)]
+    pub installer: Option<PathBuf>,
     /// TOML boot config; compiled to /etc/quilt/boot.bin.
     #[arg(long)]
     pub config: PathBuf,
@@ -196,6 +204,17 @@ pub fn build_root(a: &RootArgs, text: &str) -> anyhow::Result<(Initramfs, Config
         add_tree(&mut img, r).with_context(|| format!("adding tree {}", r.display()))?;
     }
     img.file("/init", &a.init, 0o755)?;
+    let installer = a
+        .installer
+        .clone()
+        .unwrap_or_else(|| a.init.with_file_name("quilt-install"));
+    if !is_static_elf(&installer) {
+        bail!(
+            "{} is not a static 64-bit ELF (or is missing): quilt-init installs nothing itself and needs quilt-install beside it. Build both with tools/build-init.sh, or pass --installer",
+            installer.display()
+        );
+    }
+    img.file(INSTALLER, &installer, 0o755)?;
     img.bytes("/etc/quilt/boot.bin", bin, 0o644)?;
     let names: Vec<&str> = cfg.modules.iter().map(String::as_str).collect();
     add_modules(
