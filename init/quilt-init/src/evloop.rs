@@ -686,40 +686,16 @@ impl Loop {
     /// An install job (or the serial receiver) finished: run what it
     /// installed from now on, stage firmware, answer the client.
     fn install_done(&mut self, done: installs::Done, now: Millis) {
-        let mut changed = false;
-        for r in &done.reports {
-            match r {
+        let changed = done.reports.iter().any(|r| {
+            matches!(
+                r,
                 Report::Installed {
-                    name,
-                    already_installed,
+                    already_installed: false,
                     ..
-                } => {
-                    if !already_installed {
-                        changed = true;
-                    }
-                    // Firmware offered again by an operator (already in
-                    // the store) may still need staging: the slots decide
-                    // by version. From a stick or the link, only new.
-                    let operator = matches!(done.origin, Origin::Client(_));
-                    if !already_installed || operator {
-                        self.stage(name);
-                    }
-                }
-                Report::Removed { .. } => changed = true,
-                Report::Pending { name } => self.stage(name),
-                Report::Staged {
-                    name,
-                    version,
-                    reboot,
-                } => {
-                    if *reboot {
-                        event!("event=update-reboot name={} version={}", name, version);
-                        self.sup.begin_shutdown(PowerAction::Reboot, now);
-                    }
-                }
-                Report::Refused { .. } => {}
-            }
-        }
+                } | Report::Removed { .. }
+            )
+        });
+        // The catalog first: staging decides from the new headers.
         if changed {
             if let Some(tools) = self.tools.as_mut() {
                 tools.reload();
@@ -737,6 +713,35 @@ impl Loop {
                         _ => {}
                     }
                 }
+            }
+        }
+        for r in &done.reports {
+            match r {
+                Report::Installed {
+                    name,
+                    already_installed,
+                    ..
+                } => {
+                    // Firmware offered again by an operator (already in
+                    // the store) may still need staging: the slots decide
+                    // by version. From a stick or the link, only new.
+                    let operator = matches!(done.origin, Origin::Client(_));
+                    if !already_installed || operator {
+                        self.stage(name);
+                    }
+                }
+                Report::Pending { name } => self.stage(name),
+                Report::Staged {
+                    name,
+                    version,
+                    reboot,
+                } => {
+                    if *reboot {
+                        event!("event=update-reboot name={} version={}", name, version);
+                        self.sup.begin_shutdown(PowerAction::Reboot, now);
+                    }
+                }
+                Report::Removed { .. } | Report::Refused { .. } => {}
             }
         }
         if let (Origin::Client(client), Some(ctl)) = (done.origin, self.control.as_mut()) {
