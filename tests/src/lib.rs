@@ -50,6 +50,7 @@ mod build;
 mod bundles;
 mod error;
 mod events;
+mod gpt;
 mod image;
 mod vm;
 
@@ -64,6 +65,7 @@ pub use bundles::{
 };
 pub use error::HarnessError;
 pub use events::{quilt_events, Event};
+pub use gpt::gpt_disk;
 pub use image::{bun_binary, bun_binary_for, tool_sdk_dir, ImageBuilder};
 pub use vm::{
     host_tsc_khz, kvm_usable, Accel, Exit, Firmware, GuestEnd, Pattern, Vm, VmOpts,

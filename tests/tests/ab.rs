@@ -200,28 +200,13 @@ fn app(version: u32) -> PathBuf {
 fn disk(name: &str, slot_a: &Path) -> PathBuf {
     use std::io::{Seek, SeekFrom, Write};
     let path = scratch(name);
-    let f = std::fs::File::create(&path).unwrap();
-    f.set_len(DISK_MIB * MIB).unwrap();
-    drop(f);
-    let table = PARTS
+    let names = ["bootstate", "rootfs-a", "rootfs-b", "data"];
+    let parts: Vec<(&str, u64, u64)> = names
         .iter()
-        .zip(["bootstate", "rootfs-a", "rootfs-b", "data"])
-        .map(|((start, size), n)| {
-            format!("start={}, size={}, name={n}\n", start * 2048, size * 2048)
-        })
-        .collect::<String>();
-    let mut sf = Command::new("sfdisk")
-        .args(["--quiet", "--no-reread", "--no-tell-kernel"])
-        .arg(&path)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    sf.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("label: gpt\n{table}").as_bytes())
-        .unwrap();
-    assert!(sf.wait().unwrap().success());
+        .zip(PARTS)
+        .map(|(n, (start, size))| (*n, start, size))
+        .collect();
+    quilt_system_tests::gpt_disk(&path, DISK_MIB, &parts);
     let data = scratch(&format!("{name}.data"));
     let _ = std::fs::remove_file(&data);
     run(Command::new("mkfs.ext4")

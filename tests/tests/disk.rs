@@ -503,14 +503,14 @@ fn a_trial_whose_stage1_never_runs_falls_back_through_the_boot_loader() {
     assert!(!has(&events, "bootloader-fallback", &[]), "{console}");
 }
 
-#[test]
-fn a_healthy_trial_is_committed_and_its_boot_entry_blessed() {
+/// A pc-x86_64 image with slot B staged for two tries, its kernel and
+/// stage 1 the same good ones as A's.
+fn healthy_trial_disk(name: &str) -> PathBuf {
     let k = kernel_for(Arch::X86_64).unwrap();
-    let out = scratch("blessed.img");
-    let disk = build_disk_with(
+    build_disk_with(
         "pc-x86_64",
         Arch::X86_64,
-        &out,
+        &scratch(name),
         false,
         &[
             "--trial-kernel".as_ref(),
@@ -518,7 +518,12 @@ fn a_healthy_trial_is_committed_and_its_boot_entry_blessed() {
             "--trial-tries".as_ref(),
             "2".as_ref(),
         ],
-    );
+    )
+}
+
+#[test]
+fn a_healthy_trial_is_committed_and_its_boot_entry_blessed() {
+    let disk = healthy_trial_disk("blessed.img");
     let vars = scratch("blessed.efivars");
     let _ = std::fs::remove_file(&vars);
     let (console, events) = boot_once(&disk, &vars);
@@ -558,20 +563,7 @@ fn a_healthy_trial_is_committed_and_its_boot_entry_blessed() {
 
 #[test]
 fn a_slot_altered_after_it_was_written_is_refused_by_dm_verity() {
-    let k = kernel_for(Arch::X86_64).unwrap();
-    let out = scratch("verity.img");
-    let disk = build_disk_with(
-        "pc-x86_64",
-        Arch::X86_64,
-        &out,
-        false,
-        &[
-            "--trial-kernel".as_ref(),
-            k.vmlinuz.as_os_str(),
-            "--trial-tries".as_ref(),
-            "2".as_ref(),
-        ],
-    );
+    let disk = healthy_trial_disk("verity.img");
     // One byte of slot B's first block (read by every mount), flipped on
     // the medium after the image was written: the partition still holds
     // a squashfs, but not the one whose root hash the boot state names.

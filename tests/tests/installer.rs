@@ -184,25 +184,14 @@ fn check_after(ch: &str, console: &str) {
 /// A board disk for staging: GPT with a boot state (one blank-board
 /// record), a small slot A and an 80 MiB slot B.
 fn slot_disk(name: &str) -> PathBuf {
-    use std::io::Write;
     use std::os::unix::fs::FileExt;
     let path = work_dir().unwrap().join(name);
-    let f = std::fs::File::create(&path).unwrap();
-    f.set_len(96 << 20).unwrap();
-    let mut sf = std::process::Command::new("sfdisk")
-        .args(["--quiet", "--no-reread", "--no-tell-kernel"])
-        .arg(&path)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    sf.stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"label: gpt\nstart=2048, size=2048, name=bootstate\nstart=4096, size=8192, name=rootfs-a\nstart=12288, size=163840, name=rootfs-b\n",
-        )
-        .unwrap();
-    assert!(sf.wait().unwrap().success());
+    quilt_system_tests::gpt_disk(
+        &path,
+        96,
+        &[("bootstate", 1, 1), ("rootfs-a", 2, 4), ("rootfs-b", 6, 80)],
+    );
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     let record = quilt_slots::State::initial().encode();
     f.write_all_at(&record, 1 << 20).unwrap();
     path
