@@ -32,8 +32,14 @@ pub fn console() {
         let _ = rustix::io::dup2(&fd, &mut target);
         core::mem::forget(target);
     }
-    if let Ok(dup) = rustix::io::fcntl_dupfd_cloexec(&fd, 3) {
-        crate::log::set_console(dup);
+    // The log's own open file description, non-blocking: O_NONBLOCK on
+    // the one fds 0-2 share would reach every program that inherits them.
+    if let Ok(log) = rustix::fs::open(
+        "/dev/console",
+        OFlags::WRONLY | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        crate::log::set_console(log);
     }
     if let Ok(k) = rustix::fs::open("/dev/kmsg", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()) {
         crate::log::set_kmsg(k);

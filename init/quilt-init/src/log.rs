@@ -1,5 +1,11 @@
 //! PID 1's log: one `key=value` line per state change, to the console,
 //! `/dev/kmsg` and an in-memory ring that survives a lost console.
+//!
+//! The console is written without blocking for long: a console that
+//! takes no bytes for [`CONSOLE_WAIT_MS`] (a serial line held by XOFF, a
+//! stuck UART) makes PID 1 drop console lines, counted and reported once
+//! it drains, without waiting again meanwhile. `/dev/kmsg`, the ring and
+//! `quilt events` still get every line.
 
 use crate::ring::Ring;
 use core::fmt::{self, Write as _};
@@ -17,6 +23,8 @@ struct Sinks {
     tap: Option<Vec<String>>,
     /// Lines the tap could not keep.
     tap_dropped: u64,
+    /// Console writes dropped since the console last took one.
+    console_dropped: u64,
 }
 
 static SINKS: Mutex<Sinks> = Mutex::new(Sinks {
@@ -25,6 +33,7 @@ static SINKS: Mutex<Sinks> = Mutex::new(Sinks {
     ring: Ring::new(),
     tap: None,
     tap_dropped: 0,
+    console_dropped: 0,
 });
 
 /// Most lines held for event subscribers between two loop turns.
@@ -101,12 +110,74 @@ impl fmt::Write for Line {
     }
 }
 
-fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) {
-    while !data.is_empty() {
-        match rustix::io::write(fd, data) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => data = data.get(n..).unwrap_or(&[]),
+/// Longest PID 1 waits for the console to take a line before it drops
+/// console output (a working UART drains its buffer far sooner).
+const CONSOLE_WAIT_MS: u16 = 100;
+
+/// What became of a write to a non-blocking fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrote {
+    /// All of it.
+    All,
+    /// The fd would have blocked: the rest is dropped.
+    Dropped,
+}
+
+/// Write `parts` to the non-blocking `fd`; when it would block, wait for
+/// it at most `wait_ms` in all, then drop the rest.
+fn write_or_drop(fd: BorrowedFd<'_>, parts: &[&[u8]], wait_ms: u16) -> Wrote {
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(u64::from(wait_ms));
+    for p in parts {
+        let mut data = *p;
+        while !data.is_empty() {
+            match rustix::io::write(fd, data) {
+                Ok(0) => return Wrote::Dropped,
+                Ok(n) => data = data.get(n..).unwrap_or(&[]),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    let left = until.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Wrote::Dropped;
+                    }
+                    let mut fds = [rustix::event::PollFd::new(
+                        &fd,
+                        rustix::event::PollFlags::OUT,
+                    )];
+                    let ts = rustix::time::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: i64::try_from(left.as_nanos()).unwrap_or(0),
+                    };
+                    let _ = rustix::event::poll(&mut fds, Some(&ts));
+                }
+                Err(_) => return Wrote::Dropped,
+            }
         }
+    }
+    Wrote::All
+}
+
+/// Write to the console, or count the drop; after drops, say how many
+/// first once it takes writes again.
+fn to_console(s: &mut Sinks, parts: &[&[u8]]) {
+    let Some(fd) = s.console.as_ref() else {
+        return;
+    };
+    if s.console_dropped > 0 {
+        let mut note: heapless::String<96> = heapless::String::new();
+        let _ = writeln!(
+            note,
+            "quilt: console: {} writes dropped while it was blocked",
+            s.console_dropped
+        );
+        // Dropping already: no waiting until it takes a write again.
+        if write_or_drop(fd.as_fd(), &[note.as_bytes()], 0) == Wrote::Dropped {
+            s.console_dropped += 1;
+            return;
+        }
+        s.console_dropped = 0;
+    }
+    if write_or_drop(fd.as_fd(), parts, CONSOLE_WAIT_MS) == Wrote::Dropped {
+        s.console_dropped += 1;
     }
 }
 
@@ -130,10 +201,7 @@ pub fn emit(text: &str) {
     } else if let Some(t) = s.tap.as_mut() {
         t.push(text.to_owned());
     }
-    if let Some(fd) = s.console.as_ref() {
-        write_all(fd.as_fd(), text.as_bytes());
-        write_all(fd.as_fd(), b"\n");
-    }
+    to_console(&mut s, &[text.as_bytes(), b"\n"]);
     if let Some(fd) = s.kmsg.as_ref() {
         // One write is one kmsg record; <6> is KERN_INFO.
         let mut rec: heapless::Vec<u8, 520> = heapless::Vec::new();
@@ -145,16 +213,62 @@ pub fn emit(text: &str) {
 
 /// Write raw service output to the console only (kmsg would rate-limit it).
 pub fn console_raw(parts: &[&[u8]]) {
-    let Ok(s) = SINKS.lock() else { return };
-    if let Some(fd) = s.console.as_ref() {
-        for p in parts {
-            write_all(fd.as_fd(), p);
-        }
-    }
+    let Ok(mut s) = SINKS.lock() else { return };
+    to_console(&mut s, parts);
 }
 
 /// Log an init event with `format!`-style arguments.
 #[macro_export]
 macro_rules! event {
     ($($arg:tt)*) => { $crate::log::event(format_args!($($arg)*)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::pipe::{pipe_with, PipeFlags};
+
+    #[test]
+    fn a_full_console_drops_and_counts_instead_of_waiting() {
+        let (r, w) = pipe_with(PipeFlags::NONBLOCK).unwrap();
+        let mut s = Sinks {
+            console: Some(w),
+            kmsg: None,
+            ring: Ring::new(),
+            tap: None,
+            tap_dropped: 0,
+            console_dropped: 0,
+        };
+        // Fill the pipe as XOFF would leave a tty: no reader.
+        let chunk = [b'x'; 4096];
+        let mut filled = 0usize;
+        while let Ok(n) = rustix::io::write(s.console.as_ref().unwrap(), &chunk) {
+            filled += n;
+        }
+        assert!(filled > 0);
+        let t0 = std::time::Instant::now();
+        for _ in 0..100 {
+            to_console(&mut s, &[b"event=x", b"\n"]);
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(1),
+            "it waited"
+        );
+        assert_eq!(s.console_dropped, 100);
+        // Drained: the next line says how many were dropped, then itself.
+        let mut buf = vec![0u8; filled];
+        let mut got = 0;
+        while got < filled {
+            got += rustix::io::read(&r, &mut buf[got..]).unwrap();
+        }
+        to_console(&mut s, &[b"event=y\n"]);
+        assert_eq!(s.console_dropped, 0);
+        let mut tail = [0u8; 128];
+        let n = rustix::io::read(&r, &mut tail).unwrap();
+        let text = core::str::from_utf8(&tail[..n]).unwrap();
+        assert_eq!(
+            text,
+            "quilt: console: 100 writes dropped while it was blocked\nevent=y\n"
+        );
+    }
 }
