@@ -1,59 +1,77 @@
-// bun-apis: a Quilt tool that uses Bun's own APIs inside its container.
+// bun-apis: a tool that uses Bun's own APIs inside its container, written
+// with @quilt/tool.
 //
-// stdin:  {"text": "...", "delay_ms": 25}   (delay_ms optional, 0..=5000, default 10)
-// It writes `text` to a file in its tmpfs with Bun.write, reads it back with
-// Bun.file, hashes it with Bun.hash (wyhash) and Bun.CryptoHasher (SHA-256),
-// waits delay_ms on a setTimeout timer, removes the file and prints one JSON
-// object. Exit 0 on success; 2 with {"ok": false, "error": "..."} on stdout
-// for input that is not JSON or not of that shape; 1 if the round trip
-// through /tmp does not give back the bytes written.
+// Input: {"text": "...", "delay_ms": 25}   (delay_ms optional, 0..=5000, default 10)
+// It writes `text` to a file in its tmpfs with Bun.write, reads it back
+// with Bun.file, hashes it with Bun.hash (wyhash) and Bun.CryptoHasher
+// (SHA-256), waits delay_ms on a setTimeout timer and removes the file.
+// Input that breaks the schema is refused by the SDK before the tool runs
+// (`invalid_input`, exit 2); a round trip through /tmp that does not give
+// back the bytes written fails the tool (`tool_failed`, exit 1).
+import { type Context, serve, tool } from "@quilt/tool";
 
-function fail(code: number, error: string): never {
-  console.log(JSON.stringify({ ok: false, error }));
-  process.exit(code);
+export class BunApis {
+  @tool({
+    description:
+      "Writes a text to the container's /tmp and reads it back (Bun.write, Bun.file), hashes it (Bun.hash, SHA-256) and waits delay_ms on a timer.",
+    input: {
+      type: "object",
+      properties: {
+        text: { type: "string" },
+        delay_ms: { type: "integer", minimum: 0, maximum: 5000, description: "default: 10" },
+      },
+      required: ["text"],
+      additionalProperties: false,
+    },
+    output: {
+      type: "object",
+      properties: {
+        bytes: { type: "integer" },
+        size: { type: "integer" },
+        roundtrip: { type: "boolean" },
+        removed: { type: "boolean" },
+        wyhash: { type: "string", pattern: "^[0-9a-f]{16}$" },
+        sha256: { type: "string", pattern: "^[0-9a-f]{64}$" },
+        delay_ms: { type: "integer" },
+        timer_ok: { type: "boolean" },
+        bun: { type: "string" },
+      },
+      required: ["bytes", "size", "roundtrip", "removed", "wyhash", "sha256", "delay_ms", "timer_ok", "bun"],
+    },
+    // No result given: it names the Bun version, which the board decides.
+    examples: [{ input: { text: "hello", delay_ms: 0 } }],
+  })
+  async roundtrip(input: { text: string; delay_ms?: number }, ctx: Context) {
+    const { text } = input;
+    const delay = input.delay_ms ?? 10;
+    // The container's only writable place is its tmpfs at /tmp.
+    const dir = process.env.TMPDIR ?? "/tmp";
+    const path = `${dir}/bun-apis-${process.pid}.txt`;
+    const written = await Bun.write(path, text);
+    const file = Bun.file(path);
+    const back = await file.text();
+    const size = file.size;
+    await file.delete();
+    const gone = !(await Bun.file(path).exists());
+    if (back !== text) throw new Error(`read back ${back.length} chars from ${path}, wrote ${text.length}`);
+    ctx.log(`round trip through ${path}: ${written} bytes`);
+
+    const t0 = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    const slept = performance.now() - t0;
+
+    return {
+      bytes: written,
+      size,
+      roundtrip: back === text,
+      removed: gone,
+      wyhash: Bun.hash(text).toString(16).padStart(16, "0"),
+      sha256: new Bun.CryptoHasher("sha256").update(text).digest("hex"),
+      delay_ms: delay,
+      timer_ok: slept >= delay - 1,
+      bun: Bun.version,
+    };
+  }
 }
 
-let input: { text?: unknown; delay_ms?: unknown };
-try {
-  input = JSON.parse(await Bun.stdin.text());
-} catch (e) {
-  fail(2, `input is not JSON: ${(e as Error).message}`);
-}
-if (typeof input !== "object" || input === null || typeof input.text !== "string") {
-  fail(2, "input must be a JSON object with a string \"text\"");
-}
-const text = input.text as string;
-const delay = input.delay_ms ?? 10;
-if (typeof delay !== "number" || !Number.isInteger(delay) || delay < 0 || delay > 5000) {
-  fail(2, "\"delay_ms\" must be an integer in 0..=5000");
-}
-
-// The container's only writable place is its tmpfs at /tmp.
-const dir = process.env.TMPDIR ?? "/tmp";
-const path = `${dir}/bun-apis-${process.pid}.txt`;
-const written = await Bun.write(path, text);
-const file = Bun.file(path);
-const back = await file.text();
-const size = file.size;
-await file.delete();
-const gone = !(await Bun.file(path).exists());
-if (back !== text) fail(1, `read back ${back.length} chars from ${path}, wrote ${text.length}`);
-
-const t0 = performance.now();
-await new Promise((resolve) => setTimeout(resolve, delay));
-const slept = performance.now() - t0;
-
-console.log(
-  JSON.stringify({
-    ok: true,
-    bytes: written,
-    size,
-    roundtrip: back === text,
-    removed: gone,
-    wyhash: Bun.hash(text).toString(16).padStart(16, "0"),
-    sha256: new Bun.CryptoHasher("sha256").update(text).digest("hex"),
-    delay_ms: delay,
-    timer_ok: slept >= delay - 1,
-    bun: Bun.version,
-  }),
-);
+await serve(BunApis);
