@@ -202,7 +202,7 @@ fn bun_apis_round_trips_through_tmp_hashes_and_waits() {
 /// tool of the built module called through the envelope with its examples.
 #[test]
 fn sdk_examples_pass_quilt_test() {
-    for (name, tools) in [("json-transform", 1), ("bun-apis", 1)] {
+    for (name, tools) in [("json-transform", 1), ("bun-apis", 1), ("bus-client", 1)] {
         let dir = example_dir(name);
         let out = quilt_bun(&["test".as_ref(), dir.as_os_str()], None)
             .unwrap_or_else(|e| panic!("quilt test examples/{name}: {e:?}"));

@@ -16,8 +16,8 @@ for t in examples/hello examples/json-transform:transform examples/bun-apis:roun
 	echo "(exit status $?)"
 done
 echo "and a client container talking to the calc service over the shared-memory bus:"
-echo "\$ quilt run examples/bus-client --input $d/bus-client.json"
-quilt run examples/bus-client --input "$d/bus-client.json"
+echo "\$ quilt run examples/bus-client measure --input $d/bus-client.json"
+quilt run examples/bus-client measure --input "$d/bus-client.json"
 echo "(exit status $?)"
 echo "\$ quilt ps"
 quilt ps
