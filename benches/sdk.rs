@@ -89,7 +89,8 @@ done
     let (sp, fp) = npm_tool::size_and_files(&tool.packed).unwrap();
     let (mb, mp) = (median(tb.clone()), median(tp.clone()));
     println!(
-        "npm-dependency tool (zod, debug → ms), one QEMU guest, {runs} interleaved cold runs each after a warm-up"
+        "npm-dependency tool (zod, debug → ms), one QEMU guest ({:?}), {runs} interleaved cold runs each after a warm-up",
+        vm.accel()
     );
     println!(
         "{:<34} {:>12} {:>6} {:>12} {:>10} {:>10}",
