@@ -83,25 +83,22 @@ pub fn quilt_send(port: &Path, qb: &Path, timeout_s: u32) -> Result<(i32, String
 
 /// Run the `quilt` CLI; its stdout on success.
 pub fn quilt(args: &[&std::ffi::OsStr]) -> Result<String> {
-    quilt_in(args, None, false)
+    quilt_in(args, false)
 }
 
 /// Run the `quilt` CLI with `QUILT_BUN` set to the pinned Bun
-/// ([`crate::bun_binary`]), in `cwd` when given: for `quilt new`, `build`
-/// and `test`. Its stdout on success.
-pub fn quilt_bun(args: &[&std::ffi::OsStr], cwd: Option<&Path>) -> Result<String> {
-    quilt_in(args, cwd, true)
+/// ([`crate::bun_binary`]): for `quilt new`, `build` and `test`. Its
+/// stdout on success.
+pub fn quilt_bun(args: &[&std::ffi::OsStr]) -> Result<String> {
+    quilt_in(args, true)
 }
 
-fn quilt_in(args: &[&std::ffi::OsStr], cwd: Option<&Path>, bun: bool) -> Result<String> {
+fn quilt_in(args: &[&std::ffi::OsStr], bun: bool) -> Result<String> {
     let cli = quilt_cli()?;
     let mut cmd = Command::new(&cli);
     cmd.args(args);
     if bun {
         cmd.env("QUILT_BUN", crate::bun_binary()?);
-    }
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
     }
     let out = cmd.output().map_err(HarnessError::io("running", &cli))?;
     if out.status.success() {
@@ -173,15 +170,12 @@ pub fn pack_or_build(dir: &Path, qb: &Path) -> Result<()> {
         // node_modules, which tests running in parallel threads share.
         static BUILDING: Mutex<()> = Mutex::new(());
         let _one = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
-        quilt_bun(
-            &[
-                "build".as_ref(),
-                dir.as_os_str(),
-                "--out".as_ref(),
-                qb.as_os_str(),
-            ],
-            None,
-        )?;
+        quilt_bun(&[
+            "build".as_ref(),
+            dir.as_os_str(),
+            "--out".as_ref(),
+            qb.as_os_str(),
+        ])?;
     } else {
         quilt(&[
             "bundle".as_ref(),

@@ -88,7 +88,7 @@ fn run_quilt(args: &[&str], bun: bool) -> Result<String> {
     let owned = os(args);
     let refs: Vec<&std::ffi::OsStr> = owned.iter().map(|a| a.as_os_str()).collect();
     if bun {
-        quilt_bun(&refs, None)
+        quilt_bun(&refs)
     } else {
         quilt(&refs)
     }

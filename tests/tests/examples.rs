@@ -204,7 +204,7 @@ fn bun_apis_round_trips_through_tmp_hashes_and_waits() {
 fn sdk_examples_pass_quilt_test() {
     for (name, tools) in [("json-transform", 1), ("bun-apis", 1), ("bus-client", 1)] {
         let dir = example_dir(name);
-        let out = quilt_bun(&["test".as_ref(), dir.as_os_str()], None)
+        let out = quilt_bun(&["test".as_ref(), dir.as_os_str()])
             .unwrap_or_else(|e| panic!("quilt test examples/{name}: {e:?}"));
         assert!(
             out.contains(&format!(
