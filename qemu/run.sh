@@ -101,8 +101,16 @@ fi
 cp "$out/keys/demo.pub" "$out/trust/demo.pub"
 # The board's image policy wants two signatures; the demo signs with one.
 printf 'root-threshold 1\ndefault 1\n' >"$out/trust/policy"
+# SDK projects are built (bun install from their lockfile, bun build, the
+# tools read into the manifest) by a Bun for this host; the plain tools
+# (hello: the low-level protocol; the bus pair) are packed as they are.
+host_bun="$(tools/fetch-bun.sh "$(uname -m)")"
 for t in hello json-transform bun-apis bus-server bus-client; do
-	"$quilt" bundle pack "examples/$t" --out "$out/bundles/$t.qb"
+	if [[ -f examples/$t/package.json ]]; then
+		"$quilt" build "examples/$t" --bun "$host_bun" --out "$out/bundles/$t.qb"
+	else
+		"$quilt" bundle pack "examples/$t" --out "$out/bundles/$t.qb"
+	fi
 	"$quilt" bundle sign "$out/bundles/$t.qb" --key "$out/keys/demo.key"
 done
 inputs=(--init "$init" --config "$config"

@@ -227,7 +227,9 @@ export interface Context {
   canSpawn(): boolean;
   /** Run another bundle's tool in a child container and wait for its envelope. */
   callTool<T = unknown>(bundle: string, tool: string, input: unknown, timeoutMs?: number): Promise<Envelope<T>>;
-  /** The limits this container runs under (null where unreadable; see Limits). */
+  /** The limits this container runs under, as far as it can read them:
+   * on a board today only `open_files`; the cgroup figures are null there
+   * (see Limits). null means "not readable here", never "unlimited". */
   limits(): Limits;
 }
 
@@ -237,13 +239,26 @@ export interface BusChannel {
   fds: number[];
 }
 
-/** What the container may use. Tool containers have no `/sys` today, so
- * on a board the cgroup figures read null (the cgroup still enforces
- * them); `open_files` is the RLIMIT_NOFILE from the manifest's limits. */
+/** What the container may use, as read from inside it.
+ *
+ * What it cannot read: tool containers have no `/sys` today, so on a
+ * board `memory_bytes`, `pids` and `cpu_percent` are always null there
+ * (the cgroup still enforces the manifest's `[limits]`; only reading them
+ * is missing). They are read from `/sys/fs/cgroup` where it is mounted
+ * (e.g. `bun test` on a host, which reports the host's cgroup, not the
+ * manifest's). Not reported at all: `io.max` limits, the size of `/tmp`
+ * (it follows `memory_mib`), the run's deadline and counted (`llm:`)
+ * tokens. A null is "unknown", never "unlimited": a tool must not size its
+ * work up because a figure is null. */
 export interface Limits {
+  /** cgroup `memory.max` in bytes; null on a board (unreadable) or when "max". */
   memory_bytes: number | null;
+  /** cgroup `pids.max`; null on a board (unreadable) or when "max". */
   pids: number | null;
+  /** cgroup `cpu.max` as a percentage of one CPU; null on a board (unreadable) or when "max". */
   cpu_percent: number | null;
+  /** The soft RLIMIT_NOFILE from `/proc/self/limits` (the manifest's
+   * `open_files` on a board); null when unlimited or unreadable. */
   open_files: number | null;
 }
 

@@ -83,11 +83,24 @@ pub fn quilt_send(port: &Path, qb: &Path, timeout_s: u32) -> Result<(i32, String
 
 /// Run the `quilt` CLI; its stdout on success.
 pub fn quilt(args: &[&std::ffi::OsStr]) -> Result<String> {
+    quilt_in(args, false)
+}
+
+/// Run the `quilt` CLI with `QUILT_BUN` set to the pinned Bun
+/// ([`crate::bun_binary`]): for `quilt new`, `build` and `test`. Its
+/// stdout on success.
+pub fn quilt_bun(args: &[&std::ffi::OsStr]) -> Result<String> {
+    quilt_in(args, true)
+}
+
+fn quilt_in(args: &[&std::ffi::OsStr], bun: bool) -> Result<String> {
     let cli = quilt_cli()?;
-    let out = Command::new(&cli)
-        .args(args)
-        .output()
-        .map_err(HarnessError::io("running", &cli))?;
+    let mut cmd = Command::new(&cli);
+    cmd.args(args);
+    if bun {
+        cmd.env("QUILT_BUN", crate::bun_binary()?);
+    }
+    let out = cmd.output().map_err(HarnessError::io("running", &cli))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -143,9 +156,42 @@ pub fn test_key() -> Result<(PathBuf, PathBuf)> {
     })
 }
 
-/// Pack `dir` (a tool directory with `quilt.toml`) with `quilt bundle
-/// pack`, sign it with the test key and check it with `quilt bundle
-/// verify` against the test trust dir. Once per directory per process.
+/// `dir` is an SDK project (`quilt new`'s layout: a `package.json` next to
+/// its `quilt.toml`), built with `quilt build` rather than packed as is.
+pub fn is_sdk_project(dir: &Path) -> bool {
+    dir.join("package.json").is_file()
+}
+
+/// Build `dir` into `qb`: `quilt build` for an SDK project
+/// ([`is_sdk_project`]), `quilt bundle pack` for a plain tool directory.
+pub fn pack_or_build(dir: &Path, qb: &Path) -> Result<()> {
+    if is_sdk_project(dir) {
+        // One build at a time: each runs `bun install` in the project's own
+        // node_modules, which tests running in parallel threads share.
+        static BUILDING: Mutex<()> = Mutex::new(());
+        let _one = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
+        quilt_bun(&[
+            "build".as_ref(),
+            dir.as_os_str(),
+            "--out".as_ref(),
+            qb.as_os_str(),
+        ])?;
+    } else {
+        quilt(&[
+            "bundle".as_ref(),
+            "pack".as_ref(),
+            dir.as_os_str(),
+            "--out".as_ref(),
+            qb.as_os_str(),
+        ])?;
+    }
+    Ok(())
+}
+
+/// Pack `dir` (a tool directory with `quilt.toml`; an SDK project is built,
+/// see [`pack_or_build`]), sign it with the test key and check it with
+/// `quilt bundle verify` against the test trust dir. Once per directory per
+/// process.
 pub fn signed_bundle(dir: &Path) -> Result<SignedBundle> {
     type Cache = Mutex<HashMap<PathBuf, std::result::Result<SignedBundle, String>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
@@ -161,13 +207,7 @@ pub fn signed_bundle(dir: &Path) -> Result<SignedBundle> {
                     .file_name()
                     .map_or_else(|| "bundle".into(), |n| n.to_string_lossy().into_owned());
                 let qb = unique_dir("bundle")?.join(format!("{stem}.qb"));
-                quilt(&[
-                    "bundle".as_ref(),
-                    "pack".as_ref(),
-                    dir.as_os_str(),
-                    "--out".as_ref(),
-                    qb.as_os_str(),
-                ])?;
+                pack_or_build(dir, &qb)?;
                 quilt(&[
                     "bundle".as_ref(),
                     "sign".as_ref(),

@@ -52,6 +52,7 @@ mod error;
 mod events;
 mod gpt;
 mod image;
+pub mod npm_tool;
 mod vm;
 
 pub use build::{
@@ -60,8 +61,8 @@ pub use build::{
     BuiltKernel, Kernel,
 };
 pub use bundles::{
-    example_dir, noise, quilt, quilt_cli, quilt_send, signed_bundle, signed_example, test_key,
-    SignedBundle,
+    example_dir, is_sdk_project, noise, pack_or_build, quilt, quilt_bun, quilt_cli, quilt_send,
+    signed_bundle, signed_example, test_key, SignedBundle,
 };
 pub use error::HarnessError;
 pub use events::{quilt_events, Event};

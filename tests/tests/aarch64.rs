@@ -180,7 +180,7 @@ for i in $(seq 0 {WARM_RUNS}); do
   echo "hello$i.status=$?" > /dev/ttyS1
   echo "hello$i=$out" > /dev/ttyS1
 done
-out=$(quilt run examples/json-transform --input /tmp/in.json)
+out=$(quilt run examples/json-transform transform --input /tmp/in.json)
 echo "transform.status=$?" > /dev/ttyS1
 echo "transform=$out" > /dev/ttyS1
 "#
@@ -241,12 +241,13 @@ on_exit = "poweroff"
         assert_eq!(out["input"]["n"], 1, "{run}");
         micros.push(run["micros"].as_u64().unwrap());
     }
-    // json-transform: real work, and its exit status through the CLI.
+    // json-transform (built with the SDK): real work, its envelope, and
+    // its exit status through the CLI.
     assert!(ch.contains("transform.status=0"), "{ch}");
-    let result = json_line(&ch, "transform=");
-    assert_eq!(result["ok"], true, "{result}");
-    assert_eq!(result["total"], 10, "{result}");
-    assert_eq!(result["items"][0]["name"], "a", "{result}");
+    let envelope = json_line(&ch, "transform=");
+    let result = &envelope["result"];
+    assert_eq!(result["total"], 10, "{envelope}");
+    assert_eq!(result["items"][0]["name"], "a", "{envelope}");
 
     let ms: Vec<&str> = done.iter().filter_map(|e| e.get("ms")).collect();
     let mut warm: Vec<u64> = micros[1..].to_vec();

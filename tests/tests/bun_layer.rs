@@ -5,7 +5,8 @@
 //! `/srv/app`. A root service builds a container-shaped root the way the
 //! spawner does: the layer bind-mounted read-only onto itself, the tools
 //! read-only at `app`, a tmpfs at `tmp`, `/proc` and `/dev` on top; then it
-//! runs each example with `chroot LAYER /bin/bun /app/...` and reports on
+//! runs each example with `chroot LAYER /bin/bun /app/...` (the SDK
+//! examples' sources find `@quilt/tool` in the layer) and reports on
 //! `/dev/ttyS1`, timing `bun hello.ts` on the guest clock (µs). A second service,
 //! as uid/gid 1000 and without chroot, runs Bun through the layer's own
 //! loader (`ld-linux --library-path`), which only works if the layer's
@@ -19,13 +20,14 @@ use quilt_system_tests::{example_dir, ImageBuilder, Vm, VmOpts};
 const BOOT: Duration = Duration::from_secs(240);
 const RUNS: usize = 7;
 
+/// The SDK's request to examples/json-transform (its one tool, by default).
 const JSON_IN: &str =
-    r#"{"items":[{"name":"b","category":"x","price":2,"qty":3},{"name":"a","price":1}]}"#;
+    r#"{"input":{"items":[{"name":"b","category":"x","price":2,"qty":3},{"name":"a","price":1}]}}"#;
 const JSON_OUT: &str = concat!(
-    r#"{"ok":true,"count":2,"total":7,"categories":[{"category":"x","count":1,"qty":3,"total":6},"#,
+    r#"{"result":{"count":2,"total":7,"categories":[{"category":"x","count":1,"qty":3,"total":6},"#,
     r#"{"category":"uncategorized","count":1,"qty":1,"total":1}],"items":["#,
     r#"{"name":"b","category":"x","price":2,"qty":3,"total":6},"#,
-    r#"{"name":"a","category":"uncategorized","price":1,"qty":1,"total":1}]}"#
+    r#"{"name":"a","category":"uncategorized","price":1,"qty":1,"total":1}]}}"#
 );
 
 fn layer_script() -> String {
@@ -61,12 +63,17 @@ while [ $i -lt {RUNS} ]; do
     t1=$(us)
     say "hello run=$i us=$((t1 - t0)) out=$r"
 done
-r=$(echo '{JSON_IN}' | chroot $L /bin/bun /app/json-transform/index.ts 2>&1)
-say "json rc=$? out=$r"
-r=$(echo '{{' | chroot $L /bin/bun /app/json-transform/index.ts 2>&1)
-say "json-bad rc=$? out=$r"
-r=$(echo '{{"text":"quilt","delay_ms":50}}' | chroot $L /bin/bun /app/bun-apis/index.ts 2>&1)
-say "apis rc=$? out=$r"
+# The SDK examples' sources, importing @quilt/tool from the layer's
+# /node_modules; stdout is their envelope, stderr their log.
+r=$(echo '{JSON_IN}' | chroot $L /bin/bun /app/json-transform/src/index.ts 2>/tmp/json.err)
+rc=$?
+say "json rc=$rc out=$r err=$(tr '\n' ' ' < /tmp/json.err)"
+r=$(echo '{{' | chroot $L /bin/bun /app/json-transform/src/index.ts 2>/tmp/json.err)
+rc=$?
+say "json-bad rc=$rc out=$r err=$(tr '\n' ' ' < /tmp/json.err)"
+r=$(echo '{{"tool":"roundtrip","input":{{"text":"quilt","delay_ms":50}}}}' | chroot $L /bin/bun /app/bun-apis/src/index.ts 2>/tmp/apis.err)
+rc=$?
+say "apis rc=$rc out=$r err=$(tr '\n' ' ' < /tmp/apis.err)"
 say "tmp-left=$(ls -A $L/tmp | wc -l)"
 touch /run/layer.done
 "#
@@ -108,7 +115,10 @@ fn bun_runs_from_the_read_only_runtime_layer() {
         .bun_runtime()
         .config_toml(CONFIG)
         .bytes("/bin/layer.sh", layer_script(), 0o755)
-        .bytes("/bin/asuser.sh", as_user_script(), 0o755);
+        .bytes("/bin/asuser.sh", as_user_script(), 0o755)
+        // @quilt/tool for the SDK examples' sources, as a tool packed
+        // without `quilt build` finds it.
+        .tool_sdk();
     for ex in ["hello", "json-transform", "bun-apis"] {
         image = image.tree(&format!("/srv/app/{ex}"), example_dir(ex));
     }
@@ -174,14 +184,14 @@ fn bun_runs_from_the_read_only_runtime_layer() {
         first = first - overhead,
     );
 
-    has(&format!("json rc=0 out={JSON_OUT}"));
-    has(r#"json-bad rc=2 out={"ok":false,"error":"input is not JSON"#);
+    has(&format!("json rc=0 out={JSON_OUT} err="));
+    has(r#"json-bad rc=2 out={"error":{"code":"bad_request","message":"the request is not JSON"#);
     let apis = ch
         .lines()
         .find(|l| l.starts_with("apis "))
         .unwrap_or_else(|| panic!("no apis line:\n{ch}"));
     for want in [
-        "apis rc=0 out={",
+        r#"apis rc=0 out={"result":{"#,
         r#""roundtrip":true"#,
         r#""removed":true"#,
         r#""bytes":5"#,

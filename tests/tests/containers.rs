@@ -5,7 +5,8 @@
 //! probe service drives runs through the `quilt` CLI on the control socket.
 
 use quilt_system_tests::{
-    guest_binary, host_binary, repo_root, work_dir, ImageBuilder, Vm, VmOpts,
+    guest_binary, host_binary, is_sdk_project, pack_or_build, repo_root, work_dir, ImageBuilder,
+    Vm, VmOpts,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,9 +65,31 @@ fn tool_dir(name: &str) -> PathBuf {
     }
 }
 
-/// Pack a tool directory (optionally edited first) and sign it.
+/// Pack a tool directory (optionally edited first) and sign it. An SDK
+/// example (`examples/json-transform`) is built with `quilt build` where it
+/// is: its `package.json` names the SDK by a relative path.
 fn bundle(name: &str, edit: Option<&dyn Fn(&Path)>, key: Option<&Path>) -> PathBuf {
     let src = tool_dir(name);
+    if is_sdk_project(&src) {
+        assert!(
+            edit.is_none(),
+            "{name}: edit a copy of a plain tool instead"
+        );
+        let qb = work_dir()
+            .unwrap()
+            .join(format!("{name}-{}.qb", rand_suffix()));
+        pack_or_build(&src, &qb).unwrap();
+        if let Some(k) = key {
+            quilt(&[
+                "bundle",
+                "sign",
+                qb.to_str().unwrap(),
+                "--key",
+                k.to_str().unwrap(),
+            ]);
+        }
+        return qb;
+    }
     let dir = work_dir()
         .unwrap()
         .join(format!("src-{name}-{}", rand_suffix()));
@@ -200,7 +223,7 @@ fn a_tool_runs_from_a_signed_bundle_and_leaves_nothing_behind() {
     let probe = br#"#!/bin/sh
 echo '{"items":[{"name":"b","category":"x","price":2.5,"qty":2},{"name":"a","category":"x","price":1,"qty":5}]}' > /tmp/in.json
 before_mounts=$(wc -l < /proc/mounts)
-out=$(quilt run examples/json-transform --input /tmp/in.json)
+out=$(quilt run examples/json-transform transform --input /tmp/in.json)
 echo "status=$?" > /dev/ttyS1
 echo "result=$out" > /dev/ttyS1
 echo "runs_left=$(ls /sys/fs/cgroup/quilt/runs | grep -c '^[0-9]')" > /dev/ttyS1
@@ -225,12 +248,13 @@ echo "json=$(quilt run checker --json)" > /dev/ttyS1
         ch.contains("mounts_delta=0"),
         "a run left a mount behind:\n{ch}"
     );
-    let result = json_line(&ch, "result=");
-    assert_eq!(result["ok"], true, "{result}");
-    assert_eq!(result["total"], 10, "{result}");
+    // The SDK's envelope: a result, not an error.
+    let envelope = json_line(&ch, "result=");
+    let result = &envelope["result"];
+    assert_eq!(result["total"], 10, "{envelope}");
     assert_eq!(
         result["items"][0]["name"], "a",
-        "ties sort by name: {result}"
+        "ties sort by name: {envelope}"
     );
     // The checker's own verdict, check by check, so a failure names the promise.
     let run = json_line(&ch, "json=");

@@ -7,6 +7,7 @@
 //! The host tests need the npm registry once per scaffold (`bun install`
 //! fetches the SDK's validator); everything else is local.
 
+use quilt_system_tests::npm_tool::{self, NpmTool};
 use quilt_system_tests::{
     bun_binary, guest_binary, host_binary, test_key, work_dir, ImageBuilder, Vm, VmOpts,
 };
@@ -663,115 +664,14 @@ on_exit = "poweroff"
     );
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// Guest cold runs per variant for the benchmark (after one warm-up).
-const BENCH_RUNS: usize = 10;
-
 /// A tool with real npm dependencies (zod; debug, which brings ms) built
 /// with `quilt build` into one file, the same source packed with its
 /// node_modules as before the SDK, and a plain-packed tool that finds
 /// @quilt/tool in the runtime layer: all three run in one guest with equal
-/// results, and the first two are timed from cold (the issue's benchmark:
-/// size, file count, cold-start medians).
+/// results. Timing the first two against each other is `benches/sdk.rs`.
 #[test]
 fn npm_dependencies_bundled_or_packed_give_the_same_result() {
-    let project = fresh("deps").join("deps");
-    quilt(&["new", project.to_str().unwrap()]);
-    let bun = bun_binary().unwrap();
-    let out = Command::new(&bun)
-        .args(["add", "zod@3.23.8", "debug@4.3.7"])
-        .current_dir(&project)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(
-        project.join("src/index.ts"),
-        r#"import { serve, tool } from "@quilt/tool";
-import createDebug from "debug";
-import { z } from "zod";
-
-const Order = z.object({
-  items: z.array(z.object({ sku: z.string().min(1), qty: z.number().int().positive() })),
-  within_ms: z.number().int().nonnegative(),
-});
-
-export class Orders {
-  @tool({
-    description: "Totals an order (checked again with zod) and says its deadline in words (debug's ms).",
-    input: {
-      type: "object",
-      properties: { items: { type: "array" }, within_ms: { type: "integer" } },
-      required: ["items", "within_ms"],
-    },
-  })
-  total(input: unknown) {
-    const o = Order.parse(input);
-    return {
-      lines: o.items.length,
-      qty: o.items.reduce((a, i) => a + i.qty, 0),
-      within: createDebug.humanize(o.within_ms),
-    };
-  }
-}
-
-await serve(Orders);
-"#,
-    )
-    .unwrap();
-    let (key, trust) = test_key().unwrap();
-    let sign = |qb: &Path| {
-        quilt(&[
-            "bundle",
-            "sign",
-            qb.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ]);
-    };
-    // quilt build: one file and its source map.
-    let built = project.with_extension("built.qb");
-    build(&project, &built);
-    sign(&built);
-    // As before the SDK: the source and its node_modules, packed.
-    let packed_dir = fresh("packed").join("deps-packed");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(&project)
-        .arg(&packed_dir)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let toml = packed_dir.join("quilt.toml");
-    let text = std::fs::read_to_string(&toml)
-        .unwrap()
-        .replace("name = \"deps\"", "name = \"deps-packed\"")
-        .replace(
-            "tokens = []",
-            "tokens = []\nexclude = [\"vendor\", \"bun.lock\"]",
-        );
-    std::fs::write(&toml, text).unwrap();
-    let packed = packed_dir.with_extension("qb");
-    quilt(&[
-        "bundle",
-        "pack",
-        packed_dir.to_str().unwrap(),
-        "--out",
-        packed.to_str().unwrap(),
-    ]);
-    sign(&packed);
+    let tool = NpmTool::make().unwrap();
     // No node_modules at all: @quilt/tool comes from the runtime layer.
     let layered_dir = fresh("layered").join("layered");
     std::fs::create_dir_all(&layered_dir).unwrap();
@@ -799,128 +699,70 @@ await serve();
         "--out",
         layered.to_str().unwrap(),
     ]);
-    sign(&layered);
+    quilt(&[
+        "bundle",
+        "sign",
+        layered.to_str().unwrap(),
+        "--key",
+        tool.key.to_str().unwrap(),
+    ]);
 
     let probe = format!(
         r#"#!/bin/sh
-echo '{{"items":[{{"sku":"a","qty":2}},{{"sku":"b","qty":5}}],"within_ms":90000}}' > /tmp/in.json
-echo '{{"tool":"total","input":{{"items":[{{"sku":"a","qty":2}},{{"sku":"b","qty":5}}],"within_ms":90000}}}}' > /tmp/req.json
-echo "built=$(quilt run deps total --input /tmp/in.json --json)" > /dev/ttyS1
-echo "packed=$(quilt run deps-packed --input /tmp/req.json --json)" > /dev/ttyS1
+{inputs}echo "built=$({built})" > /dev/ttyS1
+echo "packed=$({packed})" > /dev/ttyS1
 echo '{{"tool":"twice","input":{{"n":21}}}}' > /tmp/twice.json
 echo "layered=$(quilt run layered --input /tmp/twice.json --json)" > /dev/ttyS1
 echo '{{"tool":"twice","input":{{"n":"x"}}}}' > /tmp/twice-bad.json
 echo "layered_bad=$(quilt run layered --input /tmp/twice-bad.json --json)" > /dev/ttyS1
-for i in $(seq {BENCH_RUNS}); do
-	echo "bench_built=$(quilt run deps total --input /tmp/in.json --json)" > /dev/ttyS1
-	echo "bench_packed=$(quilt run deps-packed --input /tmp/req.json --json)" > /dev/ttyS1
-done
-"#
+"#,
+        inputs = npm_tool::PROBE_INPUTS,
+        built = npm_tool::RUN_BUILT,
+        packed = npm_tool::RUN_PACKED,
     );
-    let config = r#"
-[[service]]
-name = "probe"
-exec = ["/bin/probe.sh"]
-restart = "never"
-on_exit = "poweroff"
-"#;
-    let mut b = ImageBuilder::new()
-        .busybox()
-        .bun_runtime()
-        .tool_sdk()
-        .file("/bin/quilt", guest_binary("quilt", "quilt").unwrap(), 0o755)
-        .config_toml(config)
-        .bytes("/bin/probe.sh", probe.into_bytes(), 0o755)
-        .file("/usr/share/quilt/bundles/deps.qb", &built, 0o644)
-        .file("/usr/share/quilt/bundles/deps-packed.qb", &packed, 0o644)
-        .file("/usr/share/quilt/bundles/layered.qb", &layered, 0o644);
-    for e in std::fs::read_dir(&trust).unwrap() {
-        let e = e.unwrap();
-        b = b.file(
-            &format!("/etc/quilt/trust/{}", e.file_name().to_string_lossy()),
-            e.path(),
-            0o644,
-        );
-    }
-    let img = b.build().unwrap();
-    let timeout = Duration::from_secs(600);
+    let img = tool.image(&probe, &[("layered", &layered)]).unwrap();
     let mut vm = Vm::boot(
         &img,
         VmOpts {
             mem_mb: 1024,
-            timeout,
+            timeout: BOOT,
             ..VmOpts::default()
         },
     )
     .unwrap();
-    let exit = vm.wait_exit(timeout).unwrap();
+    let exit = vm.wait_exit(BOOT).unwrap();
     let ch = vm.channel_text();
     assert!(exit.powered_off(), "{exit:?}\n{ch}");
-    let runs = |prefix: &str| -> Vec<serde_json::Value> {
-        ch.lines()
-            .filter_map(|l| l.strip_prefix(prefix))
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{prefix}{l}: {e}")))
-            .collect()
+    let run = |prefix: &str| -> serde_json::Value {
+        let l = ch
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line:\n{ch}"));
+        serde_json::from_str(l).unwrap_or_else(|e| panic!("{prefix}{l}: {e}"))
     };
     let envelope = |run: &serde_json::Value| -> serde_json::Value {
         assert_eq!(run["status"], 0, "{run}");
         serde_json::from_str(run["stdout"].as_str().unwrap().trim())
             .unwrap_or_else(|e| panic!("no envelope in {run}: {e}"))
     };
-    let want = serde_json::json!({"result": {"lines": 2, "qty": 7, "within": "2m"}});
-    let built_run = runs("built=");
-    let packed_run = runs("packed=");
-    assert_eq!(envelope(&built_run[0]), want);
-    assert_eq!(envelope(&packed_run[0]), want);
+    let want = npm_tool::want();
+    assert_eq!(envelope(&run("built=")), want);
+    assert_eq!(envelope(&run("packed=")), want);
     assert_eq!(
-        envelope(&runs("layered=")[0]),
+        envelope(&run("layered=")),
         serde_json::json!({"result": 42})
     );
-    let bad = &runs("layered_bad=")[0];
+    let bad = run("layered_bad=");
     assert_eq!(bad["status"], 2, "{bad}");
     assert!(
         bad["stdout"].as_str().unwrap().contains("invalid_input"),
         "{bad}"
     );
 
-    // The benchmark: every timed run must also be right.
-    let timed = |prefix: &str| -> Vec<f64> {
-        let v = runs(prefix);
-        assert_eq!(v.len(), BENCH_RUNS, "{prefix}\n{ch}");
-        v.iter()
-            .map(|r| {
-                assert_eq!(envelope(r), want);
-                r["micros"].as_f64().unwrap() / 1000.0
-            })
-            .collect()
-    };
-    let (tb, tp) = (timed("bench_built="), timed("bench_packed="));
-    let facts = |qb: &Path| -> (u64, u64) {
-        let v = inspect(qb);
-        (
-            std::fs::metadata(qb).unwrap().len(),
-            v["files"].as_u64().unwrap(),
-        )
-    };
-    let ((sb, fb), (sp, fp)) = (facts(&built), facts(&packed));
-    let (mb, mp) = (median(tb.clone()), median(tp.clone()));
-    eprintln!("| variant | bundle bytes | files | cold run median (n={BENCH_RUNS}) | min | max |");
-    eprintln!("|---|---|---|---|---|---|");
-    for (name, size, files, m, t) in [
-        ("quilt build (one file + map)", sb, fb, mb, &tb),
-        ("packed node_modules", sp, fp, mp, &tp),
-    ] {
-        let min = t.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = t.iter().copied().fold(0.0, f64::max);
-        eprintln!("| {name} | {size} | {files} | {m:.1} ms | {min:.1} ms | {max:.1} ms |");
-    }
-    eprintln!(
-        "ratios built/packed: size {:.3}, files {:.3}, cold run {:.3}",
-        sb as f64 / sp as f64,
-        fb as f64 / fp as f64,
-        mb / mp
-    );
-    // What the SDK promises for this tool: one file and its map.
-    assert_eq!(fb, 2);
-    assert!(fp > 100, "node_modules has {fp} files");
+    // What the SDK promises for this tool: one file and its map, where the
+    // packed form carries all of node_modules.
+    let (_, built_files) = npm_tool::size_and_files(&tool.built).unwrap();
+    let (_, packed_files) = npm_tool::size_and_files(&tool.packed).unwrap();
+    assert_eq!(built_files, 2);
+    assert!(packed_files > 100, "node_modules has {packed_files} files");
 }

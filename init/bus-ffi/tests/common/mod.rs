@@ -87,8 +87,13 @@ pub fn hand_out(entries: &[(&str, &str, Vec<BorrowedFd<'_>>)]) -> (Vec<OwnedFd>,
 
 /// `bun index.ts` in `dir` with the bus environment.
 pub fn spawn(bun: &Path, dir: &Path, quilt_bus: &str, stdin: Stdio) -> Child {
+    spawn_entry(bun, dir, "index.ts", quilt_bus, stdin)
+}
+
+/// `bun ENTRY` in `dir` with the bus environment.
+pub fn spawn_entry(bun: &Path, dir: &Path, entry: &str, quilt_bus: &str, stdin: Stdio) -> Child {
     Command::new(bun)
-        .arg("index.ts")
+        .arg(entry)
         .current_dir(dir)
         .env("QUILT_BUS", quilt_bus)
         .env("QUILT_BUS_LIB", cdylib())
