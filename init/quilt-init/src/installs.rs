@@ -575,14 +575,20 @@ impl Installs {
         }
     }
 
-    /// At boot, before the loop: run the boot job to its end (or its
-    /// deadline), feeding the watchdog while it works. Its reports.
-    pub fn boot(&mut self, watchdog: &mut Option<crate::watchdog::Watchdog>) -> Vec<Report> {
+    /// At boot, before the loop and before any service: run `job` to its
+    /// end (or its deadline), feeding the watchdog while it works. Its
+    /// reports.
+    pub fn run_now(
+        &mut self,
+        job: Job,
+        watchdog: &mut Option<crate::watchdog::Watchdog>,
+    ) -> Vec<Report> {
         let now = Millis::now();
-        let mut c = match self.start(&Job::Boot, JOB_CGROUP, Some(now.after(self.deadline_ms))) {
+        let name = job.name();
+        let mut c = match self.start(&job, JOB_CGROUP, Some(now.after(self.deadline_ms))) {
             Ok(c) => c,
             Err(why) => {
-                event!("event=install-failed job=boot reason=\"{}\"", why);
+                event!("event=install-failed job={} reason=\"{}\"", name, why);
                 return Vec::new();
             }
         };
@@ -609,8 +615,9 @@ impl Installs {
             }
             if c.deadline.is_some_and(|d| now >= d) {
                 event!(
-                    "event=installer-killed pid={} reason=deadline job=boot",
-                    c.pid
+                    "event=installer-killed pid={} reason=deadline job={}",
+                    c.pid,
+                    name
                 );
                 c.kill("it ran past its deadline ([bundles] install_deadline_s)");
             }
@@ -622,7 +629,7 @@ impl Installs {
                         .failure(code)
                         .filter(|_| c.reports.is_empty() || c.killed.is_some())
                     {
-                        event!("event=install-failed job=boot reason=\"{}\"", f);
+                        event!("event=install-failed job={} reason=\"{}\"", name, f);
                     }
                     event!(
                         "event=installer-exit pid={} status={} reports={}",

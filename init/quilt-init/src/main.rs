@@ -119,14 +119,27 @@ fn main() {
         .iter()
         .any(|p| std::path::Path::new(p).exists());
     let boot_reports = if wanted {
-        installs.boot(&mut wd)
+        installs.run_now(installs::Job::Boot, &mut wd)
     } else {
         Vec::new()
     };
     let tools = bundles::Tools::load(&cfg);
+    // Firmware the store took but no slot got (power was lost between the
+    // two): staged now, before any service starts, and rebooted into.
     for r in boot_reports {
-        if let quilt_proto::installer::Report::Pending { name } = r {
-            let _ = installs.enqueue(installs::Job::Stage(name), installs::Origin::Board);
+        let quilt_proto::installer::Report::Pending { name } = r else {
+            continue;
+        };
+        for s in installs.run_now(installs::Job::Stage(name), &mut wd) {
+            if let quilt_proto::installer::Report::Staged {
+                name,
+                version,
+                reboot: true,
+            } = s
+            {
+                event!("event=update-reboot name={} version={}", name, version);
+                power::finish(quilt_config::PowerAction::Reboot);
+            }
         }
     }
     let bus = bus::Bus::bring_up(&cfg.channels);
