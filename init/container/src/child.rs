@@ -325,6 +325,52 @@ pub(crate) unsafe fn run(
                     fd >= 0 && libc::close(fd) == 0
                 }
                 Op::Chown { path, uid, gid } => libc::chown(path.as_ptr(), *uid, *gid) == 0,
+                Op::Mask { path, null } => {
+                    let mut st: libc::stat = core::mem::zeroed();
+                    if libc::stat(path.as_ptr(), &mut st) != 0 {
+                        // This kernel has no such interface: nothing to hide.
+                        true
+                    } else if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                        libc::mount(
+                            c"tmpfs".as_ptr(),
+                            path.as_ptr(),
+                            c"tmpfs".as_ptr(),
+                            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                            core::ptr::null(),
+                        ) == 0
+                    } else {
+                        libc::mount(
+                            null.as_ptr(),
+                            path.as_ptr(),
+                            core::ptr::null(),
+                            libc::MS_BIND,
+                            core::ptr::null(),
+                        ) == 0
+                    }
+                }
+                Op::ReadOnly { path } => {
+                    let mut st: libc::stat = core::mem::zeroed();
+                    libc::stat(path.as_ptr(), &mut st) != 0
+                        || (libc::mount(
+                            path.as_ptr(),
+                            path.as_ptr(),
+                            core::ptr::null(),
+                            libc::MS_BIND | libc::MS_REC,
+                            core::ptr::null(),
+                        ) == 0
+                            && libc::mount(
+                                core::ptr::null(),
+                                path.as_ptr(),
+                                core::ptr::null(),
+                                libc::MS_BIND
+                                    | libc::MS_REMOUNT
+                                    | libc::MS_RDONLY
+                                    | libc::MS_NOSUID
+                                    | libc::MS_NODEV
+                                    | libc::MS_NOEXEC,
+                                core::ptr::null(),
+                            ) == 0)
+                }
             };
             if !ok {
                 fail(Stage::Mount(u8::try_from(i).unwrap_or(u8::MAX)));

@@ -153,7 +153,38 @@ pub(crate) enum Op {
         uid: u32,
         gid: u32,
     },
+    /// Hide a kernel interface, if this kernel has it: a directory gets an
+    /// empty read-only tmpfs over it, anything else `null` (the
+    /// container's /dev/null) bound over it.
+    Mask {
+        path: CString,
+        null: CString,
+    },
+    /// Make a kernel interface read-only, if this kernel has it: bound
+    /// over itself, then remounted read-only.
+    ReadOnly {
+        path: CString,
+    },
 }
+
+/// What runc and crun hide from a container by default (their
+/// `maskedPaths`), and the SysRq trigger (issue 14): kernel memory, keys,
+/// timers, the scheduler's and hardware internals.
+pub(crate) const MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/sysrq-trigger",
+];
+
+/// What runc and crun leave readable but not writable (`readonlyPaths`).
+pub(crate) const READ_ONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"];
 
 /// Everything prepared; the child reads it and allocates nothing.
 pub struct Plan {
@@ -489,6 +520,24 @@ impl Plan {
             },
             "proc at /proc".into(),
         );
+        let null = inside(st, "/dev/null")?;
+        for p in MASKED {
+            push(
+                Op::Mask {
+                    path: inside(st, p)?,
+                    null: null.clone(),
+                },
+                format!("mask {p}"),
+            );
+        }
+        for p in READ_ONLY {
+            push(
+                Op::ReadOnly {
+                    path: inside(st, p)?,
+                },
+                format!("{p} read-only"),
+            );
+        }
         // Last: the root itself read-only (its submounts keep their own flags).
         push(
             Op::Mount {
