@@ -54,6 +54,9 @@ pub struct Loop {
     trial: Option<crate::slots::Trial>,
     /// Installs from USB sticks, when the config enables them.
     usb: Option<Usb>,
+    /// Services wait: stranded firmware is being staged, and the board
+    /// reboots into it once it is.
+    hold_services: bool,
 }
 
 impl Loop {
@@ -64,6 +67,7 @@ impl Loop {
         hang_after_s: Option<u32>,
         tools: Option<Tools>,
         mut installs: Installs,
+        hold_services: bool,
     ) -> std::io::Result<Loop> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let sigfd = signals::open()?;
@@ -157,6 +161,7 @@ impl Loop {
             booted,
             trial,
             usb,
+            hold_services,
         })
     }
 
@@ -165,7 +170,9 @@ impl Loop {
         let mut events = [MaybeUninit::<epoll::Event>::uninit(); 32];
         loop {
             let now = Millis::now();
-            self.sup.tick(now);
+            if !self.hold_services || self.sup.shutting_down() {
+                self.sup.tick(now);
+            }
             self.runs.tick(now);
             self.judge_trial(now);
             self.installs.tick(now);
@@ -742,6 +749,13 @@ impl Loop {
                     }
                 }
                 Report::Removed { .. } | Report::Refused { .. } => {}
+            }
+        }
+        if done.origin == Origin::Resume && self.hold_services {
+            // Staged (and rebooting), or refused: either way, go on.
+            self.hold_services = false;
+            if let Some(f) = done.failure.as_deref() {
+                event!("event=update-resume-failed reason=\"{}\"", f);
             }
         }
         if let (Origin::Client(client), Some(ctl)) = (done.origin, self.control.as_mut()) {

@@ -92,6 +92,9 @@ pub enum Origin {
     Client(usize),
     /// quilt-init itself (boot, sticks, staging).
     Board,
+    /// Staging firmware stranded by a power cut, which services wait for
+    /// (the board reboots into it).
+    Resume,
     /// The serial receiver.
     Serial,
 }

@@ -125,26 +125,19 @@ fn main() {
     };
     let tools = bundles::Tools::load(&cfg);
     // Firmware the store took but no slot got (power was lost between the
-    // two): staged now, before any service starts, and rebooted into.
+    // two): staged first; services wait for it, as the board then reboots
+    // into it.
+    let mut resume = false;
     for r in boot_reports {
-        let quilt_proto::installer::Report::Pending { name } = r else {
-            continue;
-        };
-        for s in installs.run_now(installs::Job::Stage(name), &mut wd) {
-            if let quilt_proto::installer::Report::Staged {
-                name,
-                version,
-                reboot: true,
-            } = s
-            {
-                event!("event=update-reboot name={} version={}", name, version);
-                power::finish(quilt_config::PowerAction::Reboot);
-            }
+        if let quilt_proto::installer::Report::Pending { name } = r {
+            resume |= installs
+                .enqueue(installs::Job::Stage(name), installs::Origin::Resume)
+                .is_ok();
         }
     }
     let bus = bus::Bus::bring_up(&cfg.channels);
     let sup = supervisor::Supervisor::new(cfg, tools.as_ref(), bus);
-    let lp = match evloop::Loop::new(sup, wd, cl.hang_after_s, tools, installs) {
+    let lp = match evloop::Loop::new(sup, wd, cl.hang_after_s, tools, installs, resume) {
         Ok(lp) => lp,
         Err(e) => fatal::fatal(
             format_args!("cannot set up the event loop: {e}"),

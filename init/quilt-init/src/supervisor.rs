@@ -1119,6 +1119,11 @@ impl Supervisor {
         self.advance_shutdown(now);
     }
 
+    /// Whether the board is on its way down.
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.is_some()
+    }
+
     /// The action of a shutdown that has finished stopping every service.
     pub fn finished(&self) -> Option<PowerAction> {
         let (action, _) = self.shutdown?;
