@@ -10,9 +10,7 @@ use std::path::Path;
 
 /// Where installed bundles are written out for containers.
 pub const TREES: &str = "/run/quilt/bundles";
-/// The runtime of a firmware bundle: its entry is a root image for the
-/// other A/B slot, not a tool.
-pub const FIRMWARE: &str = "firmware";
+pub use quilt_proto::installer::FIRMWARE;
 
 /// Write the catalog of `store`.
 pub fn write(store: &Store) {

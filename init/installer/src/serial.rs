@@ -72,8 +72,8 @@ pub fn run(board: &Board) -> std::process::ExitCode {
             let ctx = board.context();
             let mut storage = quilt_link::store::StoreStorage::new(&mut store, ctx);
             rx.feed(buf.get(..n).unwrap_or(&[]), now(), &mut storage);
-            for name in log_events(&mut rx, cfg.port.as_str()) {
-                finish(board, &mut store, name);
+            for (name, chunks_written) in log_events(&mut rx, cfg.port.as_str()) {
+                finish(&store, name, chunks_written);
             }
         }
         rx.tick(now());
@@ -83,31 +83,29 @@ pub fn run(board: &Board) -> std::process::ExitCode {
 
 /// A bundle the receiver installed: write its tree, the catalog, and tell
 /// quilt-init (still under the store's lock).
-fn finish(board: &Board, store: &mut quilt_store::Store, name: String) {
-    let _ = board;
-    match store.get(&name).map(|i| i.version) {
-        Some(version) => {
-            if let Err(r) = jobs::write_tree(store, &name) {
-                event!(
-                    "event=bundle-unreadable name={} error=\"{}\"",
-                    name,
-                    out::unquoted(&r.message)
-                );
-            }
-            catalog::write(store);
-            crate::out::report(&Report::Installed {
-                name,
-                version,
-                chunks: 0,
-                chunks_written: 0,
-                already_installed: false,
-            });
+fn finish(store: &quilt_store::Store, name: String, chunks_written: u32) {
+    let header = match store.header(&name) {
+        Ok(h) => h,
+        Err(e) => {
+            event!("event=bundle-unreadable name={} error=\"{}\"", name, e);
+            return;
         }
-        None => event!(
-            "event=bundle-unreadable name={} error=\"not in the store after its install\"",
-            name
-        ),
+    };
+    if let Err(r) = jobs::write_tree(store, &name) {
+        event!(
+            "event=bundle-unreadable name={} error=\"{}\"",
+            name,
+            out::unquoted(&r.message)
+        );
     }
+    catalog::write(store);
+    crate::out::report(&Report::Installed {
+        name,
+        version: header.version,
+        chunks: header.chunk_count,
+        chunks_written,
+        already_installed: false,
+    });
 }
 
 /// Open the port raw (the configured speed for a UART; a virtio port is
@@ -163,9 +161,9 @@ fn flush(port: &OwnedFd, rx: &mut Receiver) {
     }
 }
 
-/// One log line per receiver decision; the names of newly installed
-/// bundles.
-fn log_events(rx: &mut Receiver, path: &str) -> Vec<String> {
+/// One log line per receiver decision; the newly installed bundles and
+/// the chunks each wrote.
+fn log_events(rx: &mut Receiver, path: &str) -> Vec<(String, u32)> {
     let mut installed = Vec::new();
     while let Some(ev) = rx.poll_event() {
         match ev {
@@ -216,7 +214,7 @@ fn log_events(rx: &mut Receiver, path: &str) -> Vec<String> {
                     // Already installed: nothing changed, no tree is
                     // touched and nothing is staged again.
                     if !already {
-                        installed.push(name);
+                        installed.push((name, chunks_written));
                     }
                 }
                 Outcome::Refused { reason } => event!(

@@ -13,6 +13,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+/// The runtime of a firmware bundle: its entry is a root image for the
+/// other A/B slot, not a tool (what the installer stages, and quilt-init
+/// never runs).
+pub const FIRMWARE: &str = "firmware";
+
 /// Where the installer writes the catalog (tmpfs: rebuilt at every boot).
 pub const CATALOG: &str = "/run/quilt/catalog";
 /// Largest catalog PID 1 reads.

@@ -10,9 +10,7 @@ use quilt_config::BootConfig;
 use quilt_proto::installer::{decode_catalog, Catalog, CATALOG, MAX_CATALOG};
 use std::path::PathBuf;
 
-/// The runtime of a firmware bundle: its entry is a root image for the
-/// other A/B slot, not a tool.
-pub const FIRMWARE: &str = "firmware";
+pub use quilt_proto::installer::FIRMWARE;
 
 /// An installed bundle ready to run.
 pub struct Tool {

@@ -280,8 +280,8 @@ impl Loop {
                         continue;
                     }
                     let job = Job::Usb(dev.name.to_string(), dev.disk);
-                    if let Err(r) = self.installs.enqueue(job, Origin::Board) {
-                        event!("event=usb-skipped dev={} reason=\"{:?}\"", dev.name, r);
+                    if let Err(e) = self.installs.enqueue(job, Origin::Board) {
+                        event!("event=usb-skipped dev={} reason=\"{}\"", dev.name, e);
                     }
                 }
             }
@@ -776,11 +776,11 @@ impl Loop {
         if self.sup.config().slots.is_none() || !tools.is_firmware(name) || !is_root_image {
             return;
         }
-        if let Err(r) = self
+        if let Err(e) = self
             .installs
             .enqueue(Job::Stage(name.to_owned()), Origin::Board)
         {
-            event!("event=update-refused name={} reason=\"{:?}\"", name, r);
+            event!("event=update-refused name={} reason=\"{}\"", name, e);
         }
     }
 
@@ -894,7 +894,10 @@ fn bundles(
             ))
         }
     };
-    installs.enqueue(job, Origin::Client(client)).err()
+    installs
+        .enqueue(job, Origin::Client(client))
+        .err()
+        .map(|e| control::refuse(ErrorCode::Busy, &e.to_string()))
 }
 
 /// A queued `Acquire` was granted: answer the container that asked.

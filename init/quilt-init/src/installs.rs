@@ -41,9 +41,9 @@ const SERIAL_BACKOFF_MS: u64 = 2000;
 /// The cgroups, under quilt's.
 const JOB_CGROUP: &str = "installer";
 const SERIAL_CGROUP: &str = "installer-serial";
-/// Boot waits for the boot job in steps this long (the watchdog is fed
-/// between them).
-const BOOT_POLL_MS: i32 = 100;
+/// Boot waits for a job run at once ([`Installs::run_now`]) in steps this
+/// long (the watchdog is fed between them).
+const RUN_NOW_POLL_MS: i32 = 100;
 
 /// What a job is for.
 pub enum Job {
@@ -97,6 +97,19 @@ pub enum Origin {
     Resume,
     /// The serial receiver.
     Serial,
+}
+
+/// [`MAX_QUEUE`] jobs wait already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull;
+
+impl core::fmt::Display for QueueFull {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{MAX_QUEUE} installs are waiting already; try again when they are done"
+        )
+    }
 }
 
 /// A finished job (or a serial install).
@@ -318,13 +331,10 @@ impl Installs {
     }
 
     /// Queue `job`; refused when too many wait.
-    pub fn enqueue(&mut self, job: Job, origin: Origin) -> Result<(), quilt_proto::Reply> {
+    pub fn enqueue(&mut self, job: Job, origin: Origin) -> Result<(), QueueFull> {
         if self.queue.len() >= MAX_QUEUE {
             event!("event=install-refused job={} reason=queue-full", job.name());
-            return Err(crate::control::refuse(
-                ErrorCode::Busy,
-                &format!("{MAX_QUEUE} installs are waiting already; try again when they are done"),
-            ));
+            return Err(QueueFull);
         }
         self.queue.push_back((job, origin));
         Ok(())
@@ -607,7 +617,7 @@ impl Installs {
                 ];
                 let ts = rustix::time::Timespec {
                     tv_sec: 0,
-                    tv_nsec: i64::from(BOOT_POLL_MS) * 1_000_000,
+                    tv_nsec: i64::from(RUN_NOW_POLL_MS) * 1_000_000,
                 };
                 let _ = poll(&mut fds, Some(&ts));
             }

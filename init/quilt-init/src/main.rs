@@ -99,7 +99,7 @@ fn main() {
     // Ctrl-Alt-Del becomes SIGINT to us instead of an instant reboot.
     let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
 
-    let wd = if cfg.watchdog.enabled {
+    let mut wd = if cfg.watchdog.enabled {
         watchdog::Watchdog::open(&cfg.watchdog.device, cfg.watchdog.timeout_s)
     } else {
         None
@@ -108,7 +108,6 @@ fn main() {
     let n = cfg.services.len();
     let _ = std::fs::create_dir_all(supervisor::STAGING);
     let _ = std::fs::create_dir_all(supervisor::SCRATCH);
-    let mut wd = wd;
     // Installs run in their own process (installs.rs); at boot PID 1 waits
     // for the first one, bounded and feeding the watchdog.
     let mut installs = installs::Installs::new(&cfg, boot::config_path(&cl));
