@@ -365,7 +365,7 @@ fn raspberrypi4_image_has_the_boards_layout_and_boot_files() {
     let v = s
         .verity(quilt_slots::Slot::A)
         .expect("slot A's verity root");
-    let root: String = v.root.iter().map(|b| format!("{b:02x}")).collect();
+    let root = quilt_bundle::hex::encode(&v.root);
     let o = Command::new("veritysetup")
         .args(["verify", "--no-superblock", "--salt=-"])
         .arg(format!("--data-blocks={}", v.data_blocks))

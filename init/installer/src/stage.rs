@@ -138,12 +138,9 @@ pub fn stage(board: &Board, name: &str) -> Result<Vec<Report>, Refusal> {
         t0.elapsed().as_millis(),
         s.tries_left,
         s.seq,
-        verity.map_or("none".into(), |v| v
-            .root
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>())
+        verity.map_or("none".into(), |v| quilt_bundle::hex::encode(
+            v.root.get(..8).unwrap_or(&[])
+        ))
     );
     Ok(vec![Report::Staged {
         name: name.to_owned(),

@@ -148,20 +148,12 @@ fn control() -> Result<OwnedFd, DmError> {
     Err(DmError::Control(last))
 }
 
-fn hex(b: &[u8]) -> heapless::String<64> {
-    let mut s = heapless::String::new();
-    for x in b {
-        let _ = core::fmt::Write::write_fmt(&mut s, format_args!("{x:02x}"));
-    }
-    s
-}
-
 /// The verity target's parameters for `dev` (format 1, 4 KiB blocks, the
 /// tree right after the data, SHA-256, no salt).
 fn verity_params(dev: &str, v: &Verity) -> String {
     format!(
         "1 {dev} {dev} 4096 4096 {n} {n} sha256 {} -",
-        hex(&v.root),
+        quilt_bundle::hex::encode(&v.root),
         n = v.data_blocks
     )
 }

@@ -114,11 +114,7 @@ fn mount_slot(
                 slot.name(),
                 node,
                 v.data_blocks,
-                v.root
-                    .iter()
-                    .take(8)
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>()
+                quilt_bundle::hex::encode(v.root.get(..8).unwrap_or(&[]))
             );
             node
         }

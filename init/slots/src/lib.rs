@@ -165,7 +165,11 @@ impl Verity {
                             .ok_or(VerityFileError::DataBlocks)?,
                     )
                 }
-                "root" => root = Some(parse_hex32(v).ok_or(VerityFileError::Root)?),
+                "root" => {
+                    root = Some(
+                        quilt_bundle::hex::decode_array::<32>(v).ok_or(VerityFileError::Root)?,
+                    )
+                }
                 _ => {}
             }
         }
@@ -174,19 +178,6 @@ impl Verity {
             root: root.ok_or(VerityFileError::Root)?,
         })
     }
-}
-
-fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    let b = s.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(b.chunks(2)) {
-        let digit = |c: u8| (c as char).to_digit(16);
-        *o = u8::try_from(digit(*pair.first()?)? * 16 + digit(*pair.get(1)?)?).ok()?;
-    }
-    Some(out)
 }
 
 /// The boot state.

@@ -506,10 +506,7 @@ pub fn run(a: &DiskArgs) -> anyhow::Result<ExitCode> {
     let verity = match verity_a {
         Some(t) => format!(
             "dm-verity root {} over {} blocks (+{} hash blocks)",
-            t.root
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>(),
+            quilt_bundle::hex::encode(&t.root),
             t.data_blocks,
             t.hash_blocks
         ),

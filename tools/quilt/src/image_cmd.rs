@@ -302,7 +302,7 @@ pub fn run(cmd: ImageCmd) -> anyhow::Result<ExitCode> {
         ImageCmd::Flash(args) => return crate::flash::run(&args),
         ImageCmd::Verity { image } => {
             let t = quilt_imagekit::verity::append_hash_tree(&image)?;
-            let root: String = t.root.iter().map(|b| format!("{b:02x}")).collect();
+            let root = quilt_bundle::hex::encode(&t.root);
             let mut side = image.clone().into_os_string();
             side.push(".verity");
             let side = PathBuf::from(side);
