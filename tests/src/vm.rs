@@ -351,6 +351,26 @@ fn resolve_accel(requested: Accel) -> Accel {
 
 impl Vm {
     /// Start QEMU on `image` (an initramfs from [`crate::ImageBuilder`]).
+    /// Boot `image` with `mem_mb` of RAM, wait until the guest powers
+    /// itself off (a probe service's `on_exit = "poweroff"`), and return
+    /// the VM and its result channel. Panics, with the console, if the
+    /// guest did anything else by `timeout`.
+    pub fn run_to_poweroff(image: &Path, mem_mb: u32, timeout: Duration) -> (Vm, String) {
+        let mut vm = Vm::boot(
+            image,
+            VmOpts {
+                mem_mb,
+                timeout,
+                ..VmOpts::default()
+            },
+        )
+        .unwrap();
+        let exit = vm.wait_exit(timeout).unwrap();
+        assert!(exit.powered_off(), "{exit:?}\n{}", vm.console_text());
+        let ch = vm.channel_text();
+        (vm, ch)
+    }
+
     /// Files go to a fresh directory under the test scratch dir:
     /// `console.log`, `channel.log`, `qemu.log` (QEMU's own stderr) and
     /// `cmdline.txt`.

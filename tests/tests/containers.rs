@@ -176,24 +176,6 @@ fn image_with_modules(
     b.build().unwrap()
 }
 
-/// Boot, wait until the probe powers the guest off, and return the VM and
-/// its result channel.
-fn run_to_poweroff(image: &Path, mem_mb: u32, timeout: Duration) -> (Vm, String) {
-    let mut vm = Vm::boot(
-        image,
-        VmOpts {
-            mem_mb,
-            timeout,
-            ..VmOpts::default()
-        },
-    )
-    .unwrap();
-    let exit = vm.wait_exit(timeout).unwrap();
-    assert!(exit.powered_off(), "{exit:?}");
-    let ch = vm.channel_text();
-    (vm, ch)
-}
-
 const PROBE: &str = r#"
 [[service]]
 name = "probe"
@@ -238,7 +220,7 @@ echo "json=$(quilt run checker --json)" > /dev/ttyS1
         PROBE,
         &[("/bin/probe.sh", probe)],
     );
-    let (vm, ch) = run_to_poweroff(&img, 1024, BOOT);
+    let (vm, ch) = Vm::run_to_poweroff(&img, 1024, BOOT);
     assert!(ch.contains("status=0"), "{ch}");
     assert!(
         ch.contains("runs_left=0"),
@@ -389,7 +371,7 @@ echo "checker=$(quilt run checker --json)" > /dev/ttyS1
         PROBE,
         &[("/bin/probe.sh", probe)],
     );
-    let (vm, ch) = run_to_poweroff(&img, 2048, BOOT);
+    let (vm, ch) = Vm::run_to_poweroff(&img, 2048, BOOT);
     let family = json_line(&ch, "family=");
     assert_eq!(family["status"], 0, "{family}\n{}", vm.console_text());
     // The OOM kill was its child's, not the agent's.
@@ -490,7 +472,7 @@ quilt run examples/hello 2> /tmp/err; echo "gone=$? $(cat /tmp/err)" > $out
             ("/root/tampered-v2.qb", &tampered_v2),
         ],
     );
-    let (_vm, ch) = run_to_poweroff(&img, 1024, BOOT);
+    let (_vm, ch) = Vm::run_to_poweroff(&img, 1024, BOOT);
     let get = |k: &str| -> String {
         ch.lines()
             .find_map(|l| l.strip_prefix(&format!("{k}=")))
@@ -568,7 +550,7 @@ echo "after=$(quilt tokens --json | tr -d ' \n')" > /dev/ttyS1
         &config,
         &[("/bin/probe.sh", probe)],
     );
-    let (vm, ch) = run_to_poweroff(&img, 1024, BOOT);
+    let (vm, ch) = Vm::run_to_poweroff(&img, 1024, BOOT);
     let tool = |k: &str| -> serde_json::Value {
         let run = json_line(&ch, k);
         serde_json::from_str(run["stdout"].as_str().unwrap_or(""))
@@ -621,7 +603,7 @@ echo "left=$(ls /sys/fs/cgroup/quilt/tick | grep -c '^exec-')" > /dev/ttyS1
         &config,
         &[("/bin/probe.sh", probe)],
     );
-    let (vm, ch) = run_to_poweroff(&img, 1024, BOOT);
+    let (vm, ch) = Vm::run_to_poweroff(&img, 1024, BOOT);
     let agent = json_line(&ch, "agent=");
     let out: serde_json::Value = serde_json::from_str(agent["stdout"].as_str().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{e}: {agent}\n{}", vm.console_text()));
@@ -767,7 +749,7 @@ echo "after=$(quilt ps | grep -E '^(web|peer|alone) ' | tr -s ' ' | cut -d' ' -f
         config,
         &[("/bin/probe.sh", probe.as_bytes())],
     );
-    let (vm, ch) = run_to_poweroff(&img, 1536, BOOT);
+    let (vm, ch) = Vm::run_to_poweroff(&img, 1536, BOOT);
     let peer = json_line(&ch, "peer=");
     let out: serde_json::Value = serde_json::from_str(peer["stdout"].as_str().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{e}: {peer}\n{}", vm.console_text()));
@@ -899,7 +881,7 @@ echo "fds=$fds0 $(ls /proc/1/fd | wc -l)" > /dev/ttyS1
         config,
         &[("/bin/api.sh", api), ("/bin/probe.sh", probe)],
     );
-    let (vm, ch) = run_to_poweroff(&img, 1024, BOOT);
+    let (vm, ch) = Vm::run_to_poweroff(&img, 1024, BOOT);
     let fail = |what: &str| -> String { format!("{what}\n{ch}\n{}", vm.console_text()) };
     let check = |out: &serde_json::Value| {
         assert_eq!(out["a"], "from-a", "{}", fail(&out.to_string()));
@@ -983,7 +965,7 @@ echo "kids_left=$(ls -d /sys/fs/cgroup/quilt/agentd/kids/*/ 2>/dev/null | wc -l)
             ("/etc/family.json", br#"{"mode":"family"}"#),
         ],
     );
-    let (vm, ch) = run_to_poweroff(&img, 2048, BOOT);
+    let (vm, ch) = Vm::run_to_poweroff(&img, 2048, BOOT);
     let console = vm.console_text();
     let line = console
         .lines()
@@ -1027,7 +1009,7 @@ echo "ping=$(quilt ping)" > /dev/ttyS1
         PROBE,
         &[("/bin/probe.sh", probe)],
     );
-    let (vm, ch) = run_to_poweroff(&img, 1024, BOOT);
+    let (vm, ch) = Vm::run_to_poweroff(&img, 1024, BOOT);
     assert!(ch.contains("running=1"), "{ch}");
     // The CLI's socket closed mid-request: PID 1 killed the run and
     // removed its cgroup, and answers the next client.
@@ -1055,7 +1037,7 @@ echo "ticker=$t1" > /dev/ttyS1
         &config,
         &[("/bin/probe.sh", probe)],
     );
-    let (vm, ch) = run_to_poweroff(&img, 1024, BOOT);
+    let (vm, ch) = Vm::run_to_poweroff(&img, 1024, BOOT);
     let hog = json_line(&ch, "hog=");
     assert_eq!(hog["oom_killed"], true, "hog not OOM-killed: {hog}");
     assert_eq!(hog["status"], 137, "{hog}");
@@ -1127,7 +1109,7 @@ quilt run forkbomb --timeout-ms 1 > /dev/null 2>&1; echo "good=$?" > /dev/ttyS1
         PROBE,
         &[("/bin/probe.sh", probe)],
     );
-    let (vm, ch) = run_to_poweroff(&img, 1024, BOOT);
+    let (vm, ch) = Vm::run_to_poweroff(&img, 1024, BOOT);
     for t in ["examples/json-transform", "checker", "hog", "ticker"] {
         assert!(ch.contains(&format!("{t}=3")), "{t} was not refused:\n{ch}");
     }
@@ -1196,7 +1178,7 @@ echo "after fds=$(fds) rss_kb=$(rss) mounts=$(wc -l < /proc/mounts) runs_left=$(
         &[("/bin/probe.sh", probe)],
     );
     let long = Duration::from_secs(1500);
-    let (vm, ch) = run_to_poweroff(&img, 1024, long);
+    let (vm, ch) = Vm::run_to_poweroff(&img, 1024, long);
     let field = |line: &str, k: &str| -> i64 {
         let l = ch
             .lines()

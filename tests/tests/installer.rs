@@ -66,19 +66,8 @@ on_exit = "poweroff"
         .config_toml(&config)
         .build()
         .unwrap();
-    let mut vm = Vm::boot(
-        &img,
-        VmOpts {
-            mem_mb: 1536,
-            timeout: BOOT,
-            ..VmOpts::default()
-        },
-    )
-    .unwrap();
-    let exit = vm.wait_exit(BOOT).unwrap();
-    let console = vm.console_text();
-    assert!(exit.powered_off(), "{exit:?}\n{console}");
-    (vm.channel_text(), vm.events(), console)
+    let (vm, ch) = Vm::run_to_poweroff(&img, 1536, BOOT);
+    (ch, vm.events(), vm.console_text())
 }
 
 /// What the probe said after `key`.

@@ -9,7 +9,7 @@
 
 use quilt_system_tests::npm_tool::{self, NpmTool};
 use quilt_system_tests::{
-    bun_binary, guest_binary, host_binary, test_key, work_dir, ImageBuilder, Vm, VmOpts,
+    bun_binary, guest_binary, host_binary, test_key, work_dir, ImageBuilder, Vm,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -554,18 +554,7 @@ on_exit = "poweroff"
         );
     }
     let img = b.build().unwrap();
-    let mut vm = Vm::boot(
-        &img,
-        VmOpts {
-            mem_mb: 1024,
-            timeout: BOOT,
-            ..VmOpts::default()
-        },
-    )
-    .unwrap();
-    let exit = vm.wait_exit(BOOT).unwrap();
-    let ch = vm.channel_text();
-    assert!(exit.powered_off(), "{exit:?}\n{ch}");
+    let (_, ch) = Vm::run_to_poweroff(&img, 1024, BOOT);
     let line = |prefix: &str| -> serde_json::Value {
         let l = ch
             .lines()
@@ -721,18 +710,7 @@ echo "layered_bad=$(quilt run layered --input /tmp/twice-bad.json --json)" > /de
         packed = npm_tool::RUN_PACKED,
     );
     let img = tool.image(&probe, &[("layered", &layered)]).unwrap();
-    let mut vm = Vm::boot(
-        &img,
-        VmOpts {
-            mem_mb: 1024,
-            timeout: BOOT,
-            ..VmOpts::default()
-        },
-    )
-    .unwrap();
-    let exit = vm.wait_exit(BOOT).unwrap();
-    let ch = vm.channel_text();
-    assert!(exit.powered_off(), "{exit:?}\n{ch}");
+    let (_, ch) = Vm::run_to_poweroff(&img, 1024, BOOT);
     let run = |prefix: &str| -> serde_json::Value {
         let l = ch
             .lines()
