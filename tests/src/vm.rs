@@ -402,6 +402,12 @@ impl Vm {
             append.push(' ');
             append.push_str(&opts.append);
         }
+        // Extra words for every boot, for a tracing run (docs/containers.md:
+        // `QUILT_VM_APPEND=loglevel=6` shows the seccomp trace's audit lines).
+        if let Some(extra) = std::env::var_os("QUILT_VM_APPEND") {
+            append.push(' ');
+            append.push_str(&extra.to_string_lossy());
+        }
 
         let (program, machine, cpu) = match arch {
             Arch::X86_64 if opts.pcie => ("qemu-system-x86_64", "microvm,pcie=on", "max"),
