@@ -325,7 +325,7 @@ pub(crate) unsafe fn run(
                     fd >= 0 && libc::close(fd) == 0
                 }
                 Op::Chown { path, uid, gid } => libc::chown(path.as_ptr(), *uid, *gid) == 0,
-                Op::Mask { path, null } => {
+                Op::Mask { path, empty } => {
                     let mut st: libc::stat = core::mem::zeroed();
                     if libc::stat(path.as_ptr(), &mut st) != 0 {
                         // This kernel has no such interface: nothing to hide.
@@ -339,13 +339,27 @@ pub(crate) unsafe fn run(
                             core::ptr::null(),
                         ) == 0
                     } else {
+                        // `empty` bound over it, then made read-only: a
+                        // write is refused (EACCES, or EROFS for root),
+                        // not swallowed.
                         libc::mount(
-                            null.as_ptr(),
+                            empty.as_ptr(),
                             path.as_ptr(),
                             core::ptr::null(),
                             libc::MS_BIND,
                             core::ptr::null(),
                         ) == 0
+                            && libc::mount(
+                                core::ptr::null(),
+                                path.as_ptr(),
+                                core::ptr::null(),
+                                libc::MS_BIND
+                                    | libc::MS_REMOUNT
+                                    | libc::MS_RDONLY
+                                    | libc::MS_NOSUID
+                                    | libc::MS_NOEXEC,
+                                core::ptr::null(),
+                            ) == 0
                     }
                 }
                 Op::ReadOnly { path } => {
@@ -366,7 +380,6 @@ pub(crate) unsafe fn run(
                                     | libc::MS_REMOUNT
                                     | libc::MS_RDONLY
                                     | libc::MS_NOSUID
-                                    | libc::MS_NODEV
                                     | libc::MS_NOEXEC,
                                 core::ptr::null(),
                             ) == 0)

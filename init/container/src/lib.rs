@@ -29,7 +29,7 @@ pub mod seccomp;
 
 pub use child::{reset_signals, Stage};
 pub use enter::{enter, EnterPlan};
-pub use plan::{Bind, IdMap, Overlay, Plan, PlanError, Spec, Volume};
+pub use plan::{Bind, IdMap, Identity, Overlay, Plan, PlanError, Spec, Volume};
 
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 

@@ -47,6 +47,15 @@ pub struct IdMap {
     pub count: u32,
 }
 
+/// Who a container is on the host: see [`Plan::set_identity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// Runs as these host ids (no user namespace).
+    Ids { uid: u32, gid: u32 },
+    /// Its user namespace maps this host range.
+    Mapped(IdMap),
+}
+
 /// What a container is.
 #[derive(Debug, Clone, Copy)]
 pub struct Spec<'a> {
@@ -103,6 +112,8 @@ pub enum PlanError {
     EmptyArgv,
     /// The seccomp program could not be built.
     Seccomp(String),
+    /// Host ids for a plan with a user namespace, or a map for one without.
+    IdentityKind,
 }
 
 impl std::fmt::Display for PlanError {
@@ -114,6 +125,10 @@ impl std::fmt::Display for PlanError {
             }
             PlanError::Root => write!(f, "containers never run as uid/gid 0"),
             PlanError::EmptyArgv => write!(f, "empty argv"),
+            PlanError::IdentityKind => write!(
+                f,
+                "a container with a user namespace takes a host range, one without takes host ids"
+            ),
             PlanError::Seccomp(e) => write!(f, "building the seccomp filter: {e}"),
         }
     }
@@ -154,11 +169,13 @@ pub(crate) enum Op {
         gid: u32,
     },
     /// Hide a kernel interface, if this kernel has it: a directory gets an
-    /// empty read-only tmpfs over it, anything else `null` (the
-    /// container's /dev/null) bound over it.
+    /// empty read-only tmpfs over it, anything else `empty` (a root-owned
+    /// empty regular file) bound over it read-only, so it reads empty and
+    /// a write is refused (EACCES/EROFS) rather than swallowed as
+    /// /dev/null would.
     Mask {
         path: CString,
-        null: CString,
+        empty: CString,
     },
     /// Make a kernel interface read-only, if this kernel has it: bound
     /// over itself, then remounted read-only.
@@ -520,12 +537,31 @@ impl Plan {
             },
             "proc at /proc".into(),
         );
-        let null = inside(st, "/dev/null")?;
+        // The masks' source: one empty root-owned file on a tiny tmpfs at
+        // /sys, which the /sys view below then covers, so the tool never
+        // sees it under any name but the masked ones.
+        push(
+            Op::Mount {
+                src: Some(cstr("masks", "masks")?),
+                dst: inside(st, "/sys")?,
+                fstype: Some(cstr("tmpfs", "tmpfs")?),
+                flags: NOSUID | NODEV | NOEXEC,
+                data: Some(cstr("size=4k,mode=0755", "tmpfs")?),
+            },
+            "tmpfs for the masks' empty file".into(),
+        );
+        let empty = inside(st, "/sys/empty")?;
+        push(
+            Op::Touch {
+                path: empty.clone(),
+            },
+            "create the masks' empty file".into(),
+        );
         for p in MASKED {
             push(
                 Op::Mask {
                     path: inside(st, p)?,
-                    null: null.clone(),
+                    empty: empty.clone(),
                 },
                 format!("mask {p}"),
             );
@@ -538,6 +574,48 @@ impl Plan {
                 format!("{p} read-only"),
             );
         }
+        // A read-only view of its own cgroup (the container's cgroup
+        // namespace makes that the mount's root), so a runtime can read its
+        // memory and CPU limits; nothing else of /sys.
+        push(
+            Op::Mount {
+                src: Some(cstr("sys", "sys")?),
+                dst: inside(st, "/sys")?,
+                fstype: Some(cstr("tmpfs", "tmpfs")?),
+                flags: NOSUID | NODEV | NOEXEC,
+                data: Some(cstr("size=16k,mode=0755", "tmpfs")?),
+            },
+            "tmpfs at /sys".into(),
+        );
+        for d in ["/sys/fs", "/sys/fs/cgroup"] {
+            push(
+                Op::Mkdir {
+                    path: inside(st, d)?,
+                    mode: 0o755,
+                },
+                format!("mkdir {d}"),
+            );
+        }
+        push(
+            Op::Mount {
+                src: Some(cstr("cgroup2", "cgroup2")?),
+                dst: inside(st, "/sys/fs/cgroup")?,
+                fstype: Some(cstr("cgroup2", "cgroup2")?),
+                flags: libc::MS_RDONLY | NOSUID | NODEV | NOEXEC,
+                data: None,
+            },
+            "its cgroup read-only at /sys/fs/cgroup".into(),
+        );
+        push(
+            Op::Mount {
+                src: None,
+                dst: inside(st, "/sys")?,
+                fstype: None,
+                flags: libc::MS_REMOUNT | libc::MS_RDONLY | NOSUID | NODEV | NOEXEC,
+                data: None,
+            },
+            "remount /sys read-only".into(),
+        );
         // Last: the root itself read-only (its submounts keep their own flags).
         push(
             Op::Mount {
@@ -587,6 +665,49 @@ impl Plan {
             bpf,
             descriptions,
         })
+    }
+
+    /// Give the container another identity than its spec named, so one
+    /// plan can serve many containers, each with ids of its own: for a plan
+    /// without a user namespace the host uid and gid it runs as
+    /// ([`Identity::Ids`]; the overlay's upper root follows), for one with
+    /// a user namespace the host range that namespace maps
+    /// ([`Identity::Mapped`]; its ids inside stay as planned). Refused
+    /// like a spec with root ids, or a kind that does not fit the plan.
+    pub fn set_identity(&mut self, id: Identity) -> Result<(), PlanError> {
+        match (self.userns, id) {
+            (Some(_), Identity::Mapped(m)) if m.host != 0 && m.count > 0 => {
+                self.userns = Some(m);
+            }
+            (None, Identity::Ids { uid, gid }) if uid != 0 && gid != 0 => {
+                let old = (self.uid, self.gid);
+                for op in &mut self.ops {
+                    if let Op::Chown {
+                        uid: op_uid,
+                        gid: op_gid,
+                        ..
+                    } = op
+                    {
+                        if (*op_uid, *op_gid) == old {
+                            (*op_uid, *op_gid) = (uid, gid);
+                        }
+                    }
+                }
+                self.uid = uid;
+                self.gid = gid;
+            }
+            (Some(_), Identity::Mapped(_)) | (None, Identity::Ids { .. }) => {
+                return Err(PlanError::Root)
+            }
+            _ => return Err(PlanError::IdentityKind),
+        }
+        Ok(())
+    }
+
+    /// The ids it runs as (inside its user namespace, if it has one) and
+    /// that namespace's map.
+    pub fn identity(&self) -> (u32, u32, Option<IdMap>) {
+        (self.uid, self.gid, self.userns)
     }
 
     /// Human description of setup step `i` (for failure reports).
@@ -650,6 +771,77 @@ mod tests {
             Some("remount / read-only")
         );
         assert_eq!(p.argv_ptrs.len(), 3);
+    }
+
+    #[test]
+    fn one_plan_takes_each_containers_own_identity() {
+        let overlays = [Overlay {
+            lower: Path::new("/run/quilt/bundles/t/data"),
+            dst: "/app/data",
+        }];
+        let mut s = spec(&[]);
+        s.overlays = &overlays;
+        let mut p = Plan::new(&s).unwrap();
+        p.set_identity(Identity::Ids {
+            uid: 200_007,
+            gid: 200_007,
+        })
+        .unwrap();
+        assert_eq!(p.identity(), (200_007, 200_007, None));
+        // The overlay's upper root belongs to the new owner.
+        assert!(p.ops.iter().any(|o| matches!(
+            o,
+            Op::Chown {
+                uid: 200_007,
+                gid: 200_007,
+                ..
+            }
+        )));
+        assert!(!p
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::Chown { uid: 1000, .. })));
+        assert_eq!(
+            p.set_identity(Identity::Ids { uid: 0, gid: 5 }),
+            Err(PlanError::Root)
+        );
+        let map = IdMap {
+            host: 1_065_536,
+            count: 65_536,
+        };
+        assert_eq!(
+            p.set_identity(Identity::Mapped(map)),
+            Err(PlanError::IdentityKind)
+        );
+        s.userns = Some(IdMap {
+            host: 100_000,
+            count: 65_536,
+        });
+        let mut p = Plan::new(&s).unwrap();
+        p.set_identity(Identity::Mapped(map)).unwrap();
+        // Inside, it is still the planned 1000.
+        assert_eq!(p.identity(), (1000, 1000, Some(map)));
+    }
+
+    #[test]
+    fn masks_and_a_read_only_cgroup_view() {
+        let p = Plan::new(&spec(&[])).unwrap();
+        let d = &p.descriptions;
+        for want in [
+            "mask /proc/kcore",
+            "/proc/sys read-only",
+            "tmpfs at /sys",
+            "its cgroup read-only at /sys/fs/cgroup",
+            "remount /sys read-only",
+        ] {
+            assert!(d.iter().any(|x| x == want), "{want} missing from {d:?}");
+        }
+        assert!(
+            p.ops
+                .iter()
+                .any(|o| matches!(o, Op::Mount { dst, flags, .. }
+            if dst.as_bytes() == b"/run/quilt/root/sys/fs/cgroup" && flags & libc::MS_RDONLY != 0))
+        );
     }
 
     #[test]
