@@ -517,9 +517,9 @@ impl Loop {
                         );
                         continue;
                     }
-                    let started = self.sup.container_pid(&service).and_then(|pid| {
+                    let started = self.sup.container_target(&service).and_then(|target| {
                         self.runs
-                            .start_exec(&service, pid, &argv, &input, timeout_ms, client, now)
+                            .start_exec(&service, target, &argv, &input, timeout_ms, client, now)
                             .map_err(|e| e.message)
                     });
                     if let Err(why) = started {

@@ -26,6 +26,7 @@ mod control;
 mod dm;
 mod evloop;
 mod fatal;
+mod ids;
 mod installs;
 mod ledger;
 mod log;

@@ -137,9 +137,6 @@ pub struct Runs {
     cg_gc: Vec<String>,
 }
 
-/// The uid/gid processes run as in containers.
-const TOOL_ID: u32 = 1000;
-
 /// Pause before refilling a pool whose containers died while parked.
 const POOL_PAUSE_MS: u64 = 5_000;
 
@@ -388,14 +385,22 @@ impl Runs {
                 name: heapless::String::try_from(hostname_of(bundle)).unwrap_or_default(),
                 ..crate::supervisor::blank_service()
             };
-            let plan = crate::supervisor::container_plan(&svc, bundle, Some(tools), bus, None, net)
-                .map_err(|m| err(Failed, m))?;
+            // Planned once per bundle; each launch gives it its slot's ids.
+            let who = crate::ids::Who::Run { slot };
+            let plan =
+                crate::supervisor::container_plan(&svc, bundle, Some(tools), bus, None, net, who)
+                    .map_err(|m| err(Failed, m))?;
             self.plans.insert(bundle.to_owned(), plan);
         }
         let plan = self
             .plans
-            .get(bundle)
+            .get_mut(bundle)
             .ok_or_else(|| err(Failed, "no plan".into()))?;
+        let userns = plan.plan.identity().2.is_some();
+        plan.plan
+            .set_identity(crate::ids::of(crate::ids::Who::Run { slot }, userns))
+            .map_err(|e| err(Failed, e.to_string()))?;
+        let plan = &*plan;
         let id = self.next_id;
         self.next_id += 1;
         let cg = match parent {
@@ -805,7 +810,7 @@ impl Runs {
     pub fn start_exec(
         &mut self,
         service: &str,
-        target: i32,
+        (target, uid, gid): (i32, u32, u32),
         argv: &[String],
         input: &[u8],
         timeout_ms: u32,
@@ -824,8 +829,8 @@ impl Runs {
             &argv,
             &["PATH=/bin", "HOME=/tmp", "TMPDIR=/tmp", "NO_COLOR=1"],
             "/",
-            TOOL_ID,
-            TOOL_ID,
+            uid,
+            gid,
         )
         .map_err(|e| err(Failed, e.to_string()))?;
         let id = self.next_id;

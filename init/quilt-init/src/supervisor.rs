@@ -189,15 +189,24 @@ impl Supervisor {
             if let Some(p) = &pod {
                 for (_, dir) in &p.volumes {
                     if std::fs::create_dir_all(dir).is_ok() {
-                        // Tools run as uid 1000: the volume is theirs.
-                        let _ = std::os::unix::fs::chown(dir, Some(TOOL_ID), Some(TOOL_ID));
+                        // Members have uids of their own and the pod's
+                        // group (crate::ids): the volume is the group's,
+                        // and what a member makes in it stays the pod's.
+                        use std::os::unix::fs::PermissionsExt;
+                        let gid = crate::ids::PODS + p.pod as u32;
+                        let _ = std::os::unix::fs::chown(dir, Some(0), Some(gid));
+                        let _ =
+                            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o2770));
                     }
                 }
             }
-            let container = s
-                .bundle
-                .as_ref()
-                .map(|b| container_plan(s, b, tools, &bus, pod.as_ref(), &cfg.net));
+            let container = s.bundle.as_ref().map(|b| {
+                let who = crate::ids::Who::Service {
+                    index: i,
+                    pod: pod.as_ref().map(|p| p.pod),
+                };
+                container_plan(s, b, tools, &bus, pod.as_ref(), &cfg.net, who)
+            });
             let bus_wants = s
                 .bundle
                 .as_ref()
@@ -418,8 +427,18 @@ impl Supervisor {
     /// A new version of `bundle` was installed: its services get it at
     /// their next start.
     pub fn bundle_updated(&mut self, bundle: &str, tools: &Tools) {
-        for (svc, st) in self.cfg.services.iter().zip(self.svcs.iter_mut()) {
+        for (index, (svc, st)) in self
+            .cfg
+            .services
+            .iter()
+            .zip(self.svcs.iter_mut())
+            .enumerate()
+        {
             if svc.bundle.as_deref() == Some(bundle) {
+                let who = crate::ids::Who::Service {
+                    index,
+                    pod: st.pod.as_ref().map(|p| p.pod),
+                };
                 let plan = container_plan(
                     svc,
                     bundle,
@@ -427,6 +446,7 @@ impl Supervisor {
                     &self.bus,
                     st.pod.as_ref(),
                     &self.cfg.net,
+                    who,
                 );
                 st.container = Some(plan);
             }
@@ -434,16 +454,25 @@ impl Supervisor {
     }
 
     /// The main pid of service `name`'s container, if it is a running
-    /// bundle service.
-    pub fn container_pid(&self, name: &str) -> Result<i32, String> {
+    /// bundle service, and the uid and gid its tool runs as (what an exec
+    /// into it runs as too: the container's identity, no other; inside its
+    /// user namespace if it has one, which the exec joins).
+    pub fn container_target(&self, name: &str) -> Result<(i32, u32, u32), String> {
         let i = self
             .cfg
             .service_index(name)
             .ok_or_else(|| format!("no service named {name:?}; `quilt ps` lists them"))?;
-        let is_container = self.svcs.get(i).is_some_and(|s| s.container.is_some());
-        match self.svcs.get(i).map(|s| s.state) {
-            Some(State::Running { pid, .. }) if is_container => Ok(pid),
-            Some(State::Running { .. }) => Err(format!(
+        let ids = self
+            .svcs
+            .get(i)
+            .and_then(|s| s.container.as_ref()?.as_ref().ok())
+            .map(|c| {
+                let (uid, gid, _) = c.plan.identity();
+                (uid, gid)
+            });
+        match (self.svcs.get(i).map(|s| s.state), ids) {
+            (Some(State::Running { pid, .. }), Some((uid, gid))) => Ok((pid, uid, gid)),
+            (Some(State::Running { .. }), None) => Err(format!(
                 "service {name:?} is not a container (no bundle): nothing to enter"
             )),
             _ => Err(format!("service {name:?} is not running")),
@@ -1299,15 +1328,8 @@ pub const STAGING: &str = "/run/quilt/root";
 /// Where a container's writable-overlay tmpfs is mounted (in its own
 /// namespace; the host directory stays empty).
 pub const SCRATCH: &str = "/run/quilt/scratch";
-/// The host ids a `userns` container's ids 0..65535 map to: unprivileged,
-/// owned by no host file, shared by every such container (their PID, IPC
-/// and mount namespaces keep them apart).
-const USERNS_MAP: quilt_container::IdMap = quilt_container::IdMap {
-    host: 100_000,
-    count: 65_536,
-};
-/// The uid/gid tools run as.
-const TOOL_ID: u32 = 1000;
+/// The uid/gid a tool runs as inside its own user namespace.
+const INSIDE_ID: u32 = 1000;
 /// /tmp of a tool when its manifest sets no memory limit.
 const DEFAULT_TMP: u64 = 64 << 20;
 
@@ -1356,6 +1378,7 @@ pub(crate) fn container_plan(
     bus: &Bus,
     pod: Option<&PodRole>,
     net_allow: &[quilt_config::NetAllow],
+    who: crate::ids::Who,
 ) -> Result<ContainerPlan, String> {
     let tools = tools.ok_or("no trusted bundles on this board (trust store missing)")?;
     let tool = tools.get(bundle).ok_or_else(|| {
@@ -1437,6 +1460,13 @@ pub(crate) fn container_plan(
         .iter()
         .map(|(lower, dst)| quilt_container::Overlay { lower, dst })
         .collect();
+    // Its own ids (crate::ids); a uid the boot config names is the
+    // operator's choice. With a user namespace, 1000 inside.
+    let (uid, gid, userns) = match crate::ids::of(who, grants.userns) {
+        _ if svc.uid != 0 => (svc.uid, if svc.gid == 0 { svc.uid } else { svc.gid }, None),
+        quilt_container::Identity::Ids { uid, gid } => (uid, gid, None),
+        quilt_container::Identity::Mapped(map) => (INSIDE_ID, INSIDE_ID, Some(map)),
+    };
     let tmp_bytes = match h.limits.memory_mib {
         0 => DEFAULT_TMP,
         m => (u64::from(m) << 20) / 4,
@@ -1449,15 +1479,15 @@ pub(crate) fn container_plan(
         argv: &argv,
         env: &env,
         cwd: "/app",
-        uid: if svc.uid == 0 { TOOL_ID } else { svc.uid },
-        gid: if svc.gid == 0 { TOOL_ID } else { svc.gid },
+        uid,
+        gid,
         new_net: true,
         nofile: match h.limits.open_files {
             0 => 1024,
             n => u64::from(n),
         },
         staging: std::path::Path::new(STAGING),
-        userns: grants.userns.then_some(USERNS_MAP),
+        userns,
         caps: grants.caps,
         overlays: &overlays,
         scratch: std::path::Path::new(SCRATCH),
