@@ -126,6 +126,7 @@ mod tests {
             net: heapless::Vec::new(),
             usb: Some(Usb::default()),
             slots: None,
+            containers: Containers::default(),
         };
         c.services.push(s).unwrap();
         c

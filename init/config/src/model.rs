@@ -74,6 +74,99 @@ pub struct BootConfig {
     /// A/B root slots with automatic fallback (docs/updates.md).
     #[serde(default)]
     pub slots: Option<Slots>,
+    /// Board-wide bounds on tool containers.
+    #[serde(default)]
+    pub containers: Containers,
+}
+
+/// Board-wide bounds on tool containers (docs/containers.md "Ceilings"):
+/// what a bundle's manifest leaves unset (or 0) gets the `default_*`, what
+/// it asks for is clamped to the `max_*`; unset never means unlimited. All
+/// runs together (and their children) live under one cgroup bounded by
+/// the `runs_*`, so they cannot starve the services or PID 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Containers {
+    /// `memory.max` (MiB) when the manifest sets none.
+    #[serde(default = "default_memory_mib")]
+    pub default_memory_mib: u32,
+    /// The most `memory.max` (MiB) a manifest gets.
+    #[serde(default = "max_memory_mib")]
+    pub max_memory_mib: u32,
+    /// `pids.max` when the manifest sets none.
+    #[serde(default = "default_tasks")]
+    pub default_tasks: u32,
+    /// The most `pids.max` a manifest gets.
+    #[serde(default = "max_tasks")]
+    pub max_tasks: u32,
+    /// `cpu.max` (percent of one CPU) when the manifest sets none.
+    #[serde(default = "default_cpu_percent")]
+    pub default_cpu_percent: u32,
+    /// The most `cpu.max` (percent of one CPU) a manifest gets.
+    #[serde(default = "max_cpu_percent")]
+    pub max_cpu_percent: u32,
+    /// `RLIMIT_NOFILE` when the manifest sets none.
+    #[serde(default = "default_open_files")]
+    pub default_open_files: u32,
+    /// The most `RLIMIT_NOFILE` a manifest gets.
+    #[serde(default = "max_open_files")]
+    pub max_open_files: u32,
+    /// `memory.max` (MiB) of all runs together; absent: half the RAM.
+    #[serde(default)]
+    pub runs_memory_mib: Option<u32>,
+    /// `pids.max` of all runs together.
+    #[serde(default = "runs_tasks")]
+    pub runs_tasks: u32,
+    /// `cpu.max` of all runs together (percent of one CPU); absent: every
+    /// CPU but a quarter of one, kept for the services and PID 1.
+    #[serde(default)]
+    pub runs_cpu_percent: Option<u32>,
+}
+
+fn default_memory_mib() -> u32 {
+    256
+}
+fn max_memory_mib() -> u32 {
+    1024
+}
+fn default_tasks() -> u32 {
+    64
+}
+fn max_tasks() -> u32 {
+    512
+}
+fn default_cpu_percent() -> u32 {
+    100
+}
+fn max_cpu_percent() -> u32 {
+    400
+}
+fn default_open_files() -> u32 {
+    1024
+}
+fn max_open_files() -> u32 {
+    65_536
+}
+fn runs_tasks() -> u32 {
+    1024
+}
+
+impl Default for Containers {
+    fn default() -> Self {
+        Containers {
+            default_memory_mib: default_memory_mib(),
+            max_memory_mib: max_memory_mib(),
+            default_tasks: default_tasks(),
+            max_tasks: max_tasks(),
+            default_cpu_percent: default_cpu_percent(),
+            max_cpu_percent: max_cpu_percent(),
+            default_open_files: default_open_files(),
+            max_open_files: max_open_files(),
+            runs_memory_mib: None,
+            runs_tasks: runs_tasks(),
+            runs_cpu_percent: None,
+        }
+    }
 }
 
 /// A/B root slots. In the initramfs, quilt-init picks a slot from the

@@ -150,6 +150,27 @@ after = ["a"]
     }
 
     #[test]
+    fn container_ceilings_default_and_refuse_unlimited() {
+        let c = decode(&compile("").unwrap()).unwrap().containers;
+        assert_eq!((c.default_memory_mib, c.max_memory_mib), (256, 1024));
+        assert_eq!((c.runs_memory_mib, c.runs_tasks), (None, 1024));
+        let set = compile("[containers]\nmax_memory_mib = 512\nruns_memory_mib = 300\n").unwrap();
+        let c = decode(&set).unwrap().containers;
+        assert_eq!((c.max_memory_mib, c.runs_memory_mib), (512, Some(300)));
+        for bad in [
+            "[containers]\ndefault_memory_mib = 2048\n",
+            "[containers]\nmax_tasks = 0\ndefault_tasks = 0\n",
+            "[containers]\nruns_memory_mib = 0\n",
+        ] {
+            let e = compile(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("[containers]") && e.contains("unlimited"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn usb_section_defaults_and_checks() {
         assert_eq!(decode(&compile("").unwrap()).unwrap().usb, None);
         let on = decode(&compile("[usb]\n").unwrap()).unwrap().usb.unwrap();

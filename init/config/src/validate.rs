@@ -52,6 +52,8 @@ pub enum ConfigError {
     /// `[usb]` with no filesystem type, a type that is not a type name or
     /// listed twice, or a mountpoint that is not a plain absolute path.
     BadUsb,
+    /// `[containers]` with a 0, or a default above its ceiling.
+    BadContainers(&'static str),
 }
 
 impl fmt::Display for ConfigError {
@@ -109,6 +111,10 @@ impl fmt::Display for ConfigError {
             ConfigError::BadSlots => write!(
                 f,
                 "[slots] needs absolute paths (state, a, b, data, data_mount, init), different partitions for a and b, tries and health_deadline_s above 0, a health service that is defined, and firmware names that are bundle names (`firmware/board`)"
+            ),
+            ConfigError::BadContainers(what) => write!(
+                f,
+                "[containers] {what}: every value must be above 0 (unset never means unlimited) and each default_* at most its max_*"
             ),
             ConfigError::BadUsb => write!(
                 f,
@@ -192,6 +198,20 @@ impl BootConfig {
             .any(|w| !(1..=4).contains(&w.count))
         {
             return Err(ConfigError::BadWarmCount);
+        }
+        let c = &self.containers;
+        for (what, default, max) in [
+            ("memory", c.default_memory_mib, c.max_memory_mib),
+            ("tasks", c.default_tasks, c.max_tasks),
+            ("cpu_percent", c.default_cpu_percent, c.max_cpu_percent),
+            ("open_files", c.default_open_files, c.max_open_files),
+            ("runs", c.runs_tasks, u32::MAX),
+            ("runs", c.runs_memory_mib.unwrap_or(1), u32::MAX),
+            ("runs", c.runs_cpu_percent.unwrap_or(1), u32::MAX),
+        ] {
+            if default == 0 || default > max {
+                return Err(ConfigError::BadContainers(what));
+            }
         }
         for (i, c) in self.channels.iter().enumerate() {
             let t = &c.topic;

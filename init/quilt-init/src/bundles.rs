@@ -30,6 +30,8 @@ pub struct Tools {
     firmware: Vec<String>,
     /// The catalog as read (for `quilt bundles`).
     catalog: Catalog,
+    /// The board's bounds on what manifests ask (`[containers]`).
+    ceilings: quilt_config::Containers,
 }
 
 /// Read the catalog, bounded; `None` if there is none (no trust store, or
@@ -68,6 +70,7 @@ impl Tools {
                 .flat_map(|s| s.firmware.iter().map(|n| n.to_string()))
                 .collect(),
             catalog: Catalog::default(),
+            ceilings: boot.containers.clone(),
         };
         t.adopt(catalog);
         Some(t)
@@ -86,8 +89,26 @@ impl Tools {
             .iter()
             .filter(|e| e.header.runtime != FIRMWARE)
             .filter_map(|e| {
+                // The limits it runs with: its manifest's, bounded by the
+                // board's (crate::ceilings).
+                let mut header = e.header.clone();
+                header.limits = crate::ceilings::bound(&e.header.limits, &self.ceilings);
+                if header.limits != e.header.limits {
+                    event!(
+                        "event=limits-bounded bundle={} memory_mib={}->{} tasks={}->{} cpu_percent={}->{} open_files={}->{}",
+                        header.name,
+                        e.header.limits.memory_mib,
+                        header.limits.memory_mib,
+                        e.header.limits.tasks,
+                        header.limits.tasks,
+                        e.header.limits.cpu_percent,
+                        header.limits.cpu_percent,
+                        e.header.limits.open_files,
+                        header.limits.open_files
+                    );
+                }
                 Some(Tool {
-                    header: e.header.clone(),
+                    header,
                     tree: PathBuf::from(e.tree.as_ref()?),
                 })
             })

@@ -63,6 +63,18 @@ pub fn init_root() {
     }
 }
 
+/// Bound all runs together (`quilt/runs`, crate::ceilings::runs), and say
+/// with what.
+pub fn bound_runs(l: &Limits) {
+    apply_limits("runs", l);
+    event!(
+        "event=runs-bounded memory_max={} pids_max={} cpu_quota_us={}",
+        l.memory_max.unwrap_or(0),
+        l.pids_max.unwrap_or(0),
+        l.cpu_quota_us.unwrap_or(0)
+    );
+}
+
 /// Enable quilt's controllers for the children of cgroup `name` (a
 /// container that spawns containers: its `main` and `kids` below it).
 pub fn delegate(name: &str) {

@@ -19,6 +19,7 @@ mod boot;
 mod bootcount;
 mod bundles;
 mod bus;
+mod ceilings;
 mod cgroup;
 mod clock;
 mod cmdline;
@@ -97,6 +98,12 @@ fn main() {
         }
     }
     cgroup::init_root();
+    // Every run lives under quilt/runs: bound them all together.
+    let ram = rustix::system::sysinfo();
+    let ram_bytes = ram.totalram.saturating_mul(u64::from(ram.mem_unit));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let runs = ceilings::runs(&cfg.containers, ram_bytes, cpus);
+    cgroup::bound_runs(&runs);
     // Ctrl-Alt-Del becomes SIGINT to us instead of an instant reboot.
     let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
 
