@@ -183,6 +183,7 @@ done
 out=$(quilt run examples/json-transform transform --input /tmp/in.json)
 echo "transform.status=$?" > /dev/ttyS1
 echo "transform=$out" > /dev/ttyS1
+echo "checker=$(quilt run checker --json)" > /dev/ttyS1
 "#
     );
     let cli = quilt_system_tests::guest_binary_for(Arch::Aarch64, "quilt", "quilt").unwrap();
@@ -192,6 +193,10 @@ echo "transform=$out" > /dev/ttyS1
         .file("/bin/quilt", &cli, 0o755)
         .signed_example("hello")
         .signed_example("json-transform")
+        .signed_tool(
+            "checker",
+            &quilt_system_tests::repo_root().join("tests/fixtures/tools/checker"),
+        )
         .bytes("/bin/probe.sh", probe, 0o755)
         .config_toml(
             r#"
@@ -223,9 +228,9 @@ on_exit = "poweroff"
         .iter()
         .filter(|e| e.name() == Some("bundle-installed"))
         .count();
-    assert_eq!(installed, 2, "{ev:#?}");
+    assert_eq!(installed, 3, "{ev:#?}");
     let done: Vec<_> = ev.iter().filter(|e| e.name() == Some("run-done")).collect();
-    assert_eq!(done.len(), WARM_RUNS + 2, "{done:#?}");
+    assert_eq!(done.len(), WARM_RUNS + 3, "{done:#?}");
     for e in &done {
         assert_eq!(e.get("status"), Some("0"), "{}", e.line);
     }
@@ -249,6 +254,18 @@ on_exit = "poweroff"
     assert_eq!(result["total"], 10, "{envelope}");
     assert_eq!(result["items"][0]["name"], "a", "{envelope}");
 
+    // The hostile-tool suite with aarch64's syscall numbers and lists.
+    let run = json_line(&ch, "checker=");
+    let inner: serde_json::Value = serde_json::from_str(run["stdout"].as_str().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {run}"));
+    for (name, ok) in inner["checks"].as_object().unwrap() {
+        assert_eq!(ok, true, "aarch64 container check {name} failed: {inner}");
+    }
+    println!(
+        "aarch64 hostile attempts and their errno: {}",
+        inner["attempts"]
+    );
+
     let ms: Vec<&str> = done.iter().filter_map(|e| e.get("ms")).collect();
     let mut warm: Vec<u64> = micros[1..].to_vec();
     warm.sort_unstable();
@@ -262,7 +279,7 @@ on_exit = "poweroff"
         exit.wall.as_secs_f64(),
     );
     println!(
-        "aarch64 bun: run-done ms= {ms:?} (hello x{}, json-transform)",
+        "aarch64 bun: run-done ms= {ms:?} (hello x{}, json-transform, checker)",
         WARM_RUNS + 1
     );
     println!(

@@ -258,6 +258,59 @@ echo "json=$(quilt run checker --json)" > /dev/ttyS1
     );
 }
 
+/// Every example tool still runs in its container under the allow-listed
+/// seccomp filter (issue 14), each called with the input its manifest
+/// gives as an example: the plain-protocol hello, both SDK tools of
+/// text-tools, and bun-apis (Bun.write/Bun.file on /tmp, Bun.hash,
+/// CryptoHasher, timers). json-transform and the bus demo run in the tests
+/// above and in bus.rs.
+#[test]
+fn every_example_tool_runs_under_the_allow_list() {
+    let probe = br#"#!/bin/sh
+echo '{"n":1}' > /tmp/hello.json
+echo '{"text":"a b a","top":1}' > /tmp/count.json
+echo '{"title":"Hello, World"}' > /tmp/slug.json
+echo '{"text":"hello","delay_ms":20}' > /tmp/apis.json
+echo "hello=$(quilt run examples/hello --input /tmp/hello.json)" > /dev/ttyS1
+echo "count=$(quilt run examples/text-tools count --input /tmp/count.json)" > /dev/ttyS1
+echo "slug=$(quilt run examples/text-tools slug --input /tmp/slug.json)" > /dev/ttyS1
+echo "apis=$(quilt run examples/bun-apis roundtrip --input /tmp/apis.json)" > /dev/ttyS1
+"#;
+    let img = image(
+        &[
+            ("hello", signed("hello")),
+            ("text-tools", signed("text-tools")),
+            ("bun-apis", signed("bun-apis")),
+        ],
+        PROBE,
+        &[("/bin/probe.sh", probe)],
+    );
+    let (vm, ch) = Vm::run_to_poweroff(&img, 1024, BOOT);
+    let seen = |k: &str| -> serde_json::Value {
+        let v = json_line(&ch, &format!("{k}="));
+        assert!(v.get("error").is_none(), "{k}: {v}\n{}", vm.console_text());
+        v
+    };
+    assert_eq!(
+        seen("hello"),
+        serde_json::json!({"hello": "quilt", "input": {"n": 1}})
+    );
+    assert_eq!(
+        seen("count")["result"],
+        serde_json::json!({"words": 3, "lines": 1, "chars": 5, "top": [{"word": "a", "count": 2}]})
+    );
+    assert_eq!(seen("slug")["result"], "hello-world");
+    let apis = &seen("apis")["result"];
+    assert_eq!(apis["roundtrip"], true, "{apis}");
+    assert_eq!(apis["removed"], true, "{apis}");
+    assert_eq!(apis["timer_ok"], true, "{apis}");
+    // SHA-256("hello"): the hash ran, through Bun's own crypto.
+    assert_eq!(
+        apis["sha256"], "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+        "{apis}"
+    );
+}
+
 #[test]
 fn signed_tokens_grant_a_user_namespace_a_capability_an_overlay_and_io_limits() {
     // `granted` carries userns, cap:net_bind_service, write:data and
@@ -624,7 +677,10 @@ echo "left=$(ls /sys/fs/cgroup/quilt/tick | grep -c '^exec-')" > /dev/ttyS1
     );
     assert_eq!(inside["app"], true, "{out}");
     // And what every container process gets.
-    assert_eq!(inside["uid"], 1000, "{out}");
+    // The target's identity (its own uid, crate::ids in quilt-init), not
+    // the caller's and not root.
+    assert_eq!(inside["uid"], inside["target_uid"], "{out}");
+    assert!(inside["uid"].as_u64().unwrap_or(0) >= 200_000, "{out}");
     assert_eq!(inside["cap_eff"], "0000000000000000", "{out}");
     assert_eq!(inside["seccomp"], "2", "{out}");
     assert_eq!(inside["no_new_privs"], "1", "{out}");
@@ -693,10 +749,26 @@ const note = fs.readFileSync("/run/volumes/shared/note", "utf8");
 let ro = false;
 try { fs.writeFileSync("/run/volumes/shared/x", "x"); } catch { ro = true; }
 const net = fs.readFileSync("/proc/net/tcp", "utf8").includes(":1F90");
-const pids = fs.readdirSync("/proc").filter((n) => /^[0-9]+$/.test(n)).length;
+const all = fs.readdirSync("/proc").filter((n) => /^[0-9]+$/.test(n));
+const pids = all.length;
+// The neighbour: web's Bun, in the same PID namespace. It must be out of
+// reach: its memory, its environment, a signal.
+const uidOf = (p) => Number((fs.readFileSync(`/proc/${p}/status`, "utf8").match(/^Uid:\s+(\d+)/m) || [])[1]);
+const me = process.getuid();
+const web = all.map(Number).find((p) => {
+  try { return uidOf(p) !== me && fs.readFileSync(`/proc/${p}/cmdline`, "utf8").includes("/app/index.ts"); } catch { return false; }
+});
+const code = (f) => { try { f(); return "allowed"; } catch (e) { return e.code || String(e); } };
+const neighbour = web === undefined ? { found: false } : {
+  found: true,
+  uid_differs: uidOf(web) !== me,
+  mem: code(() => fs.closeSync(fs.openSync(`/proc/${web}/mem`, "r"))),
+  environ: code(() => fs.readFileSync(`/proc/${web}/environ`)),
+  kill: code(() => process.kill(web, 0)),
+};
 fetch("http://127.0.0.1:8080/").then((r) => r.text()).then((http) =>
-  console.log(JSON.stringify({ note, http, ro, listening: net, pids }))
-).catch((e) => console.log(JSON.stringify({ note, http: String(e), ro, listening: net, pids })));
+  console.log(JSON.stringify({ note, http, ro, listening: net, pids, neighbour }))
+).catch((e) => console.log(JSON.stringify({ note, http: String(e), ro, listening: net, pids, neighbour })));
 "#;
     let probe = format!(
         r#"#!/bin/sh
@@ -772,6 +844,18 @@ echo "after=$(quilt ps | grep -E '^(web|peer|alone) ' | tr -s ' ' | cut -d' ' -f
     // and this exec are all in one PID namespace; a container alone sees
     // itself and its exec only.
     assert!(out["pids"].as_u64().unwrap() >= 4, "{out}");
+    // Yet each member is someone else: from the peer, web's Bun (same PID
+    // namespace) has another uid, and its memory, its environment and a
+    // signal to it are all refused.
+    let n = &out["neighbour"];
+    assert_eq!(n["found"], true, "no neighbour seen: {out}");
+    assert_eq!(n["uid_differs"], true, "{out}");
+    assert_eq!(
+        n["mem"], "EACCES",
+        "a pod member read another's memory: {out}"
+    );
+    assert_eq!(n["environ"], "EACCES", "{out}");
+    assert_eq!(n["kill"], "EPERM", "{out}");
     // A service outside the pod has a loopback of its own.
     let again = json_line(&ch, "again=");
     assert!(
@@ -1023,6 +1107,10 @@ fn memory_hogs_and_fork_bombs_are_contained() {
 sleep 1
 quilt run hog --json > /tmp/hog.json; echo "hog=$(cat /tmp/hog.json)" > /dev/ttyS1
 quilt run forkbomb --json --timeout-ms 60000 > /tmp/fb.json; echo "forkbomb=$(cat /tmp/fb.json)" > /dev/ttyS1
+echo '{"mode":"hog"}' > /tmp/uh.in; echo '{"mode":"fork"}' > /tmp/uf.in
+quilt run unbounded --json --timeout-ms 60000 --input /tmp/uh.in > /tmp/uh.json; echo "unbounded_hog=$(cat /tmp/uh.json)" > /dev/ttyS1
+quilt run unbounded --json --timeout-ms 60000 --input /tmp/uf.in > /tmp/uf.json; echo "unbounded_fork=$(cat /tmp/uf.json)" > /dev/ttyS1
+echo "runs_bounds=$(cat /sys/fs/cgroup/quilt/runs/memory.max) $(cat /sys/fs/cgroup/quilt/runs/pids.max) $(cat /sys/fs/cgroup/quilt/runs/cpu.max)" > /dev/ttyS1
 quilt ping > /dev/ttyS1
 t1=$(quilt ps | awk '$1=="ticker"{print $2, $4}')
 echo "ticker=$t1" > /dev/ttyS1
@@ -1032,6 +1120,7 @@ echo "ticker=$t1" > /dev/ttyS1
         &[
             ("hog", signed("hog")),
             ("forkbomb", signed("forkbomb")),
+            ("unbounded", signed("unbounded")),
             ("ticker", signed("ticker")),
         ],
         &config,
@@ -1062,7 +1151,35 @@ echo "ticker=$t1" > /dev/ttyS1
             "refused for another reason: {e}"
         );
     }
-    // PID 1 answered after both, and the neighbour never restarted.
+    // A bundle that declares no limits at all gets the board's defaults
+    // ([containers]: 256 MiB, 64 tasks), never none.
+    let uh = json_line(&ch, "unbounded_hog=");
+    assert_eq!(uh["oom_killed"], true, "limitless hog not OOM-killed: {uh}");
+    assert_eq!(uh["status"], 137, "{uh}");
+    let uf = json_line(&ch, "unbounded_fork=");
+    let out: serde_json::Value =
+        serde_json::from_str(uf["stdout"].as_str().unwrap_or("{}")).unwrap_or_default();
+    assert_eq!(out["pids_max"], "64", "{uf}");
+    let started = out["started"].as_u64().unwrap_or(0);
+    assert!(
+        (1..64).contains(&started) && !out["refused"].as_str().unwrap_or("").is_empty()
+            || uf["status"] != 0,
+        "limitless fork bomb not stopped by the default: {uf}"
+    );
+    // All runs together sit under one bounded cgroup (half of 1 GiB less
+    // the kernel's share; 1024 tasks; every CPU but a quarter of one).
+    let bounds = ch
+        .lines()
+        .find_map(|l| l.strip_prefix("runs_bounds="))
+        .unwrap_or_else(|| panic!("no runs_bounds line:\n{ch}"));
+    let f: Vec<&str> = bounds.split_whitespace().collect();
+    let mem: u64 = f[0]
+        .parse()
+        .unwrap_or_else(|_| panic!("runs memory.max {bounds:?}"));
+    assert!((256 << 20..=512 << 20).contains(&mem), "{bounds}");
+    assert_eq!(f[1], "1024", "{bounds}");
+    assert_ne!(f[2], "max", "{bounds}");
+    // PID 1 answered after all of them, and the neighbour never restarted.
     assert!(ch.contains("quilt-init "), "{ch}");
     assert!(
         ch.contains("ticker=running 0"),

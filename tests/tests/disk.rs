@@ -16,7 +16,7 @@
 
 use quilt_system_tests::{
     bun_binary_for, busybox_for, guest_binary_for, kernel_for, quilt_cli, quilt_init_binary_for,
-    repo_root, signed_example, sysroot_for, work_dir, Arch, Firmware, Vm, VmOpts,
+    repo_root, signed_bundle, signed_example, sysroot_for, work_dir, Arch, Firmware, Vm, VmOpts,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,6 +50,10 @@ echo '{"n":1}' > /tmp/hello.json
 out=$(quilt run examples/hello --input /tmp/hello.json --json)
 echo "hello.status=$?" > /dev/ttyS1
 echo "hello=$out" > /dev/ttyS1
+if quilt bundles 2>/dev/null | grep -qw checker; then
+    echo "root=$(awk '$5=="/"{print $(NF-2)}' /proc/self/mountinfo | tail -1)" > /dev/ttyS1
+    echo "checker=$(quilt run checker --json)" > /dev/ttyS1
+fi
 "#;
 
 const CONFIG: &str = r#"
@@ -110,6 +114,10 @@ fn build_disk_with(
         .args(extra);
     if bun {
         let (qb, trust) = signed_example("hello").unwrap();
+        // The hostile-tool suite, run on the slot's squashfs root (a root
+        // pivot_root works on, unlike an initramfs).
+        let checker = signed_bundle(&repo_root().join("tests/fixtures/tools/checker")).unwrap();
+        cmd.arg("--bundle").arg(&checker.qb);
         cmd.arg("--bun")
             .arg(bun_binary_for(arch).unwrap())
             .arg("--sysroot")
@@ -230,6 +238,22 @@ fn boot_and_run_hello(disk: &Path, firmware: Firmware) -> Duration {
     let out: serde_json::Value = serde_json::from_str(v["stdout"].as_str().unwrap()).unwrap();
     assert_eq!(out["hello"], "quilt", "{line}");
     assert_eq!(out["input"]["n"], 1, "{line}");
+    // The hostile-tool suite on the slot root: the container's root was
+    // switched with pivot_root here (no initramfs under it), where a
+    // chrooted process's refusals no longer hide a filter's holes.
+    let root = vm.wait_for_channel("root=", BOOT).unwrap();
+    assert_eq!(root.trim(), "root=squashfs", "PID 1's root is not the slot");
+    let line = vm.wait_for_channel("checker=", BOOT).unwrap();
+    let run: serde_json::Value = serde_json::from_str(line.trim_start_matches("checker=")).unwrap();
+    let inner: serde_json::Value = serde_json::from_str(run["stdout"].as_str().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {run}"));
+    for (name, ok) in inner["checks"].as_object().unwrap() {
+        assert_eq!(ok, true, "on the slot root, check {name} failed: {inner}");
+    }
+    println!(
+        "{firmware:?}: hostile attempts and their errno: {}",
+        inner["attempts"]
+    );
     let exit = vm.wait_exit(BOOT).unwrap();
     assert!(exit.powered_off(), "{exit:?}\n{}", vm.console_text());
     let installed = vm
