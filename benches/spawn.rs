@@ -2,14 +2,16 @@
 //! quilt-container (the runtime inside quilt-init) against `crun run` and
 //! `runc run` (Debian's packages, copied into the guest with their
 //! libraries) on the same static busybox rootfs and namespace set, and a
-//! Bun tool in a quilt container against bare `bun` (no isolation).
+//! Bun tool in a quilt container against bare `bun` (no isolation); and the
+//! floor, a bare fork+exec+wait of the same `/bin/true`.
 //!
 //! Run: `cargo bench -p quilt-system-tests --bench spawn` (N cycles:
 //! QUILT_SPAWNS, default 50). Figures are guest CLOCK_MONOTONIC under QEMU
 //! TCG: absolute numbers are emulation-inflated, ratios are the point.
 //!
-//! Differences in what each does: quilt also installs its seccomp filter
-//! and empties the capability bounding set; the OCI config given to crun
+//! Differences in what each does: quilt also installs its two seccomp
+//! filters (the allow-list and the deny filter) and empties the capability
+//! bounding set; the OCI config given to crun
 //! and runc has no seccomp profile and empty capability sets, and both use
 //! --no-pivot (the initramfs root refuses pivot_root, as for quilt).
 
@@ -95,7 +97,7 @@ fn main() {
         .file("/bench/oci/rootfs/bin/busybox", "/bin/busybox", 0o755)
         .symlink("/bench/oci/rootfs/bin/true", "busybox")
         .file("/bench/app/hello.ts", &hello, 0o644);
-    for d in ["tmp", "dev", "proc", "app", "run"] {
+    for d in ["tmp", "dev", "proc", "sys", "app", "run"] {
         b = b.dir(&format!("/bench/oci/rootfs/{d}"));
     }
     b = with_libs(b, Path::new("/usr/bin/crun"), "/usr/bin/crun");
@@ -150,6 +152,7 @@ fn main() {
         ("quilt-true", "quilt-container /bin/true"),
         ("crun-true", "crun run /bin/true"),
         ("runc-true", "runc run /bin/true"),
+        ("bare-true", "fork+exec+wait /bin/true (floor)"),
     ] {
         let (m, p, n) = get(name).unwrap();
         println!(

@@ -122,6 +122,19 @@ fn bare_bun(layer: &str) -> f64 {
     t.elapsed().as_secs_f64() * 1e6
 }
 
+/// The floor: a plain fork, exec and wait of the same `/bin/true`, with no
+/// namespace, cgroup, mount or filter at all.
+fn bare_true() -> f64 {
+    let t = Instant::now();
+    let st = Command::new("/bench/oci/rootfs/bin/true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "bare true: {st}");
+    t.elapsed().as_secs_f64() * 1e6
+}
+
 fn main() {
     let n: usize = std::env::args()
         .nth(1)
@@ -134,20 +147,23 @@ fn main() {
     );
     let true_plan = plan("/bench/oci/rootfs", &["/bin/true"], &[]);
     // Interleave so drift hits all three alike; first round is warm-up.
-    let (mut q, mut c, mut r) = (vec![], vec![], vec![]);
+    let (mut q, mut c, mut r, mut f) = (vec![], vec![], vec![], vec![]);
     for i in 0..=n {
         let a = quilt_cycle(&true_plan, i);
         let b = oci_cycle("crun", i);
         let d = oci_cycle("runc", i);
+        let e = bare_true();
         if i > 0 {
             q.push(a);
             c.push(b);
             r.push(d);
+            f.push(e);
         }
     }
     report("quilt-true", q);
     report("crun-true", c);
     report("runc-true", r);
+    report("bare-true", f);
     let layer = "/usr/lib/quilt/runtime/bun";
     let app = quilt_container::Bind {
         src: Path::new("/bench/app"),
