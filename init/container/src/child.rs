@@ -5,6 +5,7 @@
 use crate::plan::{Op, Plan};
 use crate::Stdio;
 use rustix::fd::AsRawFd;
+use std::ffi::CStr;
 
 /// Where setup stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +109,36 @@ pub unsafe fn reset_signals() {
 
 fn opt(p: &Option<std::ffi::CString>) -> *const libc::c_char {
     p.as_ref().map_or(core::ptr::null(), |c| c.as_ptr())
+}
+
+/// Bind `src` over `dst` (`MS_BIND | extra`), then remount that bind
+/// read-only, `nosuid` and `noexec`: both mounts must succeed.
+///
+/// # Safety
+/// Only in the forked child, like the rest of this module's calls.
+unsafe fn bind_read_only(src: &CStr, dst: &CStr, extra: libc::c_ulong) -> bool {
+    // SAFETY: NUL-terminated paths that outlive the calls; null fstype
+    // and data are allowed for a bind and its remount.
+    unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            core::ptr::null(),
+            libc::MS_BIND | extra,
+            core::ptr::null(),
+        ) == 0
+            && libc::mount(
+                core::ptr::null(),
+                dst.as_ptr(),
+                core::ptr::null(),
+                libc::MS_BIND
+                    | libc::MS_REMOUNT
+                    | libc::MS_RDONLY
+                    | libc::MS_NOSUID
+                    | libc::MS_NOEXEC,
+                core::ptr::null(),
+            ) == 0
+    }
 }
 
 /// Bring `lo` up in the new network namespace.
@@ -342,47 +373,13 @@ pub(crate) unsafe fn run(
                         // `empty` bound over it, then made read-only: a
                         // write is refused (EACCES, or EROFS for root),
                         // not swallowed.
-                        libc::mount(
-                            empty.as_ptr(),
-                            path.as_ptr(),
-                            core::ptr::null(),
-                            libc::MS_BIND,
-                            core::ptr::null(),
-                        ) == 0
-                            && libc::mount(
-                                core::ptr::null(),
-                                path.as_ptr(),
-                                core::ptr::null(),
-                                libc::MS_BIND
-                                    | libc::MS_REMOUNT
-                                    | libc::MS_RDONLY
-                                    | libc::MS_NOSUID
-                                    | libc::MS_NOEXEC,
-                                core::ptr::null(),
-                            ) == 0
+                        bind_read_only(empty, path, 0)
                     }
                 }
                 Op::ReadOnly { path } => {
                     let mut st: libc::stat = core::mem::zeroed();
                     libc::stat(path.as_ptr(), &mut st) != 0
-                        || (libc::mount(
-                            path.as_ptr(),
-                            path.as_ptr(),
-                            core::ptr::null(),
-                            libc::MS_BIND | libc::MS_REC,
-                            core::ptr::null(),
-                        ) == 0
-                            && libc::mount(
-                                core::ptr::null(),
-                                path.as_ptr(),
-                                core::ptr::null(),
-                                libc::MS_BIND
-                                    | libc::MS_REMOUNT
-                                    | libc::MS_RDONLY
-                                    | libc::MS_NOSUID
-                                    | libc::MS_NOEXEC,
-                                core::ptr::null(),
-                            ) == 0)
+                        || bind_read_only(path, path, libc::MS_REC)
                 }
             };
             if !ok {
