@@ -9,6 +9,7 @@
 //! container ends.
 
 use crate::event;
+use crate::refusal::BusRefusal;
 use core::cell::Cell;
 use quilt_bundle::tokens::{BusRole, Token};
 use quilt_config::{BusMode, Channel};
@@ -106,18 +107,20 @@ impl Bus {
         })
     }
 
-    fn chan(&self, topic: &str) -> Result<&Chan, String> {
+    fn chan(&self, topic: &str) -> Result<&Chan, BusRefusal> {
         self.chans
             .iter()
             .find(|c| c.topic == topic)
-            .ok_or_else(|| format!("this board has no bus channel {topic:?} (declare it in a [[bus]] table of the boot config)"))
+            .ok_or_else(|| BusRefusal::NoChannel {
+                topic: topic.to_owned(),
+            })
     }
 
     /// The `QUILT_BUS` value for these tokens: `topic:role:fd,fd...` joined
     /// by `;`, fds numbered from 3 in the order [`Bus::claim`] returns
     /// them, and how many fds that is. The same for every container of a
     /// bundle.
-    pub fn env(&self, wants: &[(&str, BusRole)]) -> Result<(Option<String>, usize), String> {
+    pub fn env(&self, wants: &[(&str, BusRole)]) -> Result<(Option<String>, usize), BusRefusal> {
         if wants.is_empty() {
             return Ok((None, 0));
         }
@@ -136,11 +139,10 @@ impl Bus {
             parts.push(format!("{topic}:{}:{}", role_name(role), fds.join(",")));
         }
         if next - 3 > quilt_container::MAX_EXTRA_FDS {
-            return Err(format!(
-                "its bus tokens need {} fds, more than a container gets ({})",
-                next - 3,
-                quilt_container::MAX_EXTRA_FDS
-            ));
+            return Err(BusRefusal::TooManyFds {
+                need: next - 3,
+                max: quilt_container::MAX_EXTRA_FDS,
+            });
         }
         Ok((Some(format!("QUILT_BUS={}", parts.join(";"))), next - 3))
     }
@@ -151,7 +153,7 @@ impl Bus {
         &self,
         holder: Holder,
         wants: &[(&str, BusRole)],
-    ) -> Result<Vec<BorrowedFd<'_>>, String> {
+    ) -> Result<Vec<BorrowedFd<'_>>, BusRefusal> {
         let mut fds = Vec::new();
         for &(topic, role) in wants {
             let c = match self.chan(topic) {
@@ -170,10 +172,10 @@ impl Bus {
                     let free = c.holders.iter().position(|h| h.get().is_none());
                     let (Some(k), Some(sub)) = (free, free.and_then(|k| c.subs.get(k))) else {
                         self.release(holder);
-                        return Err(format!(
-                            "bus channel {topic:?} has all its {} subscriber slots taken",
-                            c.subs.len()
-                        ));
+                        return Err(BusRefusal::SubscribersFull {
+                            topic: topic.to_owned(),
+                            slots: c.subs.len(),
+                        });
                     };
                     if let Some(h) = c.holders.get(k) {
                         h.set(Some(holder));

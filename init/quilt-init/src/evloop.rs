@@ -461,7 +461,7 @@ impl Loop {
                     }
                     Outcome::Refused(why) => ctl.send(
                         client,
-                        &control::refuse(quilt_proto::ErrorCode::Denied, &why),
+                        &control::refuse(quilt_proto::ErrorCode::Denied, &why.to_string()),
                     ),
                 },
                 Action::Release {
@@ -478,7 +478,7 @@ impl Loop {
                     }
                     Err(why) => ctl.send(
                         client,
-                        &control::refuse(quilt_proto::ErrorCode::NotFound, &why),
+                        &control::refuse(quilt_proto::ErrorCode::NotFound, &why.to_string()),
                     ),
                 },
                 Action::Exec {
@@ -517,11 +517,13 @@ impl Loop {
                         );
                         continue;
                     }
-                    let started = self.sup.container_target(&service).and_then(|target| {
-                        self.runs
+                    let started = match self.sup.container_target(&service) {
+                        Ok(target) => self
+                            .runs
                             .start_exec(&service, target, &argv, &input, timeout_ms, client, now)
-                            .map_err(|e| e.message)
-                    });
+                            .map_err(|e| e.message),
+                        Err(why) => Err(why.to_string()),
+                    };
                     if let Err(why) = started {
                         ctl.send(
                             client,
@@ -548,7 +550,7 @@ impl Loop {
                 Action::Slots(client) => {
                     let reply = match self.sup.config().slots.as_ref() {
                         Some(cfg) => crate::slots::info(cfg, self.booted).unwrap_or_else(|why| {
-                            control::refuse(quilt_proto::ErrorCode::Failed, &why)
+                            control::refuse(quilt_proto::ErrorCode::Failed, &why.to_string())
                         }),
                         None => control::refuse(
                             quilt_proto::ErrorCode::NotFound,
@@ -754,7 +756,7 @@ impl Loop {
         if done.origin == Origin::Resume && self.hold_services {
             // Staged (and rebooting), or refused: either way, go on.
             self.hold_services = false;
-            if let Some(f) = done.failure.as_deref() {
+            if let Some(f) = &done.failure {
                 event!("event=update-resume-failed reason=\"{}\"", f);
             }
         }

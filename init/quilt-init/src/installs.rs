@@ -112,6 +112,76 @@ impl core::fmt::Display for QueueFull {
     }
 }
 
+/// Why an installer process could not be started.
+#[derive(Debug)]
+pub enum StartFailure {
+    /// An argument, the config path or an environment value holds a NUL.
+    Nul,
+    /// Its cgroup, a pipe or /dev/null could not be made (`what`).
+    Setup {
+        what: &'static str,
+        err: std::io::Error,
+    },
+    /// The spawn itself failed.
+    Spawn(std::io::Error),
+    /// The child failed at `stage` before it ran the installer.
+    Stage {
+        stage: &'static str,
+        errno: rustix::io::Errno,
+    },
+}
+
+impl core::fmt::Display for StartFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StartFailure::Nul => write!(f, "an argument holds a NUL"),
+            StartFailure::Setup { what, err } => write!(f, "{what}: {err}"),
+            StartFailure::Spawn(e) => write!(f, "starting {INSTALLER}: {e}"),
+            StartFailure::Stage { stage, errno } => {
+                write!(f, "starting {INSTALLER} failed at {stage}: {errno}")
+            }
+        }
+    }
+}
+
+/// Why an install ended without a result of its own.
+#[derive(Debug)]
+pub enum InstallFailure {
+    /// The installer could not be started.
+    NotStarted(StartFailure),
+    /// PID 1 killed it, for this reason.
+    Killed(&'static str),
+    /// Its cgroup's OOM killer stopped it.
+    OutOfMemory,
+    /// It died of this signal.
+    Signal(i32),
+    /// It exited with this status without a report.
+    Exited(i32),
+}
+
+impl core::fmt::Display for InstallFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            InstallFailure::NotStarted(e) => write!(f, "{e}"),
+            InstallFailure::Killed(why) => write!(
+                f,
+                "the installer was killed: {why}; nothing was committed that did not finish"
+            ),
+            InstallFailure::OutOfMemory => write!(
+                f,
+                "the installer ran out of memory (its cgroup's memory.max, [bundles] installer_memory_mib) and was killed; the store keeps only what it committed"
+            ),
+            InstallFailure::Signal(n) => write!(
+                f,
+                "the installer died of signal {n}; the store keeps only what it committed"
+            ),
+            InstallFailure::Exited(c) => {
+                write!(f, "the installer exited with status {c} without a result")
+            }
+        }
+    }
+}
+
 /// A finished job (or a serial install).
 pub struct Done {
     /// Who asked.
@@ -119,7 +189,7 @@ pub struct Done {
     /// What it did, in order.
     pub reports: Vec<Report>,
     /// Why it ended without saying (crash, kill, OOM), if it did.
-    pub failure: Option<String>,
+    pub failure: Option<InstallFailure>,
 }
 
 impl Done {
@@ -150,12 +220,12 @@ impl Done {
                 Report::Pending { .. } | Report::Staged { .. } => {}
             }
         }
-        crate::control::refuse(
-            ErrorCode::Failed,
-            self.failure
-                .as_deref()
-                .unwrap_or("the installer ended without a result"),
-        )
+        match &self.failure {
+            Some(f) => crate::control::refuse(ErrorCode::Failed, &f.to_string()),
+            None => {
+                crate::control::refuse(ErrorCode::Failed, "the installer ended without a result")
+            }
+        }
     }
 }
 
@@ -246,22 +316,17 @@ impl Child {
     }
 
     /// Why it ended without a report, from how it exited.
-    fn failure(&self, code: ExitCode) -> Option<String> {
+    fn failure(&self, code: ExitCode) -> Option<InstallFailure> {
         if code.success() && self.killed.is_none() {
             return None;
         }
         let oom = crate::cgroup::read_key(self.cgroup, "memory.events", "oom_kill").unwrap_or(0)
             > self.oom_before;
         Some(match (self.killed, oom, code.0) {
-            (Some(why), _, _) => format!("the installer was killed: {why}; nothing was committed that did not finish"),
-            (None, true, _) => {
-                "the installer ran out of memory (its cgroup's memory.max, [bundles] installer_memory_mib) and was killed; the store keeps only what it committed".into()
-            }
-            (None, false, c) if c > 128 => format!(
-                "the installer died of signal {}; the store keeps only what it committed",
-                c - 128
-            ),
-            (None, false, c) => format!("the installer exited with status {c} without a result"),
+            (Some(why), _, _) => InstallFailure::Killed(why),
+            (None, true, _) => InstallFailure::OutOfMemory,
+            (None, false, c) if c > 128 => InstallFailure::Signal(c - 128),
+            (None, false, c) => InstallFailure::Exited(c),
         })
     }
 }
@@ -363,7 +428,7 @@ impl Installs {
                     Err(why) => self.done.push(Done {
                         origin,
                         reports: Vec::new(),
-                        failure: Some(why),
+                        failure: Some(InstallFailure::NotStarted(why)),
                     }),
                 }
             }
@@ -383,7 +448,7 @@ impl Installs {
         }
     }
 
-    fn start_serial(&mut self) -> Result<Child, String> {
+    fn start_serial(&mut self) -> Result<Child, StartFailure> {
         let args = vec!["serial".to_owned()];
         self.spawn(&args, None, SERIAL_CGROUP, None)
     }
@@ -393,7 +458,7 @@ impl Installs {
         job: &Job,
         cgroup: &'static str,
         deadline: Option<Millis>,
-    ) -> Result<Child, String> {
+    ) -> Result<Child, StartFailure> {
         let input = match job {
             Job::Fd(fd) => Some(fd.as_fd()),
             _ => None,
@@ -409,20 +474,20 @@ impl Installs {
         input: Option<rustix::fd::BorrowedFd<'_>>,
         cgroup: &'static str,
         deadline: Option<Millis>,
-    ) -> Result<Child, String> {
+    ) -> Result<Child, StartFailure> {
         use rustix::pipe::{pipe_with, PipeFlags};
         let mut argv = vec![
-            CString::new(INSTALLER).map_err(|e| e.to_string())?,
-            CString::new("--config").map_err(|e| e.to_string())?,
-            CString::new(self.config.as_str()).map_err(|e| e.to_string())?,
+            CString::new(INSTALLER).map_err(|_| StartFailure::Nul)?,
+            CString::new("--config").map_err(|_| StartFailure::Nul)?,
+            CString::new(self.config.as_str()).map_err(|_| StartFailure::Nul)?,
         ];
         for a in args {
-            argv.push(CString::new(a.as_str()).map_err(|_| "an argument holds a NUL".to_owned())?);
+            argv.push(CString::new(a.as_str()).map_err(|_| StartFailure::Nul)?);
         }
         let mut envp = vec![c"PATH=/usr/sbin:/usr/bin:/sbin:/bin".to_owned()];
         for key in ["QUILT_SLOT", "QUILT_TRIAL"] {
             if let Ok(v) = std::env::var(key) {
-                envp.push(CString::new(format!("{key}={v}")).map_err(|e| e.to_string())?);
+                envp.push(CString::new(format!("{key}={v}")).map_err(|_| StartFailure::Nul)?);
             }
         }
         let limits = quilt_config::Limits {
@@ -433,19 +498,26 @@ impl Installs {
         // A fresh cgroup per process: what an earlier one left charged
         // (files it wrote to tmpfs) went to the parent with the old one.
         crate::cgroup::remove(cgroup);
-        let cg = crate::cgroup::create(cgroup, &limits)
-            .map_err(|e| format!("creating its cgroup: {e}"))?;
+        let cg = crate::cgroup::create(cgroup, &limits).map_err(|err| StartFailure::Setup {
+            what: "creating its cgroup",
+            err,
+        })?;
         let oom_before = crate::cgroup::read_key(cgroup, "memory.events", "oom_kill").unwrap_or(0);
         let procs = CString::new(crate::cgroup::path(cgroup, "cgroup.procs").as_str())
-            .map_err(|e| e.to_string())?;
-        let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
-            .map_err(|e| format!("pipe: {e}"))?;
-        let (rep_r, rep_w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
-            .map_err(|e| format!("pipe: {e}"))?;
+            .map_err(|_| StartFailure::Nul)?;
+        let pipe = |e: rustix::io::Errno| StartFailure::Setup {
+            what: "pipe",
+            err: e.into(),
+        };
+        let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).map_err(pipe)?;
+        let (rep_r, rep_w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).map_err(pipe)?;
         // The child's ends block: it waits for PID 1, never the reverse.
         let _ = rustix::fs::fcntl_setfl(&out_w, rustix::fs::OFlags::empty());
         let _ = rustix::fs::fcntl_setfl(&rep_w, rustix::fs::OFlags::empty());
-        let null = crate::spawn::dev_null().map_err(|e| format!("/dev/null: {e}"))?;
+        let null = crate::spawn::dev_null().map_err(|err| StartFailure::Setup {
+            what: "/dev/null",
+            err,
+        })?;
         let spec = crate::spawn::Spec {
             argv: &argv,
             envp: &envp,
@@ -458,13 +530,12 @@ impl Installs {
             cgroup: Some(cg.as_fd()),
             cgroup_procs: &procs,
         };
-        let s = crate::spawn::spawn(&spec).map_err(|e| format!("starting {INSTALLER}: {e}"))?;
+        let s = crate::spawn::spawn(&spec).map_err(StartFailure::Spawn)?;
         if let Some((stage, errno)) = s.failed {
-            return Err(format!(
-                "starting {INSTALLER} failed at {}: {}",
-                stage.name(),
-                rustix::io::Errno::from_raw_os_error(errno)
-            ));
+            return Err(StartFailure::Stage {
+                stage: stage.name(),
+                errno: rustix::io::Errno::from_raw_os_error(errno),
+            });
         }
         let pidfd = rustix::process::Pid::from_raw(s.pid).and_then(|p| {
             rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
@@ -526,7 +597,7 @@ impl Installs {
                     code.0,
                     c.reports.len()
                 );
-                if let Some(f) = failure.as_deref() {
+                if let Some(f) = &failure {
                     event!("event=install-failed pid={} reason=\"{}\"", pid, f);
                 }
                 self.done.push(Done {
@@ -540,7 +611,9 @@ impl Installs {
         if self.serial.as_ref().is_some_and(|c| c.pid == pid) {
             if let Some(mut c) = self.serial.take() {
                 c.pump(true);
-                let why = c.failure(code).unwrap_or_else(|| "it exited".into());
+                let why = c
+                    .failure(code)
+                    .map_or_else(|| "it exited".to_owned(), |f| f.to_string());
                 crate::cgroup::remove(c.cgroup);
                 event!(
                     "event=update-receiver-exit pid={} status={} restart_ms={} reason=\"{}\"",

@@ -39,9 +39,48 @@ pub enum Outcome {
     Queued,
     /// Waiting would close a cycle through these holders.
     Deadlock(Vec<Holder>),
-    /// Not possible at all (unknown resource, more than its capacity, a
-    /// full queue, or already waiting on it).
-    Refused(String),
+    /// Not possible at all.
+    Refused(Refusal),
+}
+
+/// Why an `acquire` or `release` is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The boot config declares no such resource.
+    NoResource { name: String },
+    /// 0 units, or more than the resource has at all.
+    OverCapacity {
+        name: String,
+        capacity: u32,
+        asked: u32,
+    },
+    /// The holder already waits for it.
+    AlreadyWaiting { name: String },
+    /// Its queue is full.
+    QueueFull { name: String },
+    /// The holder holds none of it.
+    HoldsNone { name: String },
+    /// The holder holds fewer units than it gives back.
+    HoldsFewer { name: String, have: u32, asked: u32 },
+}
+
+impl core::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Refusal::NoResource { name } => write!(f, "this board declares no resource {name:?}"),
+            Refusal::OverCapacity {
+                name,
+                capacity,
+                asked,
+            } => write!(f, "{name} has capacity {capacity}; asked for {asked}"),
+            Refusal::AlreadyWaiting { name } => write!(f, "already waiting for {name}"),
+            Refusal::QueueFull { name } => write!(f, "{MAX_WAITERS} already wait for {name}"),
+            Refusal::HoldsNone { name } => write!(f, "holds no {name}"),
+            Refusal::HoldsFewer { name, have, asked } => {
+                write!(f, "holds {have} of {name}, not {asked}")
+            }
+        }
+    }
 }
 
 /// A grant made to a queued waiter: answer `client`.
@@ -79,20 +118,19 @@ impl Ledger {
     /// `holder` asks for `units` of `name` on behalf of control client
     /// `client`.
     pub fn acquire(&mut self, holder: Holder, name: &str, units: u32, client: usize) -> Outcome {
-        let Some(r) = self.res.iter().position(|r| r.name == name) else {
-            return Outcome::Refused(format!("this board declares no resource {name:?}"));
-        };
-        let Some(res) = self.res.get(r) else {
-            return Outcome::Refused("no such resource".into());
+        let name_ = || name.to_owned();
+        let Some((r, res)) = self.res.iter().enumerate().find(|(_, r)| r.name == name) else {
+            return Outcome::Refused(Refusal::NoResource { name: name_() });
         };
         if units == 0 || units > res.capacity {
-            return Outcome::Refused(format!(
-                "{name} has capacity {}; asked for {units}",
-                res.capacity
-            ));
+            return Outcome::Refused(Refusal::OverCapacity {
+                name: name_(),
+                capacity: res.capacity,
+                asked: units,
+            });
         }
         if res.waiting.iter().any(|(h, _, _)| *h == holder) {
-            return Outcome::Refused(format!("already waiting for {name}"));
+            return Outcome::Refused(Refusal::AlreadyWaiting { name: name_() });
         }
         if res.waiting.is_empty() && res.used() + units <= res.capacity {
             if let Some(res) = self.res.get_mut(r) {
@@ -101,7 +139,7 @@ impl Ledger {
             return Outcome::Granted;
         }
         if res.waiting.len() >= MAX_WAITERS {
-            return Outcome::Refused(format!("{MAX_WAITERS} already wait for {name}"));
+            return Outcome::Refused(Refusal::QueueFull { name: name_() });
         }
         // Waiting on `r` means waiting for its holders (and those queued
         // ahead). A path from any of them back to `holder` is a cycle.
@@ -160,18 +198,23 @@ impl Ledger {
         holder: Holder,
         name: &str,
         units: u32,
-    ) -> Result<Vec<Grant>, String> {
+    ) -> Result<Vec<Grant>, Refusal> {
+        let name_ = || name.to_owned();
         let res = self
             .res
             .iter_mut()
             .find(|r| r.name == name)
-            .ok_or_else(|| format!("this board declares no resource {name:?}"))?;
+            .ok_or_else(|| Refusal::NoResource { name: name_() })?;
         let Some(k) = res.held.iter().position(|(h, _)| *h == holder) else {
-            return Err(format!("holds no {name}"));
+            return Err(Refusal::HoldsNone { name: name_() });
         };
         let have = res.held.get(k).map_or(0, |(_, n)| *n);
         if units > have {
-            return Err(format!("holds {have} of {name}, not {units}"));
+            return Err(Refusal::HoldsFewer {
+                name: name_(),
+                have,
+                asked: units,
+            });
         }
         if units == have {
             res.held.remove(k);
@@ -246,12 +289,33 @@ mod tests {
         assert_eq!((g[0].holder, g[0].units), (2, 2));
         let g = l.forget(1);
         assert_eq!(g.iter().map(|g| g.holder).collect::<Vec<_>>(), vec![3]);
-        assert!(matches!(
+        let pool = || "llm:pool".to_string();
+        assert_eq!(
             l.acquire(4, "llm:pool", 4, 40),
-            Outcome::Refused(_)
-        ));
-        assert!(matches!(l.acquire(4, "nope", 1, 40), Outcome::Refused(_)));
-        assert!(l.release(4, "llm:pool", 1).is_err());
+            Outcome::Refused(Refusal::OverCapacity {
+                name: pool(),
+                capacity: 3,
+                asked: 4
+            })
+        );
+        assert_eq!(
+            l.acquire(4, "nope", 1, 40),
+            Outcome::Refused(Refusal::NoResource {
+                name: "nope".into()
+            })
+        );
+        assert_eq!(
+            l.release(4, "llm:pool", 1),
+            Err(Refusal::HoldsNone { name: pool() })
+        );
+        assert_eq!(
+            l.release(3, "llm:pool", 9),
+            Err(Refusal::HoldsFewer {
+                name: pool(),
+                have: 1,
+                asked: 9
+            })
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ mod net;
 mod output;
 mod policy;
 mod power;
+mod refusal;
 mod ring;
 mod runs;
 mod signals;

@@ -10,6 +10,7 @@
 //! direction, no threads.
 
 use crate::event;
+use crate::refusal::PlanRefusal;
 use quilt_bundle::tokens::Token;
 use rustix::event::epoll;
 use rustix::fd::{AsFd, OwnedFd};
@@ -39,15 +40,17 @@ pub fn targets(
     allow: &[quilt_config::NetAllow],
     bundle: &str,
     tokens: &[String],
-) -> Result<Vec<SocketAddrV4>, String> {
+) -> Result<Vec<SocketAddrV4>, PlanRefusal> {
     let mut out = Vec::new();
     for t in tokens {
         if let Ok(Token::Net(addr)) = Token::parse(t) {
             let text = addr.to_string();
             if !allow.iter().any(|a| a.to.as_str() == text) {
-                return Err(format!(
-                    "bundle {bundle:?} asks for `{t}`, but this board allows no such destination (add [[net]] to = \"{text}\" to its boot config if it should)"
-                ));
+                return Err(PlanRefusal::NetNotAllowed {
+                    bundle: bundle.to_owned(),
+                    token: t.clone(),
+                    to: text,
+                });
             }
             out.push(addr);
         }
@@ -463,8 +466,17 @@ mod tests {
             vec!["10.0.2.2:80".parse::<SocketAddrV4>().unwrap()]
         );
         let e = targets(&allow(&["10.0.2.2:81"]), "b", &toks).unwrap_err();
+        assert_eq!(
+            e,
+            PlanRefusal::NetNotAllowed {
+                bundle: "b".into(),
+                token: "net:10.0.2.2:80".into(),
+                to: "10.0.2.2:80".into(),
+            }
+        );
+        // And the message says what to add to the boot config.
         assert!(
-            e.contains("net:10.0.2.2:80") && e.contains("[[net]]"),
+            e.to_string().contains("[[net]] to = \"10.0.2.2:80\""),
             "{e}"
         );
         assert!(targets(&[], "b", &["spawn".to_string()])

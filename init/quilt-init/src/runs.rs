@@ -389,7 +389,7 @@ impl Runs {
             let who = crate::ids::Who::Run { slot };
             let plan =
                 crate::supervisor::container_plan(&svc, bundle, Some(tools), bus, None, net, who)
-                    .map_err(|m| err(Failed, m))?;
+                    .map_err(|why| err(Failed, why.to_string()))?;
             self.plans.insert(bundle.to_owned(), plan);
         }
         let plan = self

@@ -50,9 +50,39 @@ fn write_state(cfg: &Cfg, s: &State, current_copy: Option<usize>) -> std::io::Re
     quilt_slots::file::write(cfg.state.as_str(), s, current_copy)
 }
 
+/// Why the boot-state record on `device` could not be read or updated.
+#[derive(Debug)]
+pub enum StateError {
+    Read {
+        device: String,
+        err: std::io::Error,
+    },
+    Update {
+        device: String,
+        err: quilt_slots::file::UpdateError,
+    },
+}
+
+impl core::fmt::Display for StateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StateError::Read { device, err } => {
+                write!(f, "reading the boot state on {device}: {err}")
+            }
+            StateError::Update { device, err } => write!(f, "{device}: {err}"),
+        }
+    }
+}
+
 /// Read, change, write the boot state (stage 2).
-fn update_state(cfg: &Cfg, change: impl FnOnce(State) -> Option<State>) -> Result<State, String> {
-    quilt_slots::file::update(cfg.state.as_str(), change).map_err(|e| format!("{}: {e}", cfg.state))
+fn update_state(
+    cfg: &Cfg,
+    change: impl FnOnce(State) -> Option<State>,
+) -> Result<State, StateError> {
+    quilt_slots::file::update(cfg.state.as_str(), change).map_err(|err| StateError::Update {
+        device: cfg.state.to_string(),
+        err,
+    })
 }
 
 fn wait_for(path: &str, ms: u64) -> bool {
@@ -394,9 +424,12 @@ impl Trial {
 
 /// The boot state for `quilt slots`: the record (a blank one reads as the
 /// initial state) and how this boot came up.
-pub fn info(cfg: &Cfg, booted: Option<Booted>) -> Result<quilt_proto::Reply, String> {
+pub fn info(cfg: &Cfg, booted: Option<Booted>) -> Result<quilt_proto::Reply, StateError> {
     let s = read_state(cfg)
-        .map_err(|e| format!("reading the boot state on {}: {e}", cfg.state))?
+        .map_err(|err| StateError::Read {
+            device: cfg.state.to_string(),
+            err,
+        })?
         .map_or(State::initial(), |c| c.0);
     Ok(quilt_proto::Reply::Slots(quilt_proto::SlotsInfo {
         booted: booted.map(|b| b.slot.name().into()),

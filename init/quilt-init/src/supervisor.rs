@@ -8,6 +8,7 @@ use crate::clock::Millis;
 use crate::event;
 use crate::output::Output;
 use crate::policy::{self, ExitCode};
+use crate::refusal::{PlanRefusal, PodRefusal, TargetRefusal};
 use crate::spawn;
 use quilt_bundle::tokens::BusRole;
 use quilt_config::{BootConfig, PowerAction, Ready, MAX_SERVICES};
@@ -59,7 +60,7 @@ pub struct Svc {
     cgroup: Option<OwnedFd>,
     oom_seen: u64,
     /// For a bundle service: the prepared container, or why there is none.
-    container: Option<Result<ContainerPlan, String>>,
+    container: Option<Result<ContainerPlan, PlanRefusal>>,
     /// Its bundle's bus tokens (topic, role).
     bus_wants: Vec<(String, BusRole)>,
     /// Start again once the operator's stop has finished (`restart`).
@@ -457,11 +458,13 @@ impl Supervisor {
     /// bundle service, and the uid and gid its tool runs as (what an exec
     /// into it runs as too: the container's identity, no other; inside its
     /// user namespace if it has one, which the exec joins).
-    pub fn container_target(&self, name: &str) -> Result<(i32, u32, u32), String> {
+    pub fn container_target(&self, name: &str) -> Result<(i32, u32, u32), TargetRefusal> {
         let i = self
             .cfg
             .service_index(name)
-            .ok_or_else(|| format!("no service named {name:?}; `quilt ps` lists them"))?;
+            .ok_or_else(|| TargetRefusal::NoService {
+                name: name.to_owned(),
+            })?;
         let ids = self
             .svcs
             .get(i)
@@ -472,10 +475,12 @@ impl Supervisor {
             });
         match (self.svcs.get(i).map(|s| s.state), ids) {
             (Some(State::Running { pid, .. }), Some((uid, gid))) => Ok((pid, uid, gid)),
-            (Some(State::Running { .. }), None) => Err(format!(
-                "service {name:?} is not a container (no bundle): nothing to enter"
-            )),
-            _ => Err(format!("service {name:?} is not running")),
+            (Some(State::Running { .. }), None) => Err(TargetRefusal::NotAContainer {
+                name: name.to_owned(),
+            }),
+            _ => Err(TargetRefusal::NotRunning {
+                name: name.to_owned(),
+            }),
         }
     }
 
@@ -560,7 +565,7 @@ impl Supervisor {
 
     /// Service `i`'s pod's namespaces (net, IPC), made on first use;
     /// `None` when it is in no pod.
-    fn pod_namespaces(&mut self, i: usize) -> Result<Option<PodFds>, String> {
+    fn pod_namespaces(&mut self, i: usize) -> Result<Option<PodFds>, PodRefusal> {
         let Some(p) = self.svcs.get(i).and_then(|s| s.pod.as_ref()).map(|p| p.pod) else {
             return Ok(None);
         };
@@ -569,14 +574,18 @@ impl Supervisor {
             .pods
             .get(p)
             .map_or(("?", false), |p| (p.name.as_str(), p.pid));
-        let slot = self.pod_ns.get_mut(p).ok_or("no such pod")?;
+        let slot = self.pod_ns.get_mut(p).ok_or(PodRefusal::NoSuchPod)?;
+        let failed = |what, err| PodRefusal::Make {
+            pod: pod.to_owned(),
+            what,
+            err,
+        };
         if slot.is_none() {
             let net = quilt_container::netns::prepare(None, true, &[])
-                .map_err(|e| format!("making pod {pod:?}'s namespaces: {e}"))?;
+                .map_err(|e| failed("network and IPC namespaces", e))?;
             let pid = match share_pid {
                 true => Some(
-                    quilt_container::netns::pid_holder()
-                        .map_err(|e| format!("making pod {pod:?}'s PID namespace: {e}"))?,
+                    quilt_container::netns::pid_holder().map_err(|e| failed("PID namespace", e))?,
                 ),
                 false => None,
             };
@@ -587,9 +596,11 @@ impl Supervisor {
             );
             *slot = Some(PodNamespaces { net, pid });
         }
-        let ns = slot.as_ref().ok_or("pod namespaces vanished")?;
-        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("pod {pod:?}: dup: {e}"));
-        let ipc = ns.net.ipc.as_ref().ok_or("pod without an IPC namespace")?;
+        let ns = slot.as_ref().ok_or(PodRefusal::NoSuchPod)?;
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| failed("namespace fd copies", e));
+        let ipc = ns.net.ipc.as_ref().ok_or_else(|| PodRefusal::NoIpc {
+            pod: pod.to_owned(),
+        })?;
         Ok(Some(PodFds {
             net: dup(&ns.net.ns)?,
             ipc: dup(ipc)?,
@@ -1379,24 +1390,27 @@ pub(crate) fn container_plan(
     pod: Option<&PodRole>,
     net_allow: &[quilt_config::NetAllow],
     who: crate::ids::Who,
-) -> Result<ContainerPlan, String> {
-    let tools = tools.ok_or("no trusted bundles on this board (trust store missing)")?;
-    let tool = tools.get(bundle).ok_or_else(|| {
-        format!("bundle {bundle:?} is not installed (refused or absent; see bundle-refused lines)")
+) -> Result<ContainerPlan, PlanRefusal> {
+    let tools = tools.ok_or(PlanRefusal::NoTrustStore)?;
+    let tool = tools.get(bundle).ok_or_else(|| PlanRefusal::NotInstalled {
+        bundle: bundle.to_owned(),
     })?;
     let h = &tool.header;
     if h.runtime != "bun" {
-        return Err(format!(
-            "bundle {bundle:?} wants runtime {:?}; this board runs \"bun\"",
-            h.runtime
-        ));
+        return Err(PlanRefusal::Runtime {
+            bundle: bundle.to_owned(),
+            runtime: h.runtime.to_string(),
+        });
     }
     let entry = format!("/app/{}", h.entry.trim_start_matches('/'));
     let mut argv: Vec<&str> = vec!["/bin/bun", "run", "--no-install", &entry];
     argv.extend(svc.exec.iter().map(|a| a.as_str()));
-    let (bus_env, bus_fds) = bus
-        .env(&crate::bus::wants(&h.tokens))
-        .map_err(|e| format!("bundle {bundle:?}: {e}"))?;
+    let (bus_env, bus_fds) =
+        bus.env(&crate::bus::wants(&h.tokens))
+            .map_err(|why| PlanRefusal::Bus {
+                bundle: bundle.to_owned(),
+                why,
+            })?;
     // Containers of a bundle with spawn, llm: or exec: tokens get their
     // control socket next.
     let control_env = control_grant(&h.tokens).map(|_| format!("QUILT_CONTROL_FD={}", 3 + bus_fds));
@@ -1412,9 +1426,9 @@ pub(crate) fn container_plan(
     let grants = Grants::of(bundle, h, &tool.tree)?;
     let net = crate::net::targets(net_allow, bundle, &h.tokens)?;
     if !net.is_empty() && grants.userns {
-        return Err(format!(
-            "bundle {bundle:?} asks for `net:` destinations and its own user namespace; a user namespace cannot join the namespace PID 1 prepares for the relay"
-        ));
+        return Err(PlanRefusal::NetWithUserns {
+            bundle: bundle.to_owned(),
+        });
     }
     // Pod members share one network: a relay made for one member's
     // `net:` token is reachable by all, so every member must hold it.
@@ -1427,17 +1441,18 @@ pub(crate) fn container_plan(
                     .is_some_and(|pt| pt.header.tokens.contains(t))
             });
             if let Some(peer) = lacking {
-                return Err(format!(
-                    "bundle {bundle:?} asks for `{t}`, but its pod shares one network with {}, which does not hold it; give every member the pod's `net:` tokens",
-                    peer.as_deref().map_or("a member that runs no bundle".to_string(), |b| format!("bundle {b:?}"))
-                ));
+                return Err(PlanRefusal::PodMemberLacksNet {
+                    bundle: bundle.to_owned(),
+                    token: t.clone(),
+                    peer: peer.as_deref().map(str::to_owned),
+                });
             }
         }
     }
     if pod.is_some() && grants.userns {
-        return Err(format!(
-            "bundle {bundle:?} asks for its own user namespace, which cannot join its pod's namespaces"
-        ));
+        return Err(PlanRefusal::PodUserns {
+            bundle: bundle.to_owned(),
+        });
     }
     let mut volumes = Vec::new();
     for (vol, writable) in &grants.fs {
@@ -1448,10 +1463,11 @@ pub(crate) fn container_plan(
                 writable: *writable,
             }),
             None => {
-                return Err(format!(
-                    "bundle {bundle:?} asks for `fs:{vol}`, but service {:?} is in no pod with a volume {vol:?}",
-                    svc.name
-                ))
+                return Err(PlanRefusal::NoVolume {
+                    bundle: bundle.to_owned(),
+                    vol: vol.clone(),
+                    service: svc.name.to_string(),
+                })
             }
         }
     }
@@ -1493,7 +1509,7 @@ pub(crate) fn container_plan(
         scratch: std::path::Path::new(SCRATCH),
         volumes: &volumes,
     };
-    let plan = quilt_container::Plan::new(&spec).map_err(|e| e.to_string())?;
+    let plan = quilt_container::Plan::new(&spec).map_err(PlanRefusal::Container)?;
     Ok(ContainerPlan { plan, net })
 }
 
@@ -1641,7 +1657,7 @@ impl Grants {
         bundle: &str,
         h: &quilt_bundle::Header,
         tree: &std::path::Path,
-    ) -> Result<Grants, String> {
+    ) -> Result<Grants, PlanRefusal> {
         use quilt_bundle::tokens::Token;
         let mut g = Grants {
             userns: false,
@@ -1665,16 +1681,18 @@ impl Grants {
                 Ok(Token::Write(dir)) => {
                     let lower = tree.join(dir);
                     if !lower.is_dir() {
-                        return Err(format!(
-                            "bundle {bundle:?} asks for `write:{dir}`, but {dir:?} is not a directory of the bundle"
-                        ));
+                        return Err(PlanRefusal::NotADirectory {
+                            bundle: bundle.to_owned(),
+                            dir: dir.to_owned(),
+                        });
                     }
                     g.writable.push((lower, format!("/app/{dir}")));
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "bundle {bundle:?}: {e}; it is not run with other powers than it was signed for"
-                    ))
+                Err(why) => {
+                    return Err(PlanRefusal::BadToken {
+                        bundle: bundle.to_owned(),
+                        why,
+                    })
                 }
             }
         }
@@ -1739,7 +1757,7 @@ pub fn action_name(a: PowerAction) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::{uncovered_token, Grants};
+    use super::{uncovered_token, Grants, PlanRefusal};
 
     #[test]
     fn a_child_holds_only_what_its_holder_holds() {
@@ -1810,13 +1828,20 @@ mod tests {
             .err()
             .unwrap();
         assert!(
-            e.contains("cap:sys_admin") && e.contains("signed for"),
+            matches!(&e, PlanRefusal::BadToken { bundle, .. } if bundle == "t"),
             "{e}"
         );
+        assert!(e.to_string().contains("cap:sys_admin"), "{e}");
         let e = Grants::of("t", &header(&["write:missing"]), &tree)
             .err()
             .unwrap();
-        assert!(e.contains("not a directory of the bundle"), "{e}");
+        assert_eq!(
+            e,
+            PlanRefusal::NotADirectory {
+                bundle: "t".into(),
+                dir: "missing".into()
+            }
+        );
         std::fs::remove_dir_all(&tree).unwrap();
     }
 }
