@@ -19,10 +19,6 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFla
 pub const PATH: &str = "/run/quilt/control.sock";
 /// Most clients connected at once; more are accepted and closed at once.
 pub const MAX_CLIENTS: usize = 64;
-/// Epoll token of the listening socket.
-pub const TOKEN_LISTEN: u64 = 3;
-/// Epoll token base of client sockets.
-pub const TOKEN_CLIENT: u64 = 0x400;
 
 /// A connected client.
 struct Client {
@@ -223,7 +219,7 @@ impl Control {
         // Callers check there is room first.
         let _ = self
             .watch
-            .push((fd.as_raw_fd(), TOKEN_CLIENT + slot as u64));
+            .push((fd.as_raw_fd(), crate::tokens::CONTROL_CLIENT + slot as u64));
         if let Some(c) = self.clients.get_mut(slot) {
             *c = Some(Client {
                 fd,

@@ -9,9 +9,10 @@ use crate::event;
 use crate::installs::{self, Installs, Job, Origin};
 use crate::ledger::{Ledger, Outcome};
 use crate::policy::ExitCode;
-use crate::runs::{self, Runs};
+use crate::runs::Runs;
 use crate::signals;
-use crate::supervisor::{self, Request, Supervisor, TOKEN_OUT, TOKEN_READY};
+use crate::supervisor::{self, Request, Supervisor};
+use crate::tokens::{self, Source};
 use crate::usb::Usb;
 use crate::watchdog::Watchdog;
 use core::mem::MaybeUninit;
@@ -22,12 +23,6 @@ use rustix::event::epoll;
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::process::WaitOptions;
 use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec};
-
-const TOKEN_SIGNAL: u64 = 1;
-const TOKEN_TIMER: u64 = 2;
-/// The kernel's uevents, for `[usb]` installs (control's listener is 3,
-/// the installer's pipes 6 to 9).
-const TOKEN_USB: u64 = 5;
 
 /// Everything the loop owns.
 pub struct Loop {
@@ -78,13 +73,13 @@ impl Loop {
         epoll::add(
             &epoll,
             &sigfd,
-            epoll::EventData::new_u64(TOKEN_SIGNAL),
+            epoll::EventData::new_u64(tokens::SIGNAL),
             epoll::EventFlags::IN,
         )?;
         epoll::add(
             &epoll,
             &timer,
-            epoll::EventData::new_u64(TOKEN_TIMER),
+            epoll::EventData::new_u64(tokens::TIMER),
             epoll::EventFlags::IN,
         )?;
         let hang_at = hang_after_s.map(|s| Millis::now().after(u64::from(s) * 1000));
@@ -93,7 +88,7 @@ impl Loop {
                 epoll::add(
                     &epoll,
                     c.listener(),
-                    epoll::EventData::new_u64(control::TOKEN_LISTEN),
+                    epoll::EventData::new_u64(tokens::CONTROL_LISTEN),
                     epoll::EventFlags::IN,
                 )?;
                 event!("event=control-listening path={}", control::PATH);
@@ -125,7 +120,7 @@ impl Loop {
                     epoll::add(
                         &epoll,
                         u.fd(),
-                        epoll::EventData::new_u64(TOKEN_USB),
+                        epoll::EventData::new_u64(tokens::USB),
                         epoll::EventFlags::IN,
                     )?;
                     Ok(u)
@@ -230,44 +225,32 @@ impl Loop {
     }
 
     fn dispatch(&mut self, token: u64, flags: epoll::EventFlags) {
-        match token {
-            TOKEN_SIGNAL => {
+        match tokens::source(token) {
+            Source::Signal => {
                 while let Some(sig) = signals::next(&self.sigfd) {
                     self.on_signal(sig);
                 }
             }
-            TOKEN_TIMER => {
+            Source::Timer => {
                 let mut b = [0u8; 8];
                 let _ = rustix::io::read(&self.timer, &mut b);
             }
-            t if (TOKEN_OUT..TOKEN_READY).contains(&t) => {
-                self.sup.on_output((t - TOKEN_OUT) as usize)
-            }
-            t if (TOKEN_READY..TOKEN_READY + 0x100).contains(&t) => {
-                self.sup.on_ready_pipe((t - TOKEN_READY) as usize)
-            }
-            control::TOKEN_LISTEN => {
+            Source::ServiceOutput(i) => self.sup.on_output(i),
+            Source::ServiceReady(i) => self.sup.on_ready_pipe(i),
+            Source::ControlListen => {
                 if let Some(c) = self.control.as_mut() {
                     c.on_listen();
                 }
             }
-            t if (control::TOKEN_CLIENT..control::TOKEN_CLIENT + control::MAX_CLIENTS as u64)
-                .contains(&t) =>
-            {
+            Source::ControlClient(k) => {
                 if let Some(c) = self.control.as_mut() {
-                    c.on_client((t - control::TOKEN_CLIENT) as usize, &mut self.actions);
+                    c.on_client(k, &mut self.actions);
                 }
             }
-            t if (runs::TOKEN..runs::TOKEN + 2 * runs::MAX_RUNS as u64).contains(&t) => {
-                self.runs.on_pipe(t)
-            }
-            t if (crate::net::TOKEN..crate::net::TOKEN_END).contains(&t) => {
-                self.relay.on_event(&self.epoll, t, flags)
-            }
-            installs::TOKEN_JOB_OUT..=installs::TOKEN_SERIAL_REP => {
-                self.installs.on_readable(token)
-            }
-            TOKEN_USB => {
+            Source::Run(t) => self.runs.on_pipe(t),
+            Source::Relay(t) => self.relay.on_event(&self.epoll, t, flags),
+            Source::Installer(t) => self.installs.on_readable(t),
+            Source::Usb => {
                 let Some(u) = self.usb.as_mut() else {
                     return;
                 };

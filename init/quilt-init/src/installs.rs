@@ -12,6 +12,7 @@
 use crate::clock::Millis;
 use crate::event;
 use crate::policy::ExitCode;
+use crate::tokens::{JOB_OUT, JOB_REP, SERIAL_OUT, SERIAL_REP};
 use quilt_proto::installer::{take_reports, Report, REPORT_FD};
 use quilt_proto::ErrorCode;
 use rustix::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -20,14 +21,6 @@ use std::ffi::CString;
 
 /// Where images put the installer.
 pub const INSTALLER: &str = "/usr/lib/quilt/quilt-install";
-/// A job's stdout (event lines) and its reports.
-pub const TOKEN_JOB_OUT: u64 = 6;
-/// A job's report pipe.
-pub const TOKEN_JOB_REP: u64 = 7;
-/// The serial receiver's stdout.
-pub const TOKEN_SERIAL_OUT: u64 = 8;
-/// The serial receiver's report pipe.
-pub const TOKEN_SERIAL_REP: u64 = 9;
 /// Jobs waiting behind the running one.
 const MAX_QUEUE: usize = 16;
 /// Bytes read from one pipe per loop turn.
@@ -421,8 +414,8 @@ impl Installs {
             if let Some((job, origin)) = self.queue.pop_front() {
                 match self.start(&job, JOB_CGROUP, Some(now.after(self.deadline_ms))) {
                     Ok(c) => {
-                        self.watch.push((c.out.as_raw_fd(), TOKEN_JOB_OUT));
-                        self.watch.push((c.rep.as_raw_fd(), TOKEN_JOB_REP));
+                        self.watch.push((c.out.as_raw_fd(), JOB_OUT));
+                        self.watch.push((c.rep.as_raw_fd(), JOB_REP));
                         self.running = Some((c, origin));
                     }
                     Err(why) => self.done.push(Done {
@@ -436,8 +429,8 @@ impl Installs {
         if self.serial_wanted && self.serial.is_none() && now >= self.serial_restart {
             match self.start_serial() {
                 Ok(c) => {
-                    self.watch.push((c.out.as_raw_fd(), TOKEN_SERIAL_OUT));
-                    self.watch.push((c.rep.as_raw_fd(), TOKEN_SERIAL_REP));
+                    self.watch.push((c.out.as_raw_fd(), SERIAL_OUT));
+                    self.watch.push((c.rep.as_raw_fd(), SERIAL_REP));
                     self.serial = Some(c);
                 }
                 Err(why) => {
@@ -558,12 +551,12 @@ impl Installs {
     /// A pipe of theirs is readable.
     pub fn on_readable(&mut self, token: u64) {
         match token {
-            TOKEN_JOB_OUT | TOKEN_JOB_REP => {
+            JOB_OUT | JOB_REP => {
                 if let Some((c, _)) = self.running.as_mut() {
                     c.pump(false);
                 }
             }
-            TOKEN_SERIAL_OUT | TOKEN_SERIAL_REP => {
+            SERIAL_OUT | SERIAL_REP => {
                 if let Some(c) = self.serial.as_mut() {
                     c.pump(false);
                     let reports = core::mem::take(&mut c.reports);

@@ -44,6 +44,7 @@ mod signals;
 mod slots;
 mod spawn;
 mod supervisor;
+mod tokens;
 mod uevent;
 mod usb;
 mod watchdog;

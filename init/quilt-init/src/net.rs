@@ -17,12 +17,14 @@ use rustix::fd::{AsFd, OwnedFd};
 use rustix::io::Errno;
 use std::net::SocketAddrV4;
 
-/// Epoll tokens: listener `i` is `TOKEN + i`; connection `c` is
-/// `TOKEN + CONN + 2c` (container side) and `+ 1` (destination side).
-pub const TOKEN: u64 = 0x6000_0000;
+/// Epoll tokens (crate::tokens::RELAY): listener `i` is `TOKEN + i`;
+/// connection `c` is `TOKEN + CONN + 2c` (container side) and `+ 1`
+/// (destination side).
+const TOKEN: u64 = crate::tokens::RELAY;
 const CONN: u64 = 0x100;
-/// Past the last token.
-pub const TOKEN_END: u64 = TOKEN + CONN + 2 * MAX_CONNS as u64;
+/// How many tokens the relay uses.
+pub const TOKENS: u64 = CONN + 2 * MAX_CONNS as u64;
+const _: () = assert!(MAX_LISTENERS as u64 <= CONN);
 
 /// Listeners on the whole board.
 const MAX_LISTENERS: usize = 64;
@@ -226,7 +228,7 @@ impl Relay {
         }
     }
 
-    /// An epoll event with a token in `TOKEN..TOKEN_END`.
+    /// An epoll event with a token in `crate::tokens::RELAY..RELAY_END`.
     pub fn on_event(&mut self, ep: &OwnedFd, token: u64, flags: epoll::EventFlags) {
         let n = token - TOKEN;
         if n < CONN {

@@ -34,8 +34,9 @@ pub const MAX_RUNS: usize = 16;
 const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 /// Longest deadline a client may ask for.
 const MAX_TIMEOUT_MS: u64 = 600_000;
-/// Epoll token base: stdout is `TOKEN + 2·slot`, stderr `TOKEN + 2·slot + 1`.
-pub const TOKEN: u64 = 0x800;
+/// Epoll token base (crate::tokens::RUN): stdout is `TOKEN + 2·slot`,
+/// stderr `TOKEN + 2·slot + 1`.
+const TOKEN: u64 = crate::tokens::RUN;
 /// How deep containers may spawn containers (a top-level run is depth 0).
 pub const MAX_DEPTH: u8 = 3;
 /// Most children one container may have running at once.

@@ -84,11 +84,6 @@ pub enum Request {
     Watch(i32, u64),
 }
 
-/// Epoll token base for service output pipes.
-pub const TOKEN_OUT: u64 = 0x100;
-/// Epoll token base for readiness pipes.
-pub const TOKEN_READY: u64 = 0x200;
-
 /// Why an operator's start, stop or restart was refused.
 #[derive(Debug)]
 pub enum OperateError {
@@ -184,7 +179,10 @@ impl Supervisor {
                 }
             };
             if let Some(o) = &output {
-                let _ = requests.push(Request::Watch(raw(&o.read), TOKEN_OUT + i as u64));
+                let _ = requests.push(Request::Watch(
+                    raw(&o.read),
+                    crate::tokens::SERVICE_OUT + i as u64,
+                ));
             }
             let pod = pod_role(&cfg, &s.name);
             if let Some(p) = &pod {
@@ -757,9 +755,10 @@ impl Supervisor {
                         ready: false,
                     };
                     if let Some(r) = ready_read {
-                        let _ = self
-                            .requests
-                            .push(Request::Watch(raw(&r), TOKEN_READY + i as u64));
+                        let _ = self.requests.push(Request::Watch(
+                            raw(&r),
+                            crate::tokens::SERVICE_READY + i as u64,
+                        ));
                         s.ready_pipe = Some(r);
                     }
                 }
