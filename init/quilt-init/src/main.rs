@@ -29,12 +29,14 @@ mod evloop;
 mod fatal;
 mod ids;
 mod installs;
+mod launcher;
 mod ledger;
 mod log;
 mod modules;
 mod mounts;
 mod net;
 mod output;
+mod plan;
 mod policy;
 mod power;
 mod refusal;
@@ -116,8 +118,8 @@ fn main() {
     };
     let fatal_cfg = cfg.fatal.clone();
     let n = cfg.services.len();
-    let _ = std::fs::create_dir_all(supervisor::STAGING);
-    let _ = std::fs::create_dir_all(supervisor::SCRATCH);
+    let _ = std::fs::create_dir_all(plan::STAGING);
+    let _ = std::fs::create_dir_all(plan::SCRATCH);
     // Installs run in their own process (installs.rs); at boot PID 1 waits
     // for the first one, bounded and feeding the watchdog.
     let mut installs = installs::Installs::new(&cfg, boot::config_path(&cl));

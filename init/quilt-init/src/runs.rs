@@ -118,7 +118,7 @@ fn err(code: quilt_proto::ErrorCode, message: String) -> StartError {
 /// All runs in flight, and the prepared container of each bundle.
 pub struct Runs {
     slots: Vec<Option<Run>>,
-    plans: HashMap<String, crate::supervisor::ContainerPlan>,
+    plans: HashMap<String, crate::plan::ContainerPlan>,
     next_id: u64,
     /// fds to watch, drained by the event loop.
     pub watch: heapless::Vec<(i32, u64), 8>,
@@ -381,16 +381,11 @@ impl Runs {
             ));
         };
         if !self.plans.contains_key(bundle) {
-            let svc = quilt_config::Service {
-                // The UTS name: the bundle's last path component, cut to fit.
-                name: heapless::String::try_from(hostname_of(bundle)).unwrap_or_default(),
-                ..crate::supervisor::blank_service()
-            };
+            // The UTS name: the bundle's last path component, cut to fit.
             // Planned once per bundle; each launch gives it its slot's ids.
-            let who = crate::ids::Who::Run { slot };
-            let plan =
-                crate::supervisor::container_plan(&svc, bundle, Some(tools), bus, None, net, who)
-                    .map_err(|why| err(Failed, why.to_string()))?;
+            let role = crate::plan::Role::run(hostname_of(bundle), slot);
+            let plan = crate::plan::container_plan(&role, bundle, Some(tools), bus, None, net)
+                .map_err(|why| err(Failed, why.to_string()))?;
             self.plans.insert(bundle.to_owned(), plan);
         }
         let plan = self
@@ -408,11 +403,8 @@ impl Runs {
             Some(p) => format!("{}/kids/{id}", p.cgroup),
             None => format!("runs/{id}"),
         };
-        let svc_like = quilt_config::Service {
-            bundle: Some(heapless::String::try_from(bundle).unwrap_or_default()),
-            ..crate::supervisor::blank_service()
-        };
-        let limits = crate::supervisor::merged_limits(&svc_like, Some(tools));
+        let limits =
+            crate::plan::merged_limits(&quilt_config::Limits::default(), Some(bundle), Some(tools));
         let spawner = tools
             .get(bundle)
             .and_then(|t| crate::supervisor::control_grant(&t.header.tokens))
@@ -438,89 +430,66 @@ impl Runs {
             remove_family(&cg);
             err(Failed, format!("creating cgroup {cg}: {e}"))
         })?;
-        // The container's end of its control socket goes in after the bus fds.
-        let (ours, theirs) = match &spawner {
-            Some(_) => {
-                let (a, b) = rustix::net::socketpair(
-                    rustix::net::AddressFamily::UNIX,
-                    rustix::net::SocketType::SEQPACKET,
-                    rustix::net::SocketFlags::CLOEXEC,
-                    None,
-                )
-                .map_err(|e| {
-                    remove_family(&cg);
-                    err(Failed, format!("control socketpair: {e}"))
-                })?;
-                (Some(a), Some(b))
-            }
-            None => (None, None),
-        };
         let fail = |what: &str, e: &dyn std::fmt::Display| err(Failed, format!("{what}: {e}"));
         let flags = rustix::pipe::PipeFlags::CLOEXEC;
         // stdin: the input in a memfd, or an empty pipe we keep the write end of.
         let (stdin, keep) = match input {
             Some(input) => (
-                input_memfd(input).map_err(|e| fail("the input memfd", &e))?,
+                input_memfd(input).map_err(|e| {
+                    remove_family(&cg);
+                    fail("the input memfd", &e)
+                })?,
                 None,
             ),
             None => {
-                let (r, w) = rustix::pipe::pipe_with(flags).map_err(|e| fail("pipe", &e))?;
-                rustix::pipe::fcntl_setpipe_size(&w, 2 * quilt_proto::MAX_REQUEST)
-                    .map_err(|e| fail("sizing the input pipe", &e))?;
+                let (r, w) = rustix::pipe::pipe_with(flags).map_err(|e| {
+                    remove_family(&cg);
+                    fail("pipe", &e)
+                })?;
+                rustix::pipe::fcntl_setpipe_size(&w, 2 * quilt_proto::MAX_REQUEST).map_err(
+                    |e| {
+                        remove_family(&cg);
+                        fail("sizing the input pipe", &e)
+                    },
+                )?;
                 (r, Some(w))
             }
         };
-        let ((out_r, out_w), (err_r, err_w)) = output_pipes().map_err(|e| fail("pipe", &e))?;
+        let ((out_r, out_w), (err_r, err_w)) = output_pipes().map_err(|e| {
+            remove_family(&cg);
+            fail("pipe", &e)
+        })?;
         let wants = tools
             .get(bundle)
             .map(|t| crate::bus::wants(&t.header.tokens))
             .unwrap_or_default();
-        let mut extra = match bus.claim(id, &wants) {
-            Ok(fds) => fds,
-            Err(why) => {
-                remove_family(&cg);
-                return Err(err(Busy, format!("bundle {bundle:?}: {why}")));
-            }
-        };
-        extra.extend(theirs.as_ref().map(|f| f.as_fd()));
-        let stdio = quilt_container::Stdio {
+        let launched = crate::launcher::launch(&crate::launcher::Launch {
+            plan,
             stdin: stdin.as_fd(),
             stdout: out_w.as_fd(),
             stderr: err_w.as_fd(),
-            extra: &extra,
-        };
-        let spawned = match plan.net.is_empty() {
-            true => quilt_container::spawn(plan, stdio, cg_fd.as_fd()),
-            false => match quilt_container::netns::prepare(None, false, &plan.net) {
-                Ok(p) => {
-                    let join = quilt_container::Join {
-                        net: Some(p.ns.as_fd()),
-                        ..Default::default()
-                    };
-                    let sp = quilt_container::spawn_in(plan, stdio, cg_fd.as_fd(), join);
-                    if let Ok(sp) = &sp {
-                        if sp.failed.is_none() {
-                            self.net_adopt.push((sp.pid, plan.net.clone(), p.listeners));
-                        }
-                    }
-                    sp
-                }
-                Err(e) => Err(std::io::Error::new(
-                    e.kind(),
-                    format!("preparing its network namespace: {e}"),
-                )),
-            },
-        };
-        drop((out_w, err_w, stdin, cg_fd, extra));
-        drop(theirs);
-        let sp = match spawned {
+            cgroup: cg_fd.as_fd(),
+            bus,
+            holder: id,
+            wants: &wants,
+            control: spawner.is_some(),
+            pod: None,
+        });
+        drop((out_w, err_w, stdin, cg_fd));
+        let mut sp = match launched {
             Ok(sp) => sp,
             Err(e) => {
-                bus.release(id);
                 remove_family(&cg);
-                return Err(fail("clone3", &e));
+                let code = match e {
+                    crate::launcher::LaunchError::Bus(_) => Busy,
+                    _ => Failed,
+                };
+                return Err(err(code, format!("bundle {bundle:?}: {e}")));
             }
         };
+        if let Some((net, listeners)) = sp.relay.take() {
+            self.net_adopt.push((sp.pid, net, listeners));
+        }
         if let Some((stage, errno)) = sp.failed {
             event!(
                 "event=run-setup-failed id={} bundle={} stage={} step=\"{}\" error=\"{}\"",
@@ -541,7 +510,7 @@ impl Runs {
                 sp.pid
             );
         }
-        if let (Some(fd), Some(s)) = (ours, spawner) {
+        if let (Some(fd), Some(s)) = (sp.control.take(), spawner) {
             self.adopt.push((fd, s));
         }
         if let Some(s) = self.slots.get_mut(slot) {

@@ -7,6 +7,7 @@ use crate::cgroup;
 use crate::clock::Millis;
 use crate::event;
 use crate::output::Output;
+use crate::plan::{container_plan, merged_limits, ContainerPlan, Role};
 use crate::policy::{self, ExitCode};
 use crate::refusal::{PlanRefusal, PodRefusal, TargetRefusal};
 use crate::spawn;
@@ -200,11 +201,8 @@ impl Supervisor {
                 }
             }
             let container = s.bundle.as_ref().map(|b| {
-                let who = crate::ids::Who::Service {
-                    index: i,
-                    pod: pod.as_ref().map(|p| p.pod),
-                };
-                container_plan(s, b, tools, &bus, pod.as_ref(), &cfg.net, who)
+                let role = Role::service(s, i, pod.as_ref().map(|p| p.pod));
+                container_plan(&role, b, tools, &bus, pod.as_ref(), &cfg.net)
             });
             let bus_wants = s
                 .bundle
@@ -217,7 +215,7 @@ impl Supervisor {
                         .collect()
                 })
                 .unwrap_or_default();
-            let limits = merged_limits(s, tools);
+            let limits = merged_limits(&s.limits, s.bundle.as_deref(), tools);
             let control = s
                 .bundle
                 .as_ref()
@@ -434,18 +432,14 @@ impl Supervisor {
             .enumerate()
         {
             if svc.bundle.as_deref() == Some(bundle) {
-                let who = crate::ids::Who::Service {
-                    index,
-                    pod: st.pod.as_ref().map(|p| p.pod),
-                };
+                let role = Role::service(svc, index, st.pod.as_ref().map(|p| p.pod));
                 let plan = container_plan(
-                    svc,
+                    &role,
                     bundle,
                     Some(tools),
                     &self.bus,
                     st.pod.as_ref(),
                     &self.cfg.net,
-                    who,
                 );
                 st.container = Some(plan);
             }
@@ -838,98 +832,43 @@ impl Supervisor {
         let wants: Vec<(&str, BusRole)> =
             st.bus_wants.iter().map(|(t, r)| (t.as_str(), *r)).collect();
         let holder = crate::bus::SERVICE | i as u64;
-        let mut extra = match self.bus.claim(holder, &wants) {
-            Ok(fds) => fds,
-            Err(why) => {
-                event!("event=service-start-failed name={} error=\"{}\"", name, why);
-                self.start_failed(i, now);
-                return;
-            }
-        };
-        // A control socket of its own after the bus fds (spawn, llm:,
-        // exec: tokens); PID 1 serves the other end.
-        let socket = match st.control.as_ref() {
-            Some(grant) => match rustix::net::socketpair(
-                rustix::net::AddressFamily::UNIX,
-                rustix::net::SocketType::SEQPACKET,
-                rustix::net::SocketFlags::CLOEXEC,
-                None,
-            ) {
-                Ok((ours, theirs)) => Some((ours, theirs, grant.clone())),
-                Err(e) => {
-                    event!(
-                        "event=service-start-failed name={} error=\"control socketpair: {}\"",
-                        name,
-                        e
-                    );
-                    drop(extra);
-                    self.bus.release(holder);
-                    self.start_failed(i, now);
-                    return;
-                }
-            },
-            None => None,
-        };
-        extra.extend(socket.as_ref().map(|(_, theirs, _)| theirs.as_fd()));
-        let stdio = quilt_container::Stdio {
+        let launched = crate::launcher::launch(&crate::launcher::Launch {
+            plan,
             stdin: input.as_ref().map_or(null.as_fd(), |f| f.as_fd()),
             stdout: out.write.as_fd(),
             stderr: out.write.as_fd(),
-            extra: &extra,
-        };
-        // `net:` destinations: listeners in a namespace made for it (or
-        // in its pod's), which the container joins.
-        let prepared = match plan.net.is_empty() {
-            true => Ok(None),
-            false => quilt_container::netns::prepare(
-                pod.as_ref().map(|p| p.net.as_fd()),
-                false,
-                &plan.net,
-            )
-            .map(Some),
-        };
-        let spawned = match &prepared {
-            Ok(p) => {
-                let join = quilt_container::Join {
-                    net: p
-                        .as_ref()
-                        .map(|p| p.ns.as_fd())
-                        .or(pod.as_ref().map(|p| p.net.as_fd())),
-                    ipc: pod.as_ref().map(|p| p.ipc.as_fd()),
-                    pid: pod
-                        .as_ref()
-                        .and_then(|p| p.pid.as_ref())
-                        .map(|fd| fd.as_fd()),
-                };
-                quilt_container::spawn_in(plan, stdio, cg.as_fd(), join)
+            cgroup: cg.as_fd(),
+            bus: &self.bus,
+            holder,
+            wants: &wants,
+            control: st.control.is_some(),
+            pod: pod.as_ref().map(|p| crate::launcher::PodJoin {
+                net: p.net.as_fd(),
+                ipc: p.ipc.as_fd(),
+                pid: p.pid.as_ref().map(|fd| fd.as_fd()),
+            }),
+        });
+        let spawned = match launched {
+            Ok(mut l) => {
+                if let Some((net, listeners)) = l.relay.take() {
+                    self.net_adopt.push((l.pid, net, listeners));
+                }
+                if let (Some(ours), Some(grant)) = (l.control.take(), st.control.as_ref()) {
+                    self.adopt.push((
+                        ours,
+                        crate::control::Spawner {
+                            run: holder,
+                            bundle: svc.bundle.as_deref().unwrap_or("").to_string(),
+                            grant: grant.clone(),
+                            cgroup: name.to_string(),
+                            depth: 0,
+                        },
+                    ));
+                }
+                Ok(l)
             }
-            Err(e) => Err(std::io::Error::new(
-                e.kind(),
-                format!("preparing its network namespace: {e}"),
-            )),
+            Err(e) => Err(e),
         };
-        drop(extra);
-        if let (Ok(sp), Ok(Some(p))) = (&spawned, prepared) {
-            if sp.failed.is_none() {
-                self.net_adopt.push((sp.pid, plan.net.clone(), p.listeners));
-            }
-        }
-        if let (Ok(_), Some((ours, theirs, grant))) = (&spawned, socket) {
-            drop(theirs);
-            self.adopt.push((
-                ours,
-                crate::control::Spawner {
-                    run: holder,
-                    bundle: svc.bundle.as_deref().unwrap_or("").to_string(),
-                    grant,
-                    cgroup: name.to_string(),
-                    depth: 0,
-                },
-            ));
-        }
-        if spawned.is_err() {
-            self.bus.release(holder);
-        }
         match spawned {
             Ok(sp) => {
                 if let Some((stage, errno)) = sp.failed {
@@ -965,11 +904,7 @@ impl Supervisor {
                 }
             }
             Err(e) => {
-                event!(
-                    "event=service-start-failed name={} error=\"clone3: {}\"",
-                    name,
-                    e
-                );
+                event!("event=service-start-failed name={} error=\"{}\"", name, e);
                 self.start_failed(i, now);
             }
         }
@@ -1333,185 +1268,6 @@ impl Supervisor {
     }
 }
 
-/// Where every container's new root is mounted (in its own namespace).
-pub const STAGING: &str = "/run/quilt/root";
-/// Where a container's writable-overlay tmpfs is mounted (in its own
-/// namespace; the host directory stays empty).
-pub const SCRATCH: &str = "/run/quilt/scratch";
-/// The uid/gid a tool runs as inside its own user namespace.
-const INSIDE_ID: u32 = 1000;
-/// /tmp of a tool when its manifest sets no memory limit.
-const DEFAULT_TMP: u64 = 64 << 20;
-
-/// A service with every field at its default, to fill in.
-pub(crate) fn blank_service() -> quilt_config::Service {
-    quilt_config::Service {
-        name: heapless::String::new(),
-        exec: heapless::Vec::new(),
-        env: heapless::Vec::new(),
-        cwd: None,
-        uid: 0,
-        gid: 0,
-        after: heapless::Vec::new(),
-        restart: quilt_config::Restart::Never,
-        backoff_ms: 100,
-        backoff_max_ms: 30_000,
-        ready: Ready::Started,
-        limits: quilt_config::Limits::default(),
-        console: false,
-        on_exit: PowerAction::Ignore,
-        bundle: None,
-        input: None,
-    }
-}
-
-/// A prepared container and the `net:` destinations it is allowed.
-pub struct ContainerPlan {
-    /// What the container is.
-    pub plan: quilt_container::Plan,
-    /// Where PID 1 relays its TCP connections to (empty: loopback only).
-    pub net: Vec<std::net::SocketAddrV4>,
-}
-
-impl std::ops::Deref for ContainerPlan {
-    type Target = quilt_container::Plan;
-    fn deref(&self) -> &quilt_container::Plan {
-        &self.plan
-    }
-}
-
-/// Prepare the container of a bundle service, or say why it cannot run.
-pub(crate) fn container_plan(
-    svc: &quilt_config::Service,
-    bundle: &str,
-    tools: Option<&Tools>,
-    bus: &Bus,
-    pod: Option<&PodRole>,
-    net_allow: &[quilt_config::NetAllow],
-    who: crate::ids::Who,
-) -> Result<ContainerPlan, PlanRefusal> {
-    let tools = tools.ok_or(PlanRefusal::NoTrustStore)?;
-    let tool = tools.get(bundle).ok_or_else(|| PlanRefusal::NotInstalled {
-        bundle: bundle.to_owned(),
-    })?;
-    let h = &tool.header;
-    if h.runtime != "bun" {
-        return Err(PlanRefusal::Runtime {
-            bundle: bundle.to_owned(),
-            runtime: h.runtime.to_string(),
-        });
-    }
-    let entry = format!("/app/{}", h.entry.trim_start_matches('/'));
-    let mut argv: Vec<&str> = vec!["/bin/bun", "run", "--no-install", &entry];
-    argv.extend(svc.exec.iter().map(|a| a.as_str()));
-    let (bus_env, bus_fds) =
-        bus.env(&crate::bus::wants(&h.tokens))
-            .map_err(|why| PlanRefusal::Bus {
-                bundle: bundle.to_owned(),
-                why,
-            })?;
-    // Containers of a bundle with spawn, llm: or exec: tokens get their
-    // control socket next.
-    let control_env = control_grant(&h.tokens).map(|_| format!("QUILT_CONTROL_FD={}", 3 + bus_fds));
-    let mut env: Vec<&str> = vec!["PATH=/bin", "HOME=/tmp", "TMPDIR=/tmp", "NO_COLOR=1"];
-    env.extend(bus_env.as_deref());
-    env.extend(control_env.as_deref());
-    env.extend(svc.env.iter().map(|e| e.as_str()));
-    let binds = [quilt_container::Bind {
-        src: &tool.tree,
-        dst: "/app",
-        writable: false,
-    }];
-    let grants = Grants::of(bundle, h, &tool.tree)?;
-    let net = crate::net::targets(net_allow, bundle, &h.tokens)?;
-    if !net.is_empty() && grants.userns {
-        return Err(PlanRefusal::NetWithUserns {
-            bundle: bundle.to_owned(),
-        });
-    }
-    // Pod members share one network: a relay made for one member's
-    // `net:` token is reachable by all, so every member must hold it.
-    if let Some(p) = pod {
-        for t in h.tokens.iter().filter(|t| t.starts_with("net:")) {
-            let lacking = p.peers.iter().find(|peer| {
-                !peer
-                    .as_deref()
-                    .and_then(|b| tools.get(b))
-                    .is_some_and(|pt| pt.header.tokens.contains(t))
-            });
-            if let Some(peer) = lacking {
-                return Err(PlanRefusal::PodMemberLacksNet {
-                    bundle: bundle.to_owned(),
-                    token: t.clone(),
-                    peer: peer.as_deref().map(str::to_owned),
-                });
-            }
-        }
-    }
-    if pod.is_some() && grants.userns {
-        return Err(PlanRefusal::PodUserns {
-            bundle: bundle.to_owned(),
-        });
-    }
-    let mut volumes = Vec::new();
-    for (vol, writable) in &grants.fs {
-        match pod.and_then(|p| p.volumes.iter().find(|(v, _)| v == vol)) {
-            Some((name, dir)) => volumes.push(quilt_container::Volume {
-                src: dir,
-                name,
-                writable: *writable,
-            }),
-            None => {
-                return Err(PlanRefusal::NoVolume {
-                    bundle: bundle.to_owned(),
-                    vol: vol.clone(),
-                    service: svc.name.to_string(),
-                })
-            }
-        }
-    }
-    let overlays: Vec<quilt_container::Overlay<'_>> = grants
-        .writable
-        .iter()
-        .map(|(lower, dst)| quilt_container::Overlay { lower, dst })
-        .collect();
-    // Its own ids (crate::ids); a uid the boot config names is the
-    // operator's choice. With a user namespace, 1000 inside.
-    let (uid, gid, userns) = match crate::ids::of(who, grants.userns) {
-        _ if svc.uid != 0 => (svc.uid, if svc.gid == 0 { svc.uid } else { svc.gid }, None),
-        quilt_container::Identity::Ids { uid, gid } => (uid, gid, None),
-        quilt_container::Identity::Mapped(map) => (INSIDE_ID, INSIDE_ID, Some(map)),
-    };
-    let tmp_bytes = match h.limits.memory_mib {
-        0 => DEFAULT_TMP,
-        m => (u64::from(m) << 20) / 4,
-    };
-    let spec = quilt_container::Spec {
-        hostname: &svc.name,
-        layer: &tools.runtime,
-        binds: &binds,
-        tmp_bytes,
-        argv: &argv,
-        env: &env,
-        cwd: "/app",
-        uid,
-        gid,
-        new_net: true,
-        nofile: match h.limits.open_files {
-            0 => 1024,
-            n => u64::from(n),
-        },
-        staging: std::path::Path::new(STAGING),
-        userns,
-        caps: grants.caps,
-        overlays: &overlays,
-        scratch: std::path::Path::new(SCRATCH),
-        volumes: &volumes,
-    };
-    let plan = quilt_container::Plan::new(&spec).map_err(PlanRefusal::Container)?;
-    Ok(ContainerPlan { plan, net })
-}
-
 /// Where pods' volumes live on the host (tmpfs `/run`: they last a boot).
 pub const PODS: &str = "/run/quilt/pods";
 
@@ -1639,100 +1395,6 @@ impl ControlGrant {
     }
 }
 
-/// What a bundle's signed tokens grant its containers.
-struct Grants {
-    userns: bool,
-    caps: u64,
-    /// (volume, writable) per `fs:` token.
-    fs: Vec<(String, bool)>,
-    /// (host lower dir, container path) per `write:<dir>`.
-    writable: Vec<(std::path::PathBuf, String)>,
-}
-
-impl Grants {
-    /// Every token must be one this firmware knows: a tool is never run
-    /// with other powers than it was signed for.
-    fn of(
-        bundle: &str,
-        h: &quilt_bundle::Header,
-        tree: &std::path::Path,
-    ) -> Result<Grants, PlanRefusal> {
-        use quilt_bundle::tokens::Token;
-        let mut g = Grants {
-            userns: false,
-            caps: 0,
-            fs: Vec::new(),
-            writable: Vec::new(),
-        };
-        for t in &h.tokens {
-            match Token::parse(t) {
-                Ok(Token::UserNs) => g.userns = true,
-                Ok(Token::Cap(_, nr)) => g.caps |= 1u64 << nr,
-                // Handed out per container by crate::bus and crate::runs.
-                Ok(Token::Fs(vol, writable)) => g.fs.push((vol.to_owned(), writable)),
-                Ok(
-                    Token::Bus(..)
-                    | Token::Spawn(_)
-                    | Token::Counted(_)
-                    | Token::Exec(_)
-                    | Token::Net(_),
-                ) => {}
-                Ok(Token::Write(dir)) => {
-                    let lower = tree.join(dir);
-                    if !lower.is_dir() {
-                        return Err(PlanRefusal::NotADirectory {
-                            bundle: bundle.to_owned(),
-                            dir: dir.to_owned(),
-                        });
-                    }
-                    g.writable.push((lower, format!("/app/{dir}")));
-                }
-                Err(why) => {
-                    return Err(PlanRefusal::BadToken {
-                        bundle: bundle.to_owned(),
-                        why,
-                    })
-                }
-            }
-        }
-        Ok(g)
-    }
-}
-
-/// The config's limits, filled in from the bundle manifest where the
-/// config leaves them open.
-pub(crate) fn merged_limits(
-    svc: &quilt_config::Service,
-    tools: Option<&Tools>,
-) -> quilt_config::Limits {
-    let mut l = svc.limits.clone();
-    let Some(h) = svc
-        .bundle
-        .as_ref()
-        .and_then(|b| tools?.get(b))
-        .map(|t| &t.header)
-    else {
-        return l;
-    };
-    if l.memory_max.is_none() && h.limits.memory_mib > 0 {
-        l.memory_max = Some(u64::from(h.limits.memory_mib) << 20);
-    }
-    if l.pids_max.is_none() && h.limits.tasks > 0 {
-        l.pids_max = Some(h.limits.tasks);
-    }
-    if l.cpu_quota_us.is_none() && h.limits.cpu_percent > 0 {
-        l.cpu_quota_us = Some(u32::from(h.limits.cpu_percent) * 1000);
-        l.cpu_period_us = Some(100_000);
-    }
-    if l.io_bps.is_none() && h.limits.io_mib_s > 0 {
-        l.io_bps = Some(u64::from(h.limits.io_mib_s) << 20);
-    }
-    if l.io_iops.is_none() && h.limits.io_iops > 0 {
-        l.io_iops = Some(h.limits.io_iops);
-    }
-    l
-}
-
 fn st_set(svcs: &mut heapless::Vec<Svc, MAX_SERVICES>, i: usize, state: State) {
     if let Some(s) = svcs.get_mut(i) {
         s.state = state;
@@ -1756,7 +1418,7 @@ pub fn action_name(a: PowerAction) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::{uncovered_token, Grants, PlanRefusal};
+    use super::uncovered_token;
 
     #[test]
     fn a_child_holds_only_what_its_holder_holds() {
@@ -1781,66 +1443,5 @@ mod tests {
             uncovered_token(&v(&["spawn:a"]), &v(&["spawn:b"])),
             Some("spawn:b")
         );
-    }
-
-    fn header(tokens: &[&str]) -> quilt_bundle::Header {
-        quilt_bundle::Header {
-            format: 1,
-            name: "t".into(),
-            version: 1,
-            root: quilt_bundle::hash::Hash([0; 32]),
-            manifest_len: 1,
-            chunk_count: 0,
-            content_len: 0,
-            files: 0,
-            total_size: 0,
-            arch: vec![],
-            boards: vec![],
-            entry: "main.ts".into(),
-            runtime: "bun".into(),
-            limits: quilt_bundle::header::Limits::default(),
-            tokens: tokens.iter().map(|t| (*t).to_string()).collect(),
-            not_before: None,
-            expires: None,
-        }
-    }
-
-    #[test]
-    fn tokens_become_grants_and_unknown_ones_refuse_the_bundle() {
-        let tree = std::env::temp_dir().join(format!("quilt-grants-{}", std::process::id()));
-        std::fs::create_dir_all(tree.join("data")).unwrap();
-        let g = Grants::of(
-            "t",
-            &header(&["userns", "cap:net_bind_service", "cap:kill", "write:data"]),
-            &tree,
-        )
-        .unwrap();
-        assert!(g.userns);
-        assert_eq!(g.caps, (1 << 10) | (1 << 5));
-        assert_eq!(
-            g.writable,
-            vec![(tree.join("data"), "/app/data".to_string())]
-        );
-        let none = Grants::of("t", &header(&[]), &tree).unwrap();
-        assert!(!none.userns && none.caps == 0 && none.writable.is_empty());
-        let e = Grants::of("t", &header(&["cap:sys_admin"]), &tree)
-            .err()
-            .unwrap();
-        assert!(
-            matches!(&e, PlanRefusal::BadToken { bundle, .. } if bundle == "t"),
-            "{e}"
-        );
-        assert!(e.to_string().contains("cap:sys_admin"), "{e}");
-        let e = Grants::of("t", &header(&["write:missing"]), &tree)
-            .err()
-            .unwrap();
-        assert_eq!(
-            e,
-            PlanRefusal::NotADirectory {
-                bundle: "t".into(),
-                dir: "missing".into()
-            }
-        );
-        std::fs::remove_dir_all(&tree).unwrap();
     }
 }
