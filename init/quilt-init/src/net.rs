@@ -477,9 +477,9 @@ mod tests {
             }
         );
         // And the message says what to add to the boot config.
-        assert!(
-            e.to_string().contains("[[net]] to = \"10.0.2.2:80\""),
-            "{e}"
+        assert_eq!(
+            e.to_string(),
+            "bundle \"b\" asks for `net:10.0.2.2:80`, but this board allows no such destination (add [[net]] to = \"10.0.2.2:80\" to its boot config if it should)"
         );
         assert!(targets(&[], "b", &["spawn".to_string()])
             .unwrap()
