@@ -156,6 +156,11 @@ fn a_publisher_killed_mid_stream_leaves_subscribers_working_and_the_channel_reco
 echo '{"seconds":120,"after":200}' > /tmp/in.json
 quilt run bus-sub --json --timeout-ms 200000 --input /tmp/in.json > /tmp/sub1.out 2>&1 &
 quilt run bus-sub --json --timeout-ms 200000 --input /tmp/in.json > /tmp/sub2.out 2>&1 &
+# Kill the first publisher only once it publishes, and give the
+# subscribers time to hear it: on a loaded machine Bun can take seconds
+# to start, and a subscriber that never heard the first incarnation
+# cannot tell the two apart.
+for i in $(seq 1 300); do quilt logs tele | grep -q 'publishing as' && break; sleep 0.1; done
 sleep 4
 pids=$(cat /sys/fs/cgroup/quilt/tele/cgroup.procs)
 echo "killed=$pids" > /dev/ttyS1

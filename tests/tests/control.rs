@@ -4,6 +4,15 @@
 use quilt_system_tests::{guest_binary, ImageBuilder, Vm, VmOpts};
 use std::time::Duration;
 
+/// Boot `img` and wait until the guest powers itself off (its probe's
+/// `on_exit = "poweroff"`), within `t`.
+fn run_to_poweroff(img: &std::path::Path, opts: VmOpts, t: Duration) -> Vm {
+    let mut vm = Vm::boot(img, VmOpts { timeout: t, ..opts }).unwrap();
+    let exit = vm.wait_exit(t).unwrap();
+    assert!(exit.powered_off(), "{exit:?}");
+    vm
+}
+
 #[test]
 fn malformed_floods_from_64_clients_leave_pid1_responsive() {
     let flood = guest_binary("quilt-system-tests", "quilt-flood").unwrap();
@@ -24,18 +33,11 @@ exec = ["/bin/sh", "-c", "while :; do sleep 0.2; done"]
         .config_toml(config)
         .build()
         .unwrap();
-    let t = Duration::from_secs(300);
-    let mut vm = Vm::boot(
+    let vm = run_to_poweroff(
         &img,
-        VmOpts {
-            timeout: t,
-            ..VmOpts::default()
-        }
-        .cmdline("clocksource=tsc tsc=reliable"),
-    )
-    .unwrap();
-    let exit = vm.wait_exit(t).unwrap();
-    assert!(exit.powered_off(), "{exit:?}");
+        VmOpts::default().cmdline("clocksource=tsc tsc=reliable"),
+        Duration::from_secs(300),
+    );
     let ch = vm.channel_text();
     let line = ch
         .lines()
@@ -122,17 +124,7 @@ echo "ev_start=$(grep '"event":"service-start"' /tmp/events | grep -c '"name":"b
         .config_toml(config)
         .build()
         .unwrap();
-    let t = Duration::from_secs(120);
-    let mut vm = Vm::boot(
-        &img,
-        VmOpts {
-            timeout: t,
-            ..VmOpts::default()
-        },
-    )
-    .unwrap();
-    let exit = vm.wait_exit(t).unwrap();
-    assert!(exit.powered_off(), "{exit:?}");
+    let vm = run_to_poweroff(&img, VmOpts::default(), Duration::from_secs(120));
     let ch = vm.channel_text();
     let get = |k: &str| -> String {
         ch.lines()
@@ -158,4 +150,88 @@ echo "ev_start=$(grep '"event":"service-start"' /tmp/events | grep -c '"name":"b
     // The subscriber saw the stops (stop, and restart's stop) and the starts.
     assert!(get("ev_stopped").parse::<u32>().unwrap() >= 2, "{ch}");
     assert!(get("ev_start").parse::<u32>().unwrap() >= 2, "{ch}");
+}
+
+/// A plain service that is not root (a gateway such as quiltd) drives
+/// the board through a socket of its own, for the verbs its boot config
+/// grants and no others; nobody else can use that socket, and the root
+/// socket stays root's.
+#[test]
+fn a_service_granted_verbs_gets_its_own_socket_and_only_those_verbs() {
+    let cli = guest_binary("quilt", "quilt").unwrap();
+    let config = r#"
+[[service]]
+name = "gw"
+exec = ["/bin/gw.sh"]
+uid = 1000
+gid = 1000
+control = ["list", "run"]
+restart = "never"
+on_exit = "poweroff"
+
+[[service]]
+name = "other"
+exec = ["/bin/sh", "-c", "sleep 0.2; /bin/quilt ping --socket /run/quilt/control.d/gw.sock > /dev/null 2>&1 && echo OTHER=ok || echo OTHER=refused"]
+uid = 2000
+gid = 2000
+restart = "never"
+"#;
+    let gw = r#"#!/bin/sh
+S=/run/quilt/control.d/gw.sock
+sleep 0.5
+echo "GW-ID=$(id -u)"
+/bin/quilt ping --socket $S > /dev/null 2>&1 && echo GW-PING=ok || echo GW-PING=fail
+echo "GW-PS=$(/bin/quilt ps --socket $S 2>&1 | grep -c -E '^(gw|other) ')"
+echo "GW-PODS=$(/bin/quilt pods --socket $S > /dev/null 2>&1; echo $?)"
+echo "GW-SLOTS=$(/bin/quilt slots --socket $S 2>&1 | head -n 1)"
+echo "GW-STOP=$(/bin/quilt stop other --socket $S 2>&1 | head -n 1)"
+/bin/quilt ping > /dev/null 2>&1 && echo GW-ROOT=ok || echo GW-ROOT=refused
+"#;
+    let img = ImageBuilder::new()
+        .busybox()
+        .file("/bin/quilt", &cli, 0o755)
+        .bytes("/bin/gw.sh", gw, 0o755)
+        .config_toml(config)
+        .build()
+        .unwrap();
+    let vm = run_to_poweroff(&img, VmOpts::default(), Duration::from_secs(120));
+    let console = vm.console_text();
+    let get = |k: &str| -> String {
+        console
+            .lines()
+            .find_map(|l| l.split_once(&format!("{k}=")).map(|(_, v)| v))
+            .unwrap_or_else(|| panic!("no {k}= line:\n{console}"))
+            .to_owned()
+    };
+    assert_eq!(get("GW-ID"), "1000", "it runs as its own uid, not root");
+    assert_eq!(get("GW-PING"), "ok");
+    assert_eq!(get("GW-PS"), "2", "`list` lists the services");
+    assert_eq!(get("GW-PODS"), "0", "pods come with `list`");
+    let slots = get("GW-SLOTS");
+    assert!(
+        slots.contains("service \"gw\" may not `slots` here"),
+        "{slots}"
+    );
+    let stop = get("GW-STOP");
+    assert!(stop.contains("may not `services` here"), "{stop}");
+    assert_eq!(get("GW-ROOT"), "refused", "the root socket stays root's");
+    assert_eq!(
+        get("OTHER"),
+        "refused",
+        "another uid cannot use gw's socket"
+    );
+    let ev = vm.events();
+    let granted = ev
+        .iter()
+        .find(|e| e.name() == Some("control-granted"))
+        .unwrap_or_else(|| panic!("no control-granted event:\n{console}"));
+    assert_eq!(granted.get("name"), Some("gw"));
+    assert_eq!(granted.get("verbs"), Some("list,run"));
+    assert_eq!(granted.get("uid"), Some("1000"));
+    let denied: Vec<_> = ev
+        .iter()
+        .filter(|e| e.name() == Some("control-denied"))
+        .filter_map(|e| e.get("verb"))
+        .collect();
+    assert_eq!(denied, ["slots", "services"]);
 }

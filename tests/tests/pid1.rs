@@ -315,7 +315,10 @@ fn pid1_binary_is_static_and_within_budget() {
     // 2,027,360, dm-verity for root slots to 2,050,912. Moving installs,
     // sticks, the serial receiver and firmware staging into quilt-install
     // (issue 15; no SHA3, ed25519, store or link left in PID 1) brought it
-    // down to 1,802,176 (aarch64: 1,667,600 to 1,471,008). This budget, that
-    // figure plus 1.5 %, catches regressions.
-    assert!(size <= 1_830_000, "quilt-init grew to {size} bytes");
+    // down to 1,802,176 (aarch64: 1,667,600 to 1,471,008). The API module,
+    // the supervisor state machine and reading exec reports without
+    // blocking brought it to 1,825,408, services' own control sockets
+    // (issue 17) to 1,834,432. This budget, that figure plus 0.8 %, catches
+    // regressions.
+    assert!(size <= 1_850_000, "quilt-init grew to {size} bytes");
 }

@@ -108,6 +108,7 @@ mod tests {
             on_exit: PowerAction::Ignore,
             bundle: None,
             input: None,
+            control: heapless::Vec::new(),
         };
         s.exec.push(Arg::try_from("/bin/demo").unwrap()).unwrap();
         let mut c = BootConfig {

@@ -706,4 +706,59 @@ pub struct Service {
     /// A file fed to the service on stdin (e.g. a tool's JSON input).
     #[serde(default)]
     pub input: Option<Path>,
+    /// A control socket of its own, `/run/quilt/control.d/<name>.sock`
+    /// (its uid's, mode 0600), that lets it ask PID 1 for these verbs
+    /// and no others: how a gateway such as `quiltd`, which is not root,
+    /// drives the board. Empty: no socket. Plain services only (a
+    /// container's powers come from its signed tokens).
+    #[serde(default)]
+    pub control: Vec<Verb, MAX_VERBS>,
+}
+
+/// Most verbs one service's control socket may grant.
+pub const MAX_VERBS: usize = 10;
+
+/// What a service's own control socket lets it ask (`control = [...]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verb {
+    /// List services and runs (`ps`), pods and counted resources.
+    List,
+    /// Run, spawn, wait for and stop tools.
+    Run,
+    /// Read (and follow) a service's output.
+    Logs,
+    /// Subscribe to the event stream.
+    Events,
+    /// Start, stop and restart services.
+    Services,
+    /// List the installed bundles.
+    Bundles,
+    /// Install and remove bundles; firmware is installed but not staged
+    /// without `firmware`.
+    Install,
+    /// Stage installed firmware to the other slot.
+    Firmware,
+    /// Read the A/B slot state.
+    Slots,
+    /// Start processes inside services' containers.
+    Exec,
+}
+
+impl Verb {
+    /// As written in the boot config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::List => "list",
+            Verb::Run => "run",
+            Verb::Logs => "logs",
+            Verb::Events => "events",
+            Verb::Services => "services",
+            Verb::Bundles => "bundles",
+            Verb::Install => "install",
+            Verb::Firmware => "firmware",
+            Verb::Slots => "slots",
+            Verb::Exec => "exec",
+        }
+    }
 }

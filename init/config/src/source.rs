@@ -217,4 +217,32 @@ exec = ["/a"]
         let cfg = decode(&compile(t).unwrap()).unwrap();
         assert_eq!(crate::start_order(&cfg).unwrap().as_slice(), &[2, 1, 0]);
     }
+
+    #[test]
+    fn a_plain_service_may_get_a_control_socket_with_named_verbs() {
+        let t = "[[service]]\nname = \"gw\"\nexec = [\"/gw\"]\ncontrol = [\"list\", \"run\", \"logs\"]\n";
+        let cfg = decode(&compile(t).unwrap()).unwrap();
+        assert_eq!(
+            cfg.services[0].control.as_slice(),
+            [crate::Verb::List, crate::Verb::Run, crate::Verb::Logs]
+        );
+        let none = "[[service]]\nname = \"s\"\nexec = [\"/s\"]\n";
+        assert!(decode(&compile(none).unwrap()).unwrap().services[0]
+            .control
+            .is_empty());
+        for bad in [
+            "[[service]]\nname = \"gw\"\nexec = [\"/gw\"]\ncontrol = [\"run\", \"run\"]\n",
+            "[[service]]\nname = \"gw\"\nbundle = \"b\"\ncontrol = [\"run\"]\n",
+        ] {
+            assert!(
+                matches!(
+                    compile(bad),
+                    Err(CompileError::Invalid(crate::ConfigError::BadControl(_)))
+                ),
+                "{bad}"
+            );
+        }
+        let unknown = "[[service]]\nname = \"gw\"\nexec = [\"/gw\"]\ncontrol = [\"root\"]\n";
+        assert!(matches!(compile(unknown), Err(CompileError::Parse(_))));
+    }
 }

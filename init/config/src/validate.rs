@@ -54,6 +54,8 @@ pub enum ConfigError {
     BadUsb,
     /// `[containers]` with a 0, or a default above its ceiling.
     BadContainers(&'static str),
+    /// `control` on a bundle service, or a verb listed twice.
+    BadControl(Name),
 }
 
 impl fmt::Display for ConfigError {
@@ -115,6 +117,10 @@ impl fmt::Display for ConfigError {
             ConfigError::BadContainers(what) => write!(
                 f,
                 "[containers] {what}: every value must be above 0 (unset never means unlimited) and each default_* at most its max_*"
+            ),
+            ConfigError::BadControl(n) => write!(
+                f,
+                "service {n:?}: `control` lists each verb once, and only plain services have one (a bundle's container gets its powers from its signed tokens)"
             ),
             ConfigError::BadUsb => write!(
                 f,
@@ -183,6 +189,16 @@ fn check_service(s: &Service) -> Result<(), ConfigError> {
 impl BootConfig {
     /// Check everything init relies on; run by the compiler and by init.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for s in &self.services {
+            let repeated = s
+                .control
+                .iter()
+                .enumerate()
+                .any(|(i, v)| s.control.iter().take(i).any(|w| w == v));
+            if repeated || (s.bundle.is_some() && !s.control.is_empty()) {
+                return Err(ConfigError::BadControl(s.name.clone()));
+            }
+        }
         for m in &self.modules {
             let ok = !m.is_empty()
                 && m.bytes()

@@ -10,7 +10,7 @@
 //! children only make raw libc calls.
 
 use crate::child::{reset_signals, Stage};
-use crate::{clone3, read_report, Spawned, Stdio};
+use crate::{clone3, Report, Spawned, Stdio};
 use rustix::fd::{AsRawFd, BorrowedFd};
 use std::ffi::CString;
 
@@ -85,13 +85,89 @@ const JOIN: libc::c_int = libc::CLONE_NEWNS
 /// Start `plan` inside the container whose first process is `target`, in
 /// cgroup `cgroup` (e.g. a child of the target's). The returned pid is the
 /// process that execs (a child of the caller); the intermediate process
-/// exits at once and must be reaped too.
+/// exits at once and must be reaped too. Blocks until the process that
+/// execs has reported (see [`start_enter`]).
 pub fn enter(
     plan: &EnterPlan,
     target: i32,
     stdio: Stdio<'_>,
     cgroup: BorrowedFd<'_>,
 ) -> std::io::Result<Spawned> {
+    let entering = start_enter(plan, target, stdio, cgroup)?;
+    let EnterReport { pid, err, .. } = entering.report;
+    let inner = pid.wait().failure().map(i32::from_ne_bytes);
+    let failed = crate::decode_setup(err.wait());
+    Ok(match inner {
+        Some(p) if p > 0 => Spawned { pid: p, failed },
+        // The middle process failed before it could fork: its report says
+        // why, and it is the one to reap.
+        _ => Spawned {
+            pid: entering.middle,
+            failed: failed.or(Some((Stage::Namespaces, 0))),
+        },
+    })
+}
+
+/// A process on its way into a container: the middle process that joins
+/// its namespaces (the caller's child, which exits at once), and its
+/// reports.
+#[derive(Debug)]
+pub struct Entering {
+    /// The middle process.
+    pub middle: i32,
+    /// Which process execs, and how its setup went.
+    pub report: EnterReport,
+}
+
+/// The reports of an [`Entering`] process, read without blocking.
+#[derive(Debug)]
+pub struct EnterReport {
+    pid: Report<4>,
+    err: Report<6>,
+    inner: Option<Option<i32>>,
+}
+
+impl EnterReport {
+    /// The setup report's pipe: it is readable once the process that
+    /// execs has exec'd or failed, and the middle one is gone.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.err.fd()
+    }
+
+    /// The process that execs, once the middle one has said: `Some(None)`
+    /// when it failed before it could fork one (then the middle is the one
+    /// whose exit ends the run). Complete once the middle has exited.
+    pub fn inner(&mut self) -> Option<Option<i32>> {
+        if self.inner.is_none() {
+            self.inner = self
+                .pid
+                .poll()
+                .map(|o| o.failure().map(i32::from_ne_bytes).filter(|p| *p > 0));
+        }
+        self.inner
+    }
+
+    /// Without blocking: `None` while setup goes on, else where and why it
+    /// failed (`Some(None)`: the program was exec'd).
+    pub fn poll(&mut self) -> Option<Option<(Stage, i32)>> {
+        let failed = crate::decode_setup(self.err.poll()?);
+        // The middle's own failure before it forked has no stage report of
+        // the inner process: say where.
+        match self.inner() {
+            Some(None) => Some(failed.or(Some((Stage::Namespaces, 0)))),
+            _ => Some(failed),
+        }
+    }
+}
+
+/// [`enter`] without waiting for the reports: for an event loop that must
+/// not block (PID 1).
+pub fn start_enter(
+    plan: &EnterPlan,
+    target: i32,
+    stdio: Stdio<'_>,
+    cgroup: BorrowedFd<'_>,
+) -> std::io::Result<Entering> {
     let pid = rustix::process::Pid::from_raw(target)
         .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))?;
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
@@ -131,18 +207,14 @@ pub fn enter(
         }
     }
     drop((err_w, pid_w, pidfd, root));
-    let inner = read_report::<4>(&pid_r).map(i32::from_ne_bytes);
-    let failed = read_report::<6>(&err_r)
-        .map(|[s, i, a, b, c, d]| (Stage::from_code(s, i), i32::from_ne_bytes([a, b, c, d])));
-    match inner {
-        Some(p) if p > 0 => Ok(Spawned { pid: p, failed }),
-        // The middle process failed before it could fork: its report says
-        // why, and it is the one to reap.
-        _ => Ok(Spawned {
-            pid: mid,
-            failed: failed.or(Some((Stage::Namespaces, 0))),
-        }),
-    }
+    Ok(Entering {
+        middle: mid,
+        report: EnterReport {
+            pid: Report::new(pid_r)?,
+            err: Report::new(err_r)?,
+            inner: None,
+        },
+    })
 }
 
 fn report(err_w: i32, stage: Stage) -> ! {

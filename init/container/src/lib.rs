@@ -25,13 +25,15 @@ mod child;
 mod enter;
 pub mod netns;
 mod plan;
+mod report;
 pub mod seccomp;
 
 pub use child::{reset_signals, Stage};
-pub use enter::{enter, EnterPlan};
+pub use enter::{enter, start_enter, EnterPlan, EnterReport, Entering};
 pub use plan::{Bind, IdMap, Identity, Overlay, Plan, PlanError, Spec, Volume};
+pub use report::{Outcome, Report};
 
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
 
 const CLONE_NEWNS: u64 = libc::CLONE_NEWNS as u64;
 const CLONE_NEWUTS: u64 = libc::CLONE_NEWUTS as u64;
@@ -148,12 +150,74 @@ pub struct Join<'a> {
 
 /// [`spawn`], joining the namespaces in `join`. A user namespace cannot
 /// join namespaces owned by the host's, so such a plan is refused.
+/// Blocks until the container's setup reports (see [`start_in`]).
 pub fn spawn_in(
     plan: &Plan,
     stdio: Stdio<'_>,
     cgroup: BorrowedFd<'_>,
     join: Join<'_>,
 ) -> std::io::Result<Spawned> {
+    let started = start_in(plan, stdio, cgroup, join)?;
+    Ok(Spawned {
+        pid: started.pid,
+        failed: started.report.wait(),
+    })
+}
+
+/// A container whose setup may still be going on.
+#[derive(Debug)]
+pub struct Started {
+    /// Pid of the container's PID 1, as seen from the host.
+    pub pid: i32,
+    /// How its setup ends, to read when [`SetupReport::fd`] is readable.
+    pub report: SetupReport,
+}
+
+/// A container's setup report: where and why setup failed, or that its
+/// program was exec'd.
+#[derive(Debug)]
+pub struct SetupReport {
+    report: Report<6>,
+    /// A failure the parent saw itself (writing the id maps).
+    early: Option<(Stage, i32)>,
+}
+
+impl SetupReport {
+    /// The pipe to watch.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.report.fd()
+    }
+
+    /// Without blocking: `None` while setup goes on, else where and why it
+    /// failed (`Some(None)`: the program was exec'd).
+    pub fn poll(&mut self) -> Option<Option<(Stage, i32)>> {
+        let outcome = self.report.poll()?;
+        Some(self.early.or_else(|| decode_setup(outcome)))
+    }
+
+    /// Block until setup has ended: where and why it failed, if it did.
+    pub fn wait(self) -> Option<(Stage, i32)> {
+        let early = self.early;
+        early.or_else(|| decode_setup(self.report.wait()))
+    }
+}
+
+/// A setup report's failure: where and why (`None`: it exec'd, or the
+/// report broke off).
+pub(crate) fn decode_setup(outcome: Outcome<6>) -> Option<(Stage, i32)> {
+    outcome
+        .failure()
+        .map(|[s, i, a, b, c, d]| (Stage::from_code(s, i), i32::from_ne_bytes([a, b, c, d])))
+}
+
+/// Start a container as [`spawn_in`] does, without waiting for its setup
+/// to report: for an event loop that must not block (PID 1).
+pub fn start_in(
+    plan: &Plan,
+    stdio: Stdio<'_>,
+    cgroup: BorrowedFd<'_>,
+    join: Join<'_>,
+) -> std::io::Result<Started> {
     if plan.userns.is_some() && (join.net.is_some() || join.ipc.is_some() || join.pid.is_some()) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -226,10 +290,13 @@ pub fn spawn_in(
         }
         drop(w);
     }
-    let failed = read_report::<6>(&err_r)
-        .map(|[s, i, a, b, c, d]| (Stage::from_code(s, i), i32::from_ne_bytes([a, b, c, d])));
-    let failed = map_error.or(failed);
-    Ok(Spawned { pid, failed })
+    Ok(Started {
+        pid,
+        report: SetupReport {
+            report: Report::new(err_r)?,
+            early: map_error,
+        },
+    })
 }
 
 /// Map ids `0..count` of the child's new user namespace to the host range.
@@ -245,21 +312,4 @@ fn write_id_maps(pid: i32, map: IdMap) -> std::io::Result<()> {
             .write_all(line.as_bytes())?;
     }
     Ok(())
-}
-
-/// Read a child's pre-exec failure report from its close-on-exec pipe:
-/// `None` when the pipe closed first (the exec happened), the `N` bytes
-/// when the child wrote them before `_exit`. Blocks until one or the other.
-pub fn read_report<const N: usize>(pipe: &OwnedFd) -> Option<[u8; N]> {
-    let mut report = [0u8; N];
-    let mut got = 0;
-    while got < N {
-        match rustix::io::read(pipe, report.get_mut(got..).unwrap_or(&mut [])) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => break,
-        }
-    }
-    (got == N).then_some(report)
 }

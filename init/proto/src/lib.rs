@@ -404,6 +404,8 @@ impl fmt::Display for FrameError {
     }
 }
 
+impl core::error::Error for FrameError {}
+
 impl FrameError {
     /// The reply code a server sends for this error.
     pub fn code(&self) -> ErrorCode {

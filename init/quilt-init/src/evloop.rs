@@ -1,24 +1,27 @@
 //! The one event loop: epoll over the signalfd, one timerfd armed for the
 //! nearest deadline, and the services' pipes. Nothing in PID 1 blocks
-//! anywhere else once boot is done.
+//! anywhere else once boot is done. Each turn it ticks the supervisor,
+//! runs and installs, hands control requests to the API (`crate::api`)
+//! and its per-turn deliveries, reaps, applies fd watches and acts on
+//! finished install jobs.
 
+use crate::api::{Api, Parts};
 use crate::bundles::Tools;
 use crate::clock::Millis;
-use crate::control::{self, Action, Control};
+use crate::control::{self, Control};
 use crate::event;
 use crate::installs::{self, Installs, Job, Origin};
-use crate::ledger::{Ledger, Outcome};
+use crate::ledger::Ledger;
 use crate::policy::ExitCode;
 use crate::runs::Runs;
 use crate::signals;
-use crate::supervisor::{self, Request, Supervisor};
+use crate::supervisor::{Request, Supervisor};
 use crate::tokens::{self, Source};
 use crate::usb::Usb;
 use crate::watchdog::Watchdog;
 use core::mem::MaybeUninit;
 use quilt_config::PowerAction;
 use quilt_proto::installer::Report;
-use quilt_proto::Reply;
 use rustix::event::epoll;
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::process::WaitOptions;
@@ -36,9 +39,8 @@ pub struct Loop {
     control: Option<Control>,
     runs: Runs,
     tools: Option<Tools>,
-    actions: Vec<Action>,
-    /// Counted resources (`llm:<name>` tokens).
-    ledger: Ledger,
+    /// The control API (it owns the counted resources' ledger).
+    api: Api,
     /// Install jobs and the serial receiver, out of PID 1.
     installs: Installs,
     /// TCP relays for `net:` tokens.
@@ -84,7 +86,7 @@ impl Loop {
         )?;
         let hang_at = hang_after_s.map(|s| Millis::now().after(u64::from(s) * 1000));
         let control = match Control::open() {
-            Ok(c) => {
+            Ok(mut c) => {
                 epoll::add(
                     &epoll,
                     c.listener(),
@@ -92,6 +94,7 @@ impl Loop {
                     epoll::EventFlags::IN,
                 )?;
                 event!("event=control-listening path={}", control::PATH);
+                open_granted(&mut c, sup.config());
                 Some(c)
             }
             Err(e) => {
@@ -149,8 +152,7 @@ impl Loop {
             control,
             runs: Runs::new(),
             tools,
-            actions: Vec::new(),
-            ledger,
+            api: Api::new(ledger),
             installs,
             relay: crate::net::Relay::default(),
             booted,
@@ -185,8 +187,8 @@ impl Loop {
             self.apply_requests();
             for (pid, to, fds) in self
                 .sup
-                .net_adopt
-                .drain(..)
+                .take_net_adopted()
+                .into_iter()
                 .chain(self.runs.net_adopt.drain(..))
             {
                 self.relay.adopt(&self.epoll, pid, &to, fds);
@@ -236,18 +238,28 @@ impl Loop {
                 let _ = rustix::io::read(&self.timer, &mut b);
             }
             Source::ServiceOutput(i) => self.sup.on_output(i),
-            Source::ServiceReady(i) => self.sup.on_ready_pipe(i),
+            Source::ServiceReady(i) => self.sup.on_ready_pipe(i, Millis::now()),
+            Source::ServiceSetup(i) => self.sup.on_setup_report(i, Millis::now()),
             Source::ControlListen => {
                 if let Some(c) = self.control.as_mut() {
-                    c.on_listen();
+                    c.on_listen(None);
+                }
+            }
+            Source::ControlGranted(i) => {
+                if let Some(c) = self.control.as_mut() {
+                    c.on_listen(Some(i));
                 }
             }
             Source::ControlClient(k) => {
                 if let Some(c) = self.control.as_mut() {
-                    c.on_client(k, &mut self.actions);
+                    for _ in 0..control::BATCH {
+                        let Some(msg) = c.read(k) else { break };
+                        self.api.receive(c, msg);
+                    }
                 }
             }
             Source::Run(t) => self.runs.on_pipe(t),
+            Source::RunSetup(slot) => self.runs.on_setup(slot),
             Source::Relay(t) => self.relay.on_event(&self.epoll, t, flags),
             Source::Installer(t) => self.installs.on_readable(t),
             Source::Usb => {
@@ -291,7 +303,7 @@ impl Loop {
         event!(
             "event=signal signal={} action={}",
             sig,
-            supervisor::action_name(action)
+            crate::power::action_name(action)
         );
         if action != PowerAction::Ignore {
             self.sup.begin_shutdown(action, now);
@@ -314,9 +326,7 @@ impl Loop {
                     {
                         continue;
                     }
-                    if let Some(action) = self.sup.on_exit(pid.as_raw_nonzero().get(), code, now) {
-                        self.sup.begin_shutdown(action, now);
-                    }
+                    self.sup.on_exit(pid.as_raw_nonzero().get(), code, now);
                 }
                 Ok(None) => break,
                 Err(rustix::io::Errno::INTR) => {}
@@ -326,307 +336,29 @@ impl Loop {
         }
     }
 
-    /// Act on decoded control requests and deliver finished runs.
+    /// Have the API handle this turn's control requests, give the
+    /// control socket the containers started meanwhile, and deliver what
+    /// became ready.
     fn serve(&mut self, now: Millis) {
         let Some(ctl) = self.control.as_mut() else {
             return;
         };
-        for action in self.actions.drain(..) {
-            match action {
-                Action::Reply(slot, reply) => ctl.send(slot, &reply),
-                Action::List(slot) => {
-                    let mut all = self.sup.info(now);
-                    all.extend(self.runs.info(now));
-                    ctl.send(slot, &Reply::Services(all));
-                }
-                Action::Run {
-                    client,
-                    bundle,
-                    input,
-                    timeout_ms,
-                    detached,
-                    parent,
-                } => {
-                    let board = crate::runs::Board {
-                        tools: self.tools.as_ref(),
-                        bus: self.sup.bus(),
-                        net: &self.sup.config().net,
-                    };
-                    let parent_id = parent.as_ref().map_or(0, |p| p.run);
-                    let ask = crate::runs::Ask {
-                        bundle,
-                        input,
-                        timeout_ms,
-                        client,
-                        detached,
-                        parent,
-                    };
-                    match self.runs.start(board, &ask, now) {
-                        Ok(id) => {
-                            event!(
-                                "event=run-start id={} bundle={} input_bytes={} parent={}",
-                                id,
-                                ask.bundle,
-                                ask.input.len(),
-                                parent_id
-                            );
-                            if detached {
-                                ctl.send(client, &Reply::Spawned { id });
-                            }
-                        }
-                        Err(e) => ctl.send(client, &control::refuse(e.code, &e.message)),
-                    }
-                }
-                Action::Wait { client, id } => match self.runs.wait(client, id) {
-                    Ok(Some(reply)) => ctl.send(client, &reply),
-                    Ok(None) => {}
-                    Err(e) => ctl.send(client, &control::refuse(e.code, &e.message)),
-                },
-                Action::Stop { client, id } => match self.runs.stop(client, id) {
-                    Ok(reply) => ctl.send(client, &reply),
-                    Err(e) => ctl.send(client, &control::refuse(e.code, &e.message)),
-                },
-                Action::Service { client, name, verb } => {
-                    match self.sup.operate(&name, verb, now) {
-                        Ok(state) => ctl.send(
-                            client,
-                            &Reply::ServiceState {
-                                name,
-                                state: state.into(),
-                            },
-                        ),
-                        Err(why) => ctl.send(
-                            client,
-                            &control::refuse(quilt_proto::ErrorCode::NotFound, &why.to_string()),
-                        ),
-                    }
-                }
-                Action::Acquire {
-                    client,
-                    holder,
-                    resource,
-                    units,
-                } => match self.ledger.acquire(holder, &resource, units, client) {
-                    Outcome::Granted => {
-                        event!(
-                            "event=resource-acquired run={} resource={} units={}",
-                            holder,
-                            resource,
-                            units
-                        );
-                        ctl.send(client, &Reply::Acquired { resource, units });
-                    }
-                    Outcome::Queued => event!(
-                        "event=resource-wait run={} resource={} units={}",
-                        holder,
-                        resource,
-                        units
-                    ),
-                    Outcome::Deadlock(cycle) => {
-                        let path: Vec<String> = cycle.iter().map(|h| h.to_string()).collect();
-                        event!(
-                            "event=deadlock-refused run={} resource={} cycle={}",
-                            holder,
-                            resource,
-                            path.join(">")
-                        );
-                        ctl.send(
-                            client,
-                            &control::refuse(
-                                quilt_proto::ErrorCode::Deadlock,
-                                &format!(
-                                    "waiting for {resource} would deadlock: run {holder} waits for run {}, which waits (through runs {}) for run {holder}; release what you hold and retry",
-                                    cycle.first().copied().unwrap_or(0),
-                                    path.join(" > ")
-                                ),
-                            ),
-                        );
-                    }
-                    Outcome::Refused(why) => ctl.send(
-                        client,
-                        &control::refuse(quilt_proto::ErrorCode::Denied, &why.to_string()),
-                    ),
-                },
-                Action::Release {
-                    client,
-                    holder,
-                    resource,
-                    units,
-                } => match self.ledger.release(holder, &resource, units) {
-                    Ok(grants) => {
-                        ctl.send(client, &Reply::Released { resource, units });
-                        for g in grants {
-                            deliver_grant(ctl, g);
-                        }
-                    }
-                    Err(why) => ctl.send(
-                        client,
-                        &control::refuse(quilt_proto::ErrorCode::NotFound, &why.to_string()),
-                    ),
-                },
-                Action::Exec {
-                    client,
-                    service,
-                    argv,
-                    input,
-                    timeout_ms,
-                    holder,
-                } => {
-                    let beyond = holder.as_deref().and_then(|h| {
-                        let bundle = self
-                            .sup
-                            .config()
-                            .services
-                            .iter()
-                            .find(|s| s.name.as_str() == service)?
-                            .bundle
-                            .as_ref()?;
-                        let tool = self.tools.as_ref()?.get(bundle)?;
-                        crate::supervisor::uncovered_token(h, &tool.header.tokens)
-                            .map(str::to_owned)
-                    });
-                    if let Some(token) = beyond {
-                        event!(
-                            "event=exec-refused target={} reason=exceeds-caller token={}",
-                            service,
-                            token
-                        );
-                        ctl.send(
-                            client,
-                            &control::refuse(
-                                quilt_proto::ErrorCode::Denied,
-                                &format!("service {service:?} runs with `{token}`, which the asking container does not hold: an exec never holds more than its caller"),
-                            ),
-                        );
-                        continue;
-                    }
-                    let started = match self.sup.container_target(&service) {
-                        Ok(target) => self
-                            .runs
-                            .start_exec(&service, target, &argv, &input, timeout_ms, client, now)
-                            .map_err(|e| e.message),
-                        Err(why) => Err(why.to_string()),
-                    };
-                    if let Err(why) = started {
-                        ctl.send(
-                            client,
-                            &control::refuse(quilt_proto::ErrorCode::Failed, &why),
-                        );
-                    }
-                }
-                Action::Pods(client) => {
-                    let pods = self
-                        .sup
-                        .config()
-                        .pods
-                        .iter()
-                        .map(|p| {
-                            (
-                                p.name.to_string(),
-                                p.services.iter().map(|s| s.to_string()).collect(),
-                                p.volumes.iter().map(|v| v.to_string()).collect(),
-                            )
-                        })
-                        .collect();
-                    ctl.send(client, &Reply::Pods(pods));
-                }
-                Action::Slots(client) => {
-                    let reply = match self.sup.config().slots.as_ref() {
-                        Some(cfg) => crate::slots::info(cfg, self.booted).unwrap_or_else(|why| {
-                            control::refuse(quilt_proto::ErrorCode::Failed, &why.to_string())
-                        }),
-                        None => control::refuse(
-                            quilt_proto::ErrorCode::NotFound,
-                            "this board has no A/B slots (its boot config has no [slots])",
-                        ),
-                    };
-                    ctl.send(client, &reply);
-                }
-                Action::Resources(client) => {
-                    let list = self
-                        .ledger
-                        .status()
-                        .into_iter()
-                        .map(
-                            |(name, capacity, used, waiting)| quilt_proto::ResourceInfo {
-                                name,
-                                capacity,
-                                used,
-                                waiting: u32::try_from(waiting).unwrap_or(u32::MAX),
-                            },
-                        )
-                        .collect();
-                    ctl.send(client, &Reply::Resources(list));
-                }
-                Action::Bundles {
-                    client,
-                    request,
-                    fd,
-                } => {
-                    // Installs and removals answer when their job ends.
-                    if let Some(reply) = bundles(
-                        self.tools.as_ref(),
-                        &self.runs,
-                        &self.sup,
-                        &mut self.installs,
-                        client,
-                        request,
-                        fd,
-                    ) {
-                        ctl.send(client, &reply);
-                    }
-                }
-                Action::Logs {
-                    client,
-                    name,
-                    follow,
-                } => match self.sup.output_since(&name, 0) {
-                    Some((_, missed, data, pos)) => {
-                        ctl.send(client, &Reply::Log { missed, data });
-                        if follow {
-                            ctl.follow(client, &name, pos);
-                        }
-                    }
-                    None => ctl.send(
-                        client,
-                        &control::refuse(
-                            quilt_proto::ErrorCode::NotFound,
-                            &format!(
-                                "no service named {name:?} with output; `quilt ps` lists them"
-                            ),
-                        ),
-                    ),
-                },
-            }
-        }
-        let from_services: Vec<_> = self.sup.adopt.drain(..).collect();
-        for (fd, spawner) in self.runs.adopt.drain(..).chain(from_services) {
+        let mut parts = Parts {
+            sup: &mut self.sup,
+            runs: &mut self.runs,
+            tools: self.tools.as_ref(),
+            installs: &mut self.installs,
+            booted: self.booted,
+        };
+        self.api.serve(ctl, &mut parts, now);
+        let from_services = parts.sup.take_adopted();
+        for (fd, spawner) in parts.runs.adopt.drain(..).chain(from_services) {
             let run = spawner.run;
             if !ctl.adopt(fd, spawner) {
                 event!("event=control-refused reason=too-many-clients run={}", run);
             }
         }
-        for done in self.runs.take_done() {
-            ctl.send(done.client, &done.reply);
-        }
-        for (client, name, pos) in ctl.followers() {
-            if let Some((_, missed, data, next)) = self.sup.output_since(&name, pos) {
-                if !data.is_empty() || missed > 0 {
-                    ctl.send(client, &Reply::Log { missed, data });
-                    ctl.follow(client, &name, next);
-                }
-            }
-        }
-        ctl.publish_events();
-        for slot in ctl.gone.iter() {
-            self.runs.cancel_client(*slot);
-        }
-        ctl.gone.clear();
-        for run in core::mem::take(&mut ctl.gone_containers) {
-            for g in self.ledger.forget(run) {
-                deliver_grant(ctl, g);
-            }
-        }
+        self.api.deliver(ctl, &mut parts);
     }
 
     fn apply_requests(&mut self) {
@@ -654,7 +386,7 @@ impl Loop {
             }
         }
         self.runs.watch.clear();
-        for r in self.sup.requests.iter() {
+        for r in self.sup.take_watches().iter() {
             match *r {
                 Request::Watch(fd, token) => {
                     // SAFETY: the supervisor queued this while owning the fd, and
@@ -672,7 +404,6 @@ impl Loop {
                 }
             }
         }
-        self.sup.requests.clear();
     }
 
     /// An install job (or the serial receiver) finished: run what it
@@ -717,12 +448,12 @@ impl Loop {
                     // Firmware offered again by an operator (already in
                     // the store) may still need staging: the slots decide
                     // by version. From a stick or the link, only new.
-                    let operator = matches!(done.origin, Origin::Client(_));
+                    let operator = matches!(done.origin, Origin::Client { .. });
                     if !already_installed || operator {
-                        self.stage(name);
+                        self.stage(name, done.origin);
                     }
                 }
-                Report::Pending { name } => self.stage(name),
+                Report::Pending { name } => self.stage(name, done.origin),
                 Report::Staged {
                     name,
                     version,
@@ -743,7 +474,7 @@ impl Loop {
                 event!("event=update-resume-failed reason=\"{}\"", f);
             }
         }
-        if let (Origin::Client(client), Some(ctl)) = (done.origin, self.control.as_mut()) {
+        if let (Origin::Client { client, .. }, Some(ctl)) = (done.origin, self.control.as_mut()) {
             ctl.send(client, &done.reply());
         }
     }
@@ -751,7 +482,7 @@ impl Loop {
     /// Firmware `name` is in the store: have the installer write it to the
     /// other slot (only what the board names as firmware, and never while
     /// the slot is on trial: the installer checks both again).
-    fn stage(&mut self, name: &str) {
+    fn stage(&mut self, name: &str, origin: Origin) {
         let Some(tools) = self.tools.as_ref() else {
             return;
         };
@@ -759,6 +490,16 @@ impl Loop {
             .header(name)
             .is_some_and(|h| h.runtime == crate::bundles::FIRMWARE);
         if self.sup.config().slots.is_none() || !tools.is_firmware(name) || !is_root_image {
+            return;
+        }
+        if let Origin::Client {
+            firmware: false, ..
+        } = origin
+        {
+            event!(
+                "event=update-refused name={} reason=\"installed, but not staged: the control grant it came through has no `firmware` verb; an operator (root) can install it again to stage it\"",
+                name
+            );
             return;
         }
         if let Err(e) = self
@@ -831,73 +572,24 @@ impl Loop {
     }
 }
 
-/// `Install`, `Remove` and `Bundles` from the operator: the reply now,
-/// or `None` when a job will answer.
-fn bundles(
-    tools: Option<&Tools>,
-    runs: &crate::runs::Runs,
-    sup: &crate::supervisor::Supervisor,
-    installs: &mut Installs,
-    client: usize,
-    request: quilt_proto::Request,
-    fd: Option<OwnedFd>,
-) -> Option<Reply> {
-    use quilt_proto::{ErrorCode, Request};
-    let Some(tools) = tools else {
-        return Some(control::refuse(
-            ErrorCode::NotFound,
-            "this board has no trust store (/etc/quilt/trust), so no bundles",
-        ));
-    };
-    let job = match (request, fd) {
-        (Request::Bundles, _) => return Some(tools.describe()),
-        (Request::Install { path }, _) if path.starts_with('/') => Job::File(path),
-        (Request::Install { .. }, _) => {
-            return Some(control::refuse(
-                ErrorCode::Failed,
-                "give the bundle's absolute path on the board",
-            ))
+/// Services whose boot config grants them verbs get a control socket of
+/// their own; one that cannot be made is logged, and the service starts
+/// without it.
+fn open_granted(ctl: &mut Control, cfg: &quilt_config::BootConfig) {
+    for (i, s) in cfg.services.iter().enumerate() {
+        if s.control.is_empty() {
+            continue;
         }
-        (Request::InstallFd, Some(fd)) => Job::Fd(fd),
-        (Request::InstallFd, None) => return Some(control::refuse(
-            ErrorCode::Failed,
-            "InstallFd came without an fd: pass the bundle's open fd with the message (SCM_RIGHTS)",
-        )),
-        (Request::Remove { name }, _) => {
-            if sup.uses_bundle(&name) || runs.uses_bundle(&name) {
-                return Some(control::refuse(
-                    ErrorCode::Busy,
-                    &format!("bundle {name:?} is in use (a service or a run); stop it first"),
-                ));
-            }
-            Job::Remove(name)
+        let verbs: Vec<&str> = s.control.iter().map(|v| v.name()).collect();
+        match ctl.open_granted(i, s) {
+            Ok(path) => event!(
+                "event=control-granted name={} path={} uid={} verbs={}",
+                s.name,
+                path.display(),
+                s.uid,
+                verbs.join(",")
+            ),
+            Err(e) => event!("event=control-grant-failed name={} error=\"{}\"", s.name, e),
         }
-        _ => {
-            return Some(control::refuse(
-                ErrorCode::Malformed,
-                "not a bundle request",
-            ))
-        }
-    };
-    installs
-        .enqueue(job, Origin::Client(client))
-        .err()
-        .map(|e| control::refuse(ErrorCode::Busy, &e.to_string()))
-}
-
-/// A queued `Acquire` was granted: answer the container that asked.
-fn deliver_grant(ctl: &mut Control, g: crate::ledger::Grant) {
-    event!(
-        "event=resource-acquired run={} resource={} units={} waited=1",
-        g.holder,
-        g.resource,
-        g.units
-    );
-    ctl.send(
-        g.client,
-        &Reply::Acquired {
-            resource: g.resource,
-            units: g.units,
-        },
-    );
+    }
 }

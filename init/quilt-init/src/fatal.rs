@@ -24,7 +24,7 @@ pub fn fatal(why: core::fmt::Arguments<'_>, what_next: &str, cfg: &Fatal) -> ! {
         action => {
             event!(
                 "event=fatal-action action={} in_s={}",
-                crate::supervisor::action_name(action),
+                crate::power::action_name(action),
                 cfg.delay_s
             );
             std::thread::sleep(std::time::Duration::from_secs(u64::from(cfg.delay_s)));

@@ -81,8 +81,9 @@ impl Job {
 /// Who asked for a job, and so who hears how it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// A control client (its slot).
-    Client(usize),
+    /// A control client (its slot), and whether its grant lets firmware
+    /// it installs be staged.
+    Client { client: usize, firmware: bool },
     /// quilt-init itself (boot, sticks, staging).
     Board,
     /// Staging firmware stranded by a power cut, which services wait for
@@ -209,15 +210,21 @@ impl Done {
                 Report::Removed { name } => {
                     return quilt_proto::Reply::Removed { name: name.clone() }
                 }
-                Report::Refused { code, message } => return crate::control::refuse(*code, message),
+                Report::Refused { code, message } => {
+                    return quilt_proto::Reply::Error {
+                        code: *code,
+                        message: message.clone(),
+                    }
+                }
                 Report::Pending { .. } | Report::Staged { .. } => {}
             }
         }
-        match &self.failure {
-            Some(f) => crate::control::refuse(ErrorCode::Failed, &f.to_string()),
-            None => {
-                crate::control::refuse(ErrorCode::Failed, "the installer ended without a result")
-            }
+        quilt_proto::Reply::Error {
+            code: ErrorCode::Failed,
+            message: match &self.failure {
+                Some(f) => f.to_string(),
+                None => "the installer ended without a result".into(),
+            },
         }
     }
 }
@@ -225,6 +232,8 @@ impl Done {
 /// A running installer process.
 struct Child {
     pid: i32,
+    /// Whether it reached exec.
+    exec: crate::spawn::ExecReport,
     pidfd: Option<OwnedFd>,
     out: OwnedFd,
     rep: OwnedFd,
@@ -309,9 +318,16 @@ impl Child {
     }
 
     /// Why it ended without a report, from how it exited.
-    fn failure(&self, code: ExitCode) -> Option<InstallFailure> {
+    fn failure(&mut self, code: ExitCode) -> Option<InstallFailure> {
         if code.success() && self.killed.is_none() {
             return None;
+        }
+        // It is gone, so its exec report is complete.
+        if let Some(Some((stage, errno))) = self.exec.poll() {
+            return Some(InstallFailure::NotStarted(StartFailure::Stage {
+                stage: stage.name(),
+                errno: rustix::io::Errno::from_raw_os_error(errno),
+            }));
         }
         let oom = crate::cgroup::read_key(self.cgroup, "memory.events", "oom_kill").unwrap_or(0)
             > self.oom_before;
@@ -523,18 +539,15 @@ impl Installs {
             cgroup: Some(cg.as_fd()),
             cgroup_procs: &procs,
         };
+        // Whether it reached exec is read when it ends (a failed exec
+        // exits 127 at once): PID 1 does not wait for it here.
         let s = crate::spawn::spawn(&spec).map_err(StartFailure::Spawn)?;
-        if let Some((stage, errno)) = s.failed {
-            return Err(StartFailure::Stage {
-                stage: stage.name(),
-                errno: rustix::io::Errno::from_raw_os_error(errno),
-            });
-        }
         let pidfd = rustix::process::Pid::from_raw(s.pid).and_then(|p| {
             rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
         });
         Ok(Child {
             pid: s.pid,
+            exec: s.report,
             pidfd,
             out: out_r,
             rep: rep_r,

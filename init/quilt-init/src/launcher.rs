@@ -42,12 +42,13 @@ pub struct Launch<'a> {
 pub struct Launched {
     /// Its PID 1, as the host sees it.
     pub pid: i32,
-    /// Where and why its setup failed (it exits at once then).
-    pub failed: Option<(quilt_container::Stage, i32)>,
+    /// How its setup ends, read when its pipe is readable (a container
+    /// whose setup fails exits at once).
+    pub report: quilt_container::SetupReport,
     /// PID 1's end of its control socket, if it has one.
     pub control: Option<OwnedFd>,
     /// The relay's listeners for its `net:` destinations, when it has
-    /// some and its setup went through (crate::net adopts them).
+    /// some (crate::net adopts them, and lets them go when it exits).
     pub relay: Option<(Vec<std::net::SocketAddrV4>, Vec<OwnedFd>)>,
 }
 
@@ -128,7 +129,7 @@ pub fn launch(l: &Launch<'_>) -> Result<Launched, LaunchError> {
         stderr: l.stderr,
         extra: &extra,
     };
-    let spawned = quilt_container::spawn_in(l.plan, stdio, l.cgroup, join);
+    let spawned = quilt_container::start_in(l.plan, stdio, l.cgroup, join);
     let sp = match spawned {
         Ok(sp) => sp,
         Err(e) => {
@@ -137,13 +138,10 @@ pub fn launch(l: &Launch<'_>) -> Result<Launched, LaunchError> {
         }
     };
     drop(extra);
-    let relay = match (prepared, sp.failed) {
-        (Some(p), None) => Some((l.plan.net.clone(), p.listeners)),
-        _ => None,
-    };
+    let relay = prepared.map(|p| (l.plan.net.clone(), p.listeners));
     Ok(Launched {
         pid: sp.pid,
-        failed: sp.failed,
+        report: sp.report,
         // Their end is the container's now; ours stays.
         control: socket.map(|(ours, _theirs)| ours),
         relay,

@@ -15,10 +15,12 @@
     )
 )]
 
+mod api;
 mod boot;
 mod bootcount;
 mod bundles;
 mod bus;
+mod caller;
 mod ceilings;
 mod cgroup;
 mod clock;
@@ -27,6 +29,7 @@ mod control;
 mod dm;
 mod evloop;
 mod fatal;
+mod grants;
 mod ids;
 mod installs;
 mod launcher;
@@ -37,6 +40,7 @@ mod mounts;
 mod net;
 mod output;
 mod plan;
+mod pods;
 mod policy;
 mod power;
 mod refusal;

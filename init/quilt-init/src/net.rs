@@ -17,6 +17,10 @@ use rustix::fd::{AsFd, OwnedFd};
 use rustix::io::Errno;
 use std::net::SocketAddrV4;
 
+/// A started container's relay listeners, for [`Relay::adopt`]: (host
+/// pid, destinations, one listener each).
+pub type NetAdopt = (i32, Vec<std::net::SocketAddrV4>, Vec<OwnedFd>);
+
 /// Epoll tokens (crate::tokens::RELAY): listener `i` is `TOKEN + i`;
 /// connection `c` is `TOKEN + CONN + 2c` (container side) and `+ 1`
 /// (destination side).
@@ -25,7 +29,10 @@ const CONN: u64 = 0x100;
 /// How many tokens the relay uses.
 pub const TOKENS: u64 = CONN + 2 * MAX_CONNS as u64;
 const _: () = assert!(MAX_LISTENERS as u64 <= CONN);
+const _: () = assert!(TOKENS <= crate::tokens::RELAY_TOKENS);
 
+/// Connections taken from one listener per loop turn.
+const ACCEPTS_PER_TURN: usize = 16;
 /// Listeners on the whole board.
 const MAX_LISTENERS: usize = 64;
 /// Relayed connections open at once; more wait in the listener's backlog.
@@ -245,7 +252,9 @@ impl Relay {
             return;
         };
         let (owner, to) = (lis.owner, lis.to);
-        loop {
+        // Bounded work per turn, however fast a container connects: epoll
+        // is level-triggered, so the rest of the backlog comes next turn.
+        for _ in 0..ACCEPTS_PER_TURN {
             let flags = rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC;
             let inner = match rustix::net::accept_with(&lis.fd, flags) {
                 Ok(fd) => fd,

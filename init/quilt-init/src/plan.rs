@@ -5,8 +5,9 @@
 
 use crate::bundles::Tools;
 use crate::bus::Bus;
+use crate::grants::control_grant;
+use crate::pods::PodRole;
 use crate::refusal::PlanRefusal;
-use crate::supervisor::{control_grant, PodRole};
 
 /// Where every container's new root is mounted (in its own namespace).
 pub const STAGING: &str = "/run/quilt/root";

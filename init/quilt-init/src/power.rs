@@ -17,7 +17,7 @@ pub fn finish(action: PowerAction) -> ! {
         // Ignore never reaches here; treat it as the safest stop.
         PowerAction::Poweroff | PowerAction::Ignore => RebootCommand::PowerOff,
     };
-    event!("event={} ", crate::supervisor::action_name(action));
+    event!("event={} ", action_name(action));
     if let Err(e) = rustix::system::reboot(cmd) {
         event!("event=reboot-failed error={}", e);
     }
@@ -32,5 +32,15 @@ pub fn idle() -> ! {
             Ok(_) => {}
             Err(_) => std::thread::sleep(std::time::Duration::from_secs(1)),
         }
+    }
+}
+
+/// Lower-case name of an action, for logs.
+pub fn action_name(a: PowerAction) -> &'static str {
+    match a {
+        PowerAction::Ignore => "ignore",
+        PowerAction::Reboot => "reboot",
+        PowerAction::Halt => "halt",
+        PowerAction::Poweroff => "poweroff",
     }
 }

@@ -18,9 +18,9 @@ pub struct Board<'a> {
     /// Where `net:` tokens may reach.
     pub net: &'a [quilt_config::NetAllow],
 }
+use crate::caller::{Parent, Spawner};
 use crate::cgroup;
 use crate::clock::Millis;
-use crate::control::{Parent, Spawner};
 use crate::event;
 use crate::policy::ExitCode;
 use crate::ring::Ring;
@@ -29,7 +29,7 @@ use rustix::fd::{AsFd, OwnedFd};
 use std::collections::HashMap;
 
 /// Most runs in flight at once.
-pub const MAX_RUNS: usize = 16;
+pub const MAX_RUNS: usize = crate::tokens::RUNS;
 /// Default deadline of a run.
 const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 /// Longest deadline a client may ask for.
@@ -93,6 +93,17 @@ struct Run {
     err_tail: Box<Ring<4096>>,
     exit: Option<ExitCode>,
     timed_out: bool,
+    /// How its container's setup went, until the report has come.
+    setup: Option<Setup>,
+}
+
+/// A run's setup report, read when its pipe is readable.
+enum Setup {
+    /// A container of its own.
+    Launch(quilt_container::SetupReport),
+    /// An exec into a service's container: until the middle process says
+    /// which process execs, the run's pid is the middle's.
+    Enter(quilt_container::EnterReport),
 }
 
 /// A reply for the control server to deliver (a run ended).
@@ -103,16 +114,130 @@ pub struct Done {
     pub reply: Reply,
 }
 
-/// Why a run could not start.
-pub struct StartError {
-    /// Protocol code.
-    pub code: quilt_proto::ErrorCode,
-    /// What happened and what to do next.
-    pub message: String,
+/// Why a run, spawn or exec could not start, or a `Wait` or `Stop` found
+/// nothing: one variant per failure, whose `Display` is the message the
+/// client sees (what happened and what to do next).
+#[derive(Debug)]
+pub enum RunError {
+    /// The board has no trust store, so no bundle is trusted.
+    NoTrustStore,
+    /// No such bundle is installed.
+    NotInstalled { bundle: String },
+    /// The asking container is at [`MAX_DEPTH`].
+    TooDeep { run: u64 },
+    /// The asking container has [`MAX_CHILDREN`] running.
+    TooManyChildren,
+    /// The asking container's family holds [`MAX_FAMILY`] runs.
+    FamilyFull { root: u64 },
+    /// The child's bundle holds a token its parent (`run`) does not.
+    ExceedsParent {
+        bundle: String,
+        token: String,
+        run: u64,
+    },
+    /// Every run slot is taken.
+    Full,
+    /// The bundle's container cannot be planned.
+    Plan(crate::refusal::PlanRefusal),
+    /// The plan was made but is gone (never expected).
+    Unplanned,
+    /// The run slot's ids do not fit the plan.
+    Identity(quilt_container::PlanError),
+    /// The run's cgroup could not be made.
+    Cgroup { cg: String, err: std::io::Error },
+    /// A pipe or memfd for its stdio could not be made (`what`).
+    Setup {
+        what: &'static str,
+        err: rustix::io::Errno,
+    },
+    /// The container could not be started.
+    Launch {
+        bundle: String,
+        err: crate::launcher::LaunchError,
+    },
+    /// The exec's argv or ids do not make a process.
+    EnterPlan(quilt_container::PlanError),
+    /// Entering the service's container failed.
+    Enter(std::io::Error),
+    /// `Wait`: no such run of this client's to wait for.
+    NotWaitable { id: u64 },
+    /// `Stop`: no such run of this client's is running.
+    NotRunning { id: u64 },
 }
 
-fn err(code: quilt_proto::ErrorCode, message: String) -> StartError {
-    StartError { code, message }
+impl RunError {
+    /// The protocol code a client gets for it.
+    pub fn code(&self) -> quilt_proto::ErrorCode {
+        use quilt_proto::ErrorCode::*;
+        match self {
+            RunError::NoTrustStore
+            | RunError::NotInstalled { .. }
+            | RunError::NotWaitable { .. }
+            | RunError::NotRunning { .. } => NotFound,
+            RunError::TooDeep { .. } | RunError::ExceedsParent { .. } => Denied,
+            RunError::TooManyChildren | RunError::FamilyFull { .. } | RunError::Full => Busy,
+            RunError::Launch {
+                err: crate::launcher::LaunchError::Bus(_),
+                ..
+            } => Busy,
+            RunError::Plan(_)
+            | RunError::Unplanned
+            | RunError::Identity(_)
+            | RunError::Cgroup { .. }
+            | RunError::Setup { .. }
+            | RunError::Launch { .. }
+            | RunError::EnterPlan(_)
+            | RunError::Enter(_) => Failed,
+        }
+    }
+}
+
+impl core::fmt::Display for RunError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RunError::NoTrustStore => {
+                f.write_str("this board has no trusted bundles (trust store missing)")
+            }
+            RunError::NotInstalled { bundle } => write!(
+                f,
+                "bundle {bundle:?} is not installed; `quilt bundle verify` it and install it"
+            ),
+            RunError::TooDeep { run } => write!(
+                f,
+                "containers nest at most {MAX_DEPTH} deep; run {run} is at the limit"
+            ),
+            RunError::TooManyChildren => write!(
+                f,
+                "a container may have {MAX_CHILDREN} children running; wait for one"
+            ),
+            RunError::FamilyFull { root } => write!(
+                f,
+                "run {root} and its descendants already hold {MAX_FAMILY} runs, this board's quota per family; wait for one"
+            ),
+            RunError::ExceedsParent { bundle, token, run } => write!(
+                f,
+                "bundle {bundle:?} carries `{token}`, which run {run} does not hold: a child never holds more than its parent"
+            ),
+            RunError::Full => write!(
+                f,
+                "{MAX_RUNS} runs already in flight; retry when one finishes"
+            ),
+            RunError::Plan(why) => write!(f, "{why}"),
+            RunError::Unplanned => f.write_str("no plan"),
+            RunError::Identity(e) | RunError::EnterPlan(e) => write!(f, "{e}"),
+            RunError::Cgroup { cg, err } => write!(f, "creating cgroup {cg}: {err}"),
+            RunError::Setup { what, err } => write!(f, "{what}: {err}"),
+            RunError::Launch { bundle, err } => write!(f, "bundle {bundle:?}: {err}"),
+            RunError::Enter(e) => write!(f, "entering the container: {e}"),
+            RunError::NotWaitable { id } => write!(
+                f,
+                "no run {id} spawned by this client (already collected, or never yours)"
+            ),
+            RunError::NotRunning { id } => {
+                write!(f, "no running run {id} spawned by this client")
+            }
+        }
+    }
 }
 
 /// All runs in flight, and the prepared container of each bundle.
@@ -121,7 +246,7 @@ pub struct Runs {
     plans: HashMap<String, crate::plan::ContainerPlan>,
     next_id: u64,
     /// fds to watch, drained by the event loop.
-    pub watch: heapless::Vec<(i32, u64), 8>,
+    pub watch: heapless::Vec<(i32, u64), { 3 * MAX_RUNS }>,
     /// Runs completed since the last call of [`Runs::take_done`].
     done: Vec<Done>,
     /// Runs started since boot.
@@ -133,10 +258,13 @@ pub struct Runs {
     /// Container sockets to hand to the control server.
     pub adopt: Vec<(OwnedFd, Spawner)>,
     /// Listeners of started containers with `net:` tokens, for the relay.
-    pub net_adopt: Vec<crate::supervisor::NetAdopt>,
+    pub net_adopt: Vec<crate::net::NetAdopt>,
     /// Cgroups to remove once their children's are gone.
     cg_gc: Vec<String>,
 }
+
+/// Most reads of one run pipe per loop turn (16 KiB each).
+const READS_PER_TURN: usize = 16;
 
 /// Pause before refilling a pool whose containers died while parked.
 const POOL_PAUSE_MS: u64 = 5_000;
@@ -181,8 +309,7 @@ impl Runs {
     /// Start `bundle` with `input` for control client `client`: hand the
     /// input to a parked warm container if one is waiting, else start a
     /// fresh one.
-    pub fn start(&mut self, board: Board<'_>, ask: &Ask, now: Millis) -> Result<u64, StartError> {
-        use quilt_proto::ErrorCode::*;
+    pub fn start(&mut self, board: Board<'_>, ask: &Ask, now: Millis) -> Result<u64, RunError> {
         let (bundle, input, timeout_ms, client) = (
             ask.bundle.as_str(),
             &ask.input[..],
@@ -190,19 +317,9 @@ impl Runs {
             ask.client,
         );
         let bus = board.bus;
-        let tools = board.tools.ok_or_else(|| {
-            err(
-                NotFound,
-                "this board has no trusted bundles (trust store missing)".into(),
-            )
-        })?;
-        tools.get(bundle).ok_or_else(|| {
-            err(
-                NotFound,
-                format!(
-                    "bundle {bundle:?} is not installed; `quilt bundle verify` it and install it"
-                ),
-            )
+        let tools = board.tools.ok_or(RunError::NoTrustStore)?;
+        tools.get(bundle).ok_or_else(|| RunError::NotInstalled {
+            bundle: bundle.to_owned(),
         })?;
         let timeout = match u64::from(timeout_ms) {
             0 => DEFAULT_TIMEOUT_MS,
@@ -210,13 +327,7 @@ impl Runs {
         };
         if let Some(p) = &ask.parent {
             if p.depth >= MAX_DEPTH {
-                return Err(err(
-                    Denied,
-                    format!(
-                        "containers nest at most {MAX_DEPTH} deep; run {} is at the limit",
-                        p.run
-                    ),
-                ));
+                return Err(RunError::TooDeep { run: p.run });
             }
             let children = self
                 .slots
@@ -225,10 +336,7 @@ impl Runs {
                 .filter(|r| r.parent == Some(p.run) && r.exit.is_none())
                 .count();
             if children >= MAX_CHILDREN {
-                return Err(err(
-                    Busy,
-                    format!("a container may have {MAX_CHILDREN} children running; wait for one"),
-                ));
+                return Err(RunError::TooManyChildren);
             }
             let root = self.family_root(p.run);
             let family = self
@@ -240,14 +348,11 @@ impl Runs {
                 })
                 .count();
             if family >= MAX_FAMILY {
-                return Err(err(
-                    Busy,
-                    format!("run {root} and its descendants already hold {MAX_FAMILY} runs, this board's quota per family; wait for one"),
-                ));
+                return Err(RunError::FamilyFull { root });
             }
             if let Some(token) = tools
                 .get(bundle)
-                .and_then(|t| crate::supervisor::uncovered_token(&p.tokens, &t.header.tokens))
+                .and_then(|t| crate::grants::uncovered_token(&p.tokens, &t.header.tokens))
             {
                 event!(
                     "event=spawn-refused run={} child={} reason=exceeds-parent token={}",
@@ -255,10 +360,11 @@ impl Runs {
                     bundle,
                     token
                 );
-                return Err(err(
-                    Denied,
-                    format!("bundle {bundle:?} carries `{token}`, which run {} does not hold: a child never holds more than its parent", p.run),
-                ));
+                return Err(RunError::ExceedsParent {
+                    bundle: bundle.to_owned(),
+                    token: token.to_owned(),
+                    run: p.run,
+                });
             }
         }
         // Warm containers are top-level; a child must be born in its
@@ -348,11 +454,7 @@ impl Runs {
                 if let Err(e) =
                     self.launch((tools, bus, board.net), &w.bundle, None, None, None, now)
                 {
-                    event!(
-                        "event=warm-pool-failed bundle={} error=\"{}\"",
-                        w.bundle,
-                        e.message
-                    );
+                    event!("event=warm-pool-failed bundle={} error=\"{}\"", w.bundle, e);
                     self.pool_pause
                         .insert(w.bundle.to_string(), now.after(POOL_PAUSE_MS));
                     break;
@@ -372,30 +474,23 @@ impl Runs {
         waiter: Option<(usize, Millis)>,
         parent: Option<&Parent>,
         now: Millis,
-    ) -> Result<u64, StartError> {
-        use quilt_proto::ErrorCode::*;
+    ) -> Result<u64, RunError> {
         let Some(slot) = self.slots.iter().position(Option::is_none) else {
-            return Err(err(
-                Busy,
-                format!("{MAX_RUNS} runs already in flight; retry when one finishes"),
-            ));
+            return Err(RunError::Full);
         };
         if !self.plans.contains_key(bundle) {
             // The UTS name: the bundle's last path component, cut to fit.
             // Planned once per bundle; each launch gives it its slot's ids.
             let role = crate::plan::Role::run(hostname_of(bundle), slot);
             let plan = crate::plan::container_plan(&role, bundle, Some(tools), bus, None, net)
-                .map_err(|why| err(Failed, why.to_string()))?;
+                .map_err(RunError::Plan)?;
             self.plans.insert(bundle.to_owned(), plan);
         }
-        let plan = self
-            .plans
-            .get_mut(bundle)
-            .ok_or_else(|| err(Failed, "no plan".into()))?;
+        let plan = self.plans.get_mut(bundle).ok_or(RunError::Unplanned)?;
         let userns = plan.plan.identity().2.is_some();
         plan.plan
             .set_identity(crate::ids::of(crate::ids::Who::Run { slot }, userns))
-            .map_err(|e| err(Failed, e.to_string()))?;
+            .map_err(RunError::Identity)?;
         let plan = &*plan;
         let id = self.next_id;
         self.next_id += 1;
@@ -407,7 +502,7 @@ impl Runs {
             crate::plan::merged_limits(&quilt_config::Limits::default(), Some(bundle), Some(tools));
         let spawner = tools
             .get(bundle)
-            .and_then(|t| crate::supervisor::control_grant(&t.header.tokens))
+            .and_then(|t| crate::grants::control_grant(&t.header.tokens))
             .map(|grant| Spawner {
                 run: id,
                 bundle: bundle.to_owned(),
@@ -421,44 +516,34 @@ impl Runs {
         let family = spawner
             .as_ref()
             .is_some_and(|s| s.grant.spawn_any || !s.grant.spawn_only.is_empty());
+        // Until it is launched, a failure takes its cgroup away again.
+        let unlaunched = Unlaunched(Some(&cg));
         let made = if family {
             cgroup::create_family(&cg, &limits)
         } else {
             cgroup::create(&cg, &limits)
         };
-        let cg_fd = made.map_err(|e| {
-            remove_family(&cg);
-            err(Failed, format!("creating cgroup {cg}: {e}"))
+        let cg_fd = made.map_err(|e| RunError::Cgroup {
+            cg: cg.clone(),
+            err: e,
         })?;
-        let fail = |what: &str, e: &dyn std::fmt::Display| err(Failed, format!("{what}: {e}"));
+        let fail =
+            |what: &'static str, err: &rustix::io::Errno| RunError::Setup { what, err: *err };
         let flags = rustix::pipe::PipeFlags::CLOEXEC;
         // stdin: the input in a memfd, or an empty pipe we keep the write end of.
         let (stdin, keep) = match input {
             Some(input) => (
-                input_memfd(input).map_err(|e| {
-                    remove_family(&cg);
-                    fail("the input memfd", &e)
-                })?,
+                input_memfd(input).map_err(|e| fail("the input memfd", &e))?,
                 None,
             ),
             None => {
-                let (r, w) = rustix::pipe::pipe_with(flags).map_err(|e| {
-                    remove_family(&cg);
-                    fail("pipe", &e)
-                })?;
-                rustix::pipe::fcntl_setpipe_size(&w, 2 * quilt_proto::MAX_REQUEST).map_err(
-                    |e| {
-                        remove_family(&cg);
-                        fail("sizing the input pipe", &e)
-                    },
-                )?;
+                let (r, w) = rustix::pipe::pipe_with(flags).map_err(|e| fail("pipe", &e))?;
+                rustix::pipe::fcntl_setpipe_size(&w, 2 * quilt_proto::MAX_REQUEST)
+                    .map_err(|e| fail("sizing the input pipe", &e))?;
                 (r, Some(w))
             }
         };
-        let ((out_r, out_w), (err_r, err_w)) = output_pipes().map_err(|e| {
-            remove_family(&cg);
-            fail("pipe", &e)
-        })?;
+        let ((out_r, out_w), (err_r, err_w)) = output_pipes().map_err(|e| fail("pipe", &e))?;
         let wants = tools
             .get(bundle)
             .map(|t| crate::bus::wants(&t.header.tokens))
@@ -476,30 +561,19 @@ impl Runs {
             pod: None,
         });
         drop((out_w, err_w, stdin, cg_fd));
-        let mut sp = match launched {
-            Ok(sp) => sp,
-            Err(e) => {
-                remove_family(&cg);
-                let code = match e {
-                    crate::launcher::LaunchError::Bus(_) => Busy,
-                    _ => Failed,
-                };
-                return Err(err(code, format!("bundle {bundle:?}: {e}")));
-            }
-        };
+        let mut sp = launched.map_err(|e| RunError::Launch {
+            bundle: bundle.to_owned(),
+            err: e,
+        })?;
+        unlaunched.keep();
         if let Some((net, listeners)) = sp.relay.take() {
             self.net_adopt.push((sp.pid, net, listeners));
         }
-        if let Some((stage, errno)) = sp.failed {
-            event!(
-                "event=run-setup-failed id={} bundle={} stage={} step=\"{}\" error=\"{}\"",
-                id,
-                bundle,
-                stage.name(),
-                plan.step(stage),
-                std::io::Error::from_raw_os_error(errno)
-            );
-        }
+        // How its setup went is read when its report comes (on_setup).
+        let _ = self.watch.push((
+            rustix::fd::AsRawFd::as_raw_fd(&sp.report.fd()),
+            crate::tokens::RUN_SETUP + slot as u64,
+        ));
         self.watch_outputs(slot, &out_r, &err_r);
         let parked = keep.is_some();
         if parked {
@@ -536,10 +610,68 @@ impl Runs {
                 err_tail: Box::default(),
                 exit: None,
                 timed_out: false,
+                setup: Some(Setup::Launch(sp.report)),
             });
         }
         self.started += 1;
         Ok(id)
+    }
+
+    /// Run slot `slot`'s setup report is readable: log where its setup
+    /// failed, if it did, once the report is whole.
+    pub fn on_setup(&mut self, slot: usize) {
+        let Some(Some(run)) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let Some(mut setup) = run.setup.take() else {
+            return;
+        };
+        let failure = match &mut setup {
+            Setup::Launch(r) => r.poll(),
+            Setup::Enter(r) => r.poll(),
+        };
+        let Some(failure) = failure else {
+            // Not whole yet: keep watching.
+            run.setup = Some(setup);
+            return;
+        };
+        // The setup pipe closes here, which takes it out of epoll.
+        if let Setup::Enter(mut r) = setup {
+            if let Some(Some(inner)) = r.inner() {
+                run.pid = inner;
+            }
+            if let Some((stage, errno)) = failure {
+                event!(
+                    "event=exec-setup-failed id={} service={} stage={} error=\"{}\"",
+                    run.id,
+                    run.bundle,
+                    stage.name(),
+                    std::io::Error::from_raw_os_error(errno)
+                );
+            }
+            event!(
+                "event=exec-start id={} service={} pid={}",
+                run.id,
+                run.bundle,
+                run.pid
+            );
+            return;
+        }
+        if let Some((stage, errno)) = failure {
+            let step = self
+                .plans
+                .get(run.bundle.as_str())
+                .map(|p| p.step(stage).to_string())
+                .unwrap_or_default();
+            event!(
+                "event=run-setup-failed id={} bundle={} stage={} step=\"{}\" error=\"{}\"",
+                run.id,
+                run.bundle,
+                stage.name(),
+                step,
+                std::io::Error::from_raw_os_error(errno)
+            );
+        }
     }
 
     /// Stop every run and parked container (shutdown).
@@ -557,7 +689,9 @@ impl Runs {
             return;
         };
         let mut buf = [0u8; 16 * 1024];
-        loop {
+        // Bounded work per turn: epoll is level-triggered, so what is left
+        // is read on the next one.
+        for _ in 0..READS_PER_TURN {
             let fd = if is_err {
                 run.stderr.as_ref()
             } else {
@@ -593,6 +727,16 @@ impl Runs {
 
     /// A child was reaped; true if it was a run's.
     pub fn on_exit(&mut self, pid: i32, code: ExitCode, bus: &Bus) -> bool {
+        // An exec's middle process says which process execs before it
+        // exits: learn that first, so the middle's exit is not taken for
+        // the run's.
+        for run in self.slots.iter_mut().flatten() {
+            if let Some(Setup::Enter(r)) = run.setup.as_mut() {
+                if let Some(Some(inner)) = r.inner() {
+                    run.pid = inner;
+                }
+            }
+        }
         let Some(slot) = self
             .slots
             .iter()
@@ -600,6 +744,8 @@ impl Runs {
         else {
             return false;
         };
+        // It is gone, so an unread setup report is whole.
+        self.on_setup(slot);
         if let Some(Some(run)) = self.slots.get_mut(slot) {
             run.exit = Some(code);
             bus.release(run.id);
@@ -727,7 +873,7 @@ impl Runs {
 
     /// `Wait` from `client` for run `id`: the result now if it is kept,
     /// later if the run is still going, or why not.
-    pub fn wait(&mut self, client: usize, id: u64) -> Result<Option<Reply>, StartError> {
+    pub fn wait(&mut self, client: usize, id: u64) -> Result<Option<Reply>, RunError> {
         if let Some(k) = self
             .kept
             .iter()
@@ -746,15 +892,12 @@ impl Runs {
                 r.waiter = Some(client);
                 Ok(None)
             }
-            None => Err(err(
-                quilt_proto::ErrorCode::NotFound,
-                format!("no run {id} spawned by this client (already collected, or never yours)"),
-            )),
+            None => Err(RunError::NotWaitable { id }),
         }
     }
 
     /// `Stop` from `client`: kill run `id` (and its children) at once.
-    pub fn stop(&mut self, client: usize, id: u64) -> Result<Reply, StartError> {
+    pub fn stop(&mut self, client: usize, id: u64) -> Result<Reply, RunError> {
         match self
             .slots
             .iter_mut()
@@ -766,10 +909,7 @@ impl Runs {
                 cgroup::kill_all(&r.cgroup);
                 Ok(Reply::Stopping { id })
             }
-            None => Err(err(
-                quilt_proto::ErrorCode::NotFound,
-                format!("no running run {id} spawned by this client"),
-            )),
+            None => Err(RunError::NotRunning { id }),
         }
     }
 
@@ -786,13 +926,9 @@ impl Runs {
         timeout_ms: u32,
         client: usize,
         now: Millis,
-    ) -> Result<u64, StartError> {
-        use quilt_proto::ErrorCode::*;
+    ) -> Result<u64, RunError> {
         let Some(slot) = self.slots.iter().position(Option::is_none) else {
-            return Err(err(
-                Busy,
-                format!("{MAX_RUNS} runs already in flight; retry when one finishes"),
-            ));
+            return Err(RunError::Full);
         };
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let plan = quilt_container::EnterPlan::new(
@@ -802,11 +938,12 @@ impl Runs {
             uid,
             gid,
         )
-        .map_err(|e| err(Failed, e.to_string()))?;
+        .map_err(RunError::EnterPlan)?;
         let id = self.next_id;
         self.next_id += 1;
         let cg = format!("{service}/exec-{id}");
-        let fail = |what: &str, e: &dyn std::fmt::Display| err(Failed, format!("{what}: {e}"));
+        let fail =
+            |what: &'static str, err: &rustix::io::Errno| RunError::Setup { what, err: *err };
         // The service's cgroup enables no controllers for children, so a
         // child cgroup may sit beside its processes (and is bounded by it).
         rustix::fs::mkdir(
@@ -837,28 +974,25 @@ impl Runs {
             stderr: err_w.as_fd(),
             extra: &[],
         };
-        let entered = quilt_container::enter(&plan, target, stdio, cg_fd.as_fd());
+        let entered = quilt_container::start_enter(&plan, target, stdio, cg_fd.as_fd());
         drop((out_w, err_w, stdin, cg_fd));
         let sp = entered.map_err(|e| {
             cgroup::remove(&cg);
-            fail("entering the container", &e)
+            RunError::Enter(e)
         })?;
-        if let Some((stage, errno)) = sp.failed {
-            event!(
-                "event=exec-setup-failed id={} service={} stage={} error=\"{}\"",
-                id,
-                service,
-                stage.name(),
-                std::io::Error::from_raw_os_error(errno)
-            );
-        }
+        // Which process execs, and how, is read when its report comes
+        // (on_setup logs `exec-start` then).
         event!(
-            "event=exec-start id={} service={} pid={} argv0={}",
+            "event=exec-entering id={} service={} middle_pid={} argv0={}",
             id,
             service,
-            sp.pid,
+            sp.middle,
             plan.program()
         );
+        let _ = self.watch.push((
+            rustix::fd::AsRawFd::as_raw_fd(&sp.report.fd()),
+            crate::tokens::RUN_SETUP + slot as u64,
+        ));
         self.watch_outputs(slot, &out_r, &err_r);
         if let Some(s) = self.slots.get_mut(slot) {
             *s = Some(Run {
@@ -872,7 +1006,7 @@ impl Runs {
                 stdin: None,
                 parked: false,
                 cgroup: cg,
-                pid: sp.pid,
+                pid: sp.middle,
                 started: now,
                 started_us: crate::clock::boot_micros(),
                 deadline: now.after(timeout),
@@ -883,6 +1017,7 @@ impl Runs {
                 err_tail: Box::default(),
                 exit: None,
                 timed_out: false,
+                setup: Some(Setup::Enter(sp.report)),
             });
         }
         self.started += 1;
@@ -972,6 +1107,25 @@ fn output_pipes() -> rustix::io::Result<(Pipe, Pipe)> {
     Ok((out, err))
 }
 
+/// A run's cgroup while its launch may still fail: dropped before
+/// [`Unlaunched::keep`], it removes the cgroup (and its family's).
+struct Unlaunched<'a>(Option<&'a str>);
+
+impl Unlaunched<'_> {
+    /// The run is launched: its cgroup stays (until it ends).
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unlaunched<'_> {
+    fn drop(&mut self) {
+        if let Some(cg) = self.0 {
+            remove_family(cg);
+        }
+    }
+}
+
 /// Remove a run's cgroup, with its `main` and `kids` if it has them; true
 /// when it is gone (false while children's cgroups remain).
 fn remove_family(cg: &str) -> bool {
@@ -991,4 +1145,83 @@ fn hostname_of(bundle: &str) -> &str {
         end -= 1;
     }
     last.get(..end).unwrap_or("tool")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quilt_proto::ErrorCode;
+
+    #[test]
+    fn each_failure_keeps_its_wire_code() {
+        let cases = [
+            (RunError::NoTrustStore, ErrorCode::NotFound),
+            (
+                RunError::NotInstalled { bundle: "b".into() },
+                ErrorCode::NotFound,
+            ),
+            (RunError::NotWaitable { id: 1 }, ErrorCode::NotFound),
+            (RunError::NotRunning { id: 1 }, ErrorCode::NotFound),
+            (RunError::TooDeep { run: 1 }, ErrorCode::Denied),
+            (
+                RunError::ExceedsParent {
+                    bundle: "b".into(),
+                    token: "t".into(),
+                    run: 1,
+                },
+                ErrorCode::Denied,
+            ),
+            (RunError::TooManyChildren, ErrorCode::Busy),
+            (RunError::FamilyFull { root: 1 }, ErrorCode::Busy),
+            (RunError::Full, ErrorCode::Busy),
+            (
+                RunError::Launch {
+                    bundle: "b".into(),
+                    err: crate::launcher::LaunchError::Bus(crate::refusal::BusRefusal::NoChannel {
+                        topic: "t".into(),
+                    }),
+                },
+                ErrorCode::Busy,
+            ),
+            (
+                RunError::Launch {
+                    bundle: "b".into(),
+                    err: crate::launcher::LaunchError::Socketpair(rustix::io::Errno::MFILE),
+                },
+                ErrorCode::Failed,
+            ),
+            (RunError::Unplanned, ErrorCode::Failed),
+            (
+                RunError::Setup {
+                    what: "pipe",
+                    err: rustix::io::Errno::MFILE,
+                },
+                ErrorCode::Failed,
+            ),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.code(), code, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn messages_are_the_ones_clients_always_got() {
+        assert_eq!(
+            RunError::NotWaitable { id: 7 }.to_string(),
+            "no run 7 spawned by this client (already collected, or never yours)"
+        );
+        assert_eq!(
+            RunError::ExceedsParent {
+                bundle: "kid".into(),
+                token: "exec:calc".into(),
+                run: 3
+            }
+            .to_string(),
+            "bundle \"kid\" carries `exec:calc`, which run 3 does not hold: a child never holds more than its parent"
+        );
+        assert_eq!(
+            RunError::Full.to_string(),
+            format!("{MAX_RUNS} runs already in flight; retry when one finishes")
+        );
+    }
 }

@@ -70,13 +70,14 @@ impl Stage {
     }
 }
 
-/// A started child. `failed` is set when it never reached exec; the pid
-/// still has to be reaped (it exits 127).
+/// A started child, its exec perhaps still to come: its report says
+/// whether it got there. A child that did not still has to be reaped (it
+/// exits 127).
 pub struct Spawned {
     /// The child's pid.
     pub pid: i32,
-    /// Where and why it failed before exec.
-    pub failed: Option<(Stage, i32)>,
+    /// Whether and where it failed before exec.
+    pub report: ExecReport,
     /// Whether `CLONE_INTO_CGROUP` placed it (else the fallback did).
     pub into_cgroup: bool,
 }
@@ -130,13 +131,31 @@ pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Spawned> {
         pid = ret;
     }
     drop(err_w);
-    let failed = quilt_container::read_report::<5>(&err_r)
-        .map(|[stage, a, b, c, d]| (Stage::from_u8(stage), i32::from_ne_bytes([a, b, c, d])));
     Ok(Spawned {
         pid,
-        failed,
+        report: ExecReport(quilt_container::Report::new(err_r)?),
         into_cgroup,
     })
+}
+
+/// A child's report of its way to exec (see the module doc).
+pub struct ExecReport(quilt_container::Report<5>);
+
+impl ExecReport {
+    /// The pipe to watch.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.0.fd()
+    }
+
+    /// Without blocking: `None` while the child is on its way, else where
+    /// and why it failed (`Some(None)`: it exec'd).
+    pub fn poll(&mut self) -> Option<Option<(Stage, i32)>> {
+        Some(self.0.poll()?.failure().map(decode))
+    }
+}
+
+fn decode([stage, a, b, c, d]: [u8; 5]) -> (Stage, i32) {
+    (Stage::from_u8(stage), i32::from_ne_bytes([a, b, c, d]))
 }
 
 /// The child between clone and exec. Never returns.

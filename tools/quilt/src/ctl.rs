@@ -3,8 +3,9 @@
 //! `quilt events`.
 
 use anyhow::{bail, Context};
+use quilt_control_client::{ClientError, Connection};
 use quilt_proto::{Reply, Request};
-use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketType};
+use rustix::net::SendFlags;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -12,16 +13,20 @@ use std::process::ExitCode;
 const REFUSED: u8 = 3;
 
 /// Connect to quilt-init's control socket.
-fn connect(socket: &Path) -> anyhow::Result<rustix::fd::OwnedFd> {
-    let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None)?;
-    let addr = SocketAddrUnix::new(socket)?;
-    rustix::net::connect(&fd, &addr).with_context(|| {
-        format!(
-            "connecting to {} (is this a Quilt board, and are you root?)",
+fn connect(socket: &Path) -> anyhow::Result<Connection> {
+    Connection::connect(socket).map_err(|e| with_hint(e, socket))
+}
+
+/// A connect failure gets the usual causes; other errors stand as they are.
+fn with_hint(e: ClientError, socket: &Path) -> anyhow::Error {
+    if e.is_connect() {
+        anyhow::Error::new(e).context(format!(
+            "cannot reach {} (is this a Quilt board, and are you root?)",
             socket.display()
-        )
-    })?;
-    Ok(fd)
+        ))
+    } else {
+        e.into()
+    }
 }
 
 /// Standard input into a sealed memfd, from its start.
@@ -47,30 +52,15 @@ fn spool_stdin() -> anyhow::Result<rustix::fd::OwnedFd> {
     Ok(fd)
 }
 
-/// Connect and send one request; replies are read with [`next_reply`].
-fn open(socket: &Path, req: &Request) -> anyhow::Result<rustix::fd::OwnedFd> {
-    let fd = connect(socket)?;
-    let frame = quilt_proto::encode_request(req).map_err(|e| anyhow::anyhow!("request: {e}"))?;
-    rustix::net::send(&fd, &frame, SendFlags::NOSIGNAL).context("sending the request")?;
-    Ok(fd)
-}
-
-/// The next reply on a connection.
-fn next_reply(fd: &rustix::fd::OwnedFd, buf: &mut [u8]) -> anyhow::Result<Reply> {
-    let (_, n) =
-        rustix::net::recv(fd, &mut *buf, RecvFlags::TRUNC).context("waiting for the reply")?;
-    if n == 0 {
-        bail!("quilt-init closed the connection");
-    }
-    quilt_proto::decode_reply(buf.get(..n).unwrap_or(&[]))
-        .map_err(|e| anyhow::anyhow!("reply: {e}"))
+/// Connect and send one request; replies are read with
+/// [`Connection::next_reply`].
+fn open(socket: &Path, req: &Request) -> anyhow::Result<Connection> {
+    quilt_control_client::open(socket, req).map_err(|e| with_hint(e, socket))
 }
 
 /// Send one request, wait for its reply.
 pub fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
-    let fd = open(socket, req)?;
-    let mut buf = vec![0u8; quilt_proto::MAX_REPLY + 1];
-    next_reply(&fd, &mut buf)
+    Ok(open(socket, req)?.next_reply()?)
 }
 
 /// `quilt start|stop|restart NAME`.
@@ -103,7 +93,7 @@ pub fn install(socket: &Path, file: &Path) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{}: cannot open the bundle file", file.display()))?
             .into()
     };
-    let conn = connect(socket)?;
+    let mut conn = connect(socket)?;
     let frame = quilt_proto::encode_request(&Request::InstallFd)
         .map_err(|e| anyhow::anyhow!("request: {e}"))?;
     let fds = [rustix::fd::AsFd::as_fd(&fd)];
@@ -113,14 +103,13 @@ pub fn install(socket: &Path, file: &Path) -> anyhow::Result<ExitCode> {
         bail!("no room for the fd in the message");
     }
     rustix::net::sendmsg(
-        &conn,
+        conn.fd(),
         &[std::io::IoSlice::new(&frame)],
         &mut anc,
         SendFlags::NOSIGNAL,
     )
     .context("sending the bundle's fd")?;
-    let mut buf = vec![0u8; quilt_proto::MAX_REPLY + 1];
-    match next_reply(&conn, &mut buf)? {
+    match conn.next_reply()? {
         Reply::Installed {
             name,
             version,
@@ -335,17 +324,16 @@ pub fn slots(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
 /// everything new until interrupted.
 pub fn logs(socket: &Path, name: &str, follow: bool) -> anyhow::Result<ExitCode> {
     use std::io::Write;
-    let fd = open(
+    let mut conn = open(
         socket,
         &Request::Logs {
             name: name.into(),
             follow,
         },
     )?;
-    let mut buf = vec![0u8; quilt_proto::MAX_REPLY + 1];
     let mut out = std::io::stdout().lock();
     loop {
-        match next_reply(&fd, &mut buf)? {
+        match conn.next_reply()? {
             Reply::Log { missed, data } => {
                 if missed > 0 {
                     eprintln!("quilt: … {missed} bytes of output were not kept …");
@@ -364,10 +352,9 @@ pub fn logs(socket: &Path, name: &str, follow: bool) -> anyhow::Result<ExitCode>
 /// `quilt events [--json]`: every event line as it is logged, until
 /// interrupted.
 pub fn events(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let fd = open(socket, &Request::Events)?;
-    let mut buf = vec![0u8; quilt_proto::MAX_REPLY + 1];
+    let mut conn = open(socket, &Request::Events)?;
     loop {
-        match next_reply(&fd, &mut buf)? {
+        match conn.next_reply()? {
             Reply::Event { line } => {
                 if json {
                     println!("{}", event_json(&line));
