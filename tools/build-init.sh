@@ -68,10 +68,12 @@ fi
 # and every image that carries quilt-init carries it beside it, so building
 # one builds both (same target dir: it lands next to quilt-init). Two cargo
 # runs, not one: built together, cargo would unify quilt-bundle's features
-# and link its SHA3 and ed25519 code into PID 1 too.
+# and link its SHA3 and ed25519 code into PID 1 too. Nor does PID 1 touch
+# the network: quilt-net (init/netup) brings interfaces up as a service,
+# and is built beside it for the same reason.
 builds=("-p $package ${what[*]}")
 if [[ $package == quilt-init && $bin == quilt-init ]]; then
-	builds+=("-p quilt-installer --bin quilt-install")
+	builds+=("-p quilt-installer --bin quilt-install" "-p quilt-netup --bin quilt-net")
 fi
 
 cd "$repo_root"

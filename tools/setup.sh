@@ -54,6 +54,7 @@ required=(
 	# through real firmware and a real boot loader.
 	"/usr/lib/systemd/boot/efi/systemd-bootx64.efi systemd-boot-efi"
 	"/usr/share/OVMF/OVMF_CODE_4M.fd ovmf"
+	"curl curl" # init/quiltd/tests/gateway.rs: a real HTTP client against quiltd
 )
 
 sudo_cmd=()

@@ -55,6 +55,9 @@ pub struct ImageBuilder {
 /// Where quilt-init starts the installer from (init/quilt-init/src/installs.rs).
 pub const INSTALLER: &str = "/usr/lib/quilt/quilt-install";
 
+/// Where boot configs start quilt-net from (docs/network.md).
+pub const NET: &str = "/usr/lib/quilt/quilt-net";
+
 impl Default for ImageBuilder {
     fn default() -> Self {
         Self::new()
@@ -198,11 +201,16 @@ impl ImageBuilder {
         }
         if self.quilt_init && !self.image.contains("/init") {
             let init = quilt_init_binary_for(self.arch)?;
-            // tools/build-init.sh builds the installer beside PID 1.
+            // tools/build-init.sh builds the installer and quilt-net
+            // beside PID 1.
             let installer = init.with_file_name("quilt-install");
+            let net = init.with_file_name("quilt-net");
             self.image.file("/init", init, 0o755)?;
             if !self.image.contains(INSTALLER) {
                 self.image.file(INSTALLER, installer, 0o755)?;
+            }
+            if !self.image.contains(NET) {
+                self.image.file(NET, net, 0o755)?;
             }
         }
         let path = unique_dir("image")?.join("initrd.cpio");

@@ -21,6 +21,10 @@
 //!   `ttyS0` (to a null chardev) and `ttyS1` (the channel), so the guest
 //!   writes to `/dev/ttyS1` on both architectures and the test scripts are
 //!   the same.
+//! - network ([`VmOpts::user_net`], both architectures): `-netdev user`
+//!   (QEMU's built-in DHCP server, gateway and DNS; `hostfwd` from
+//!   127.0.0.1 to guest ports) on `-device virtio-net-device`, the
+//!   virtio-mmio transport both machines have without PCI.
 //! - monitor ([`VmOpts::monitor`]): a QMP socket,
 //!   `-qmp unix:<dir>/qmp.sock,server=on,wait=off`, for hot-plug during the
 //!   test; [`Vm::monitor`] runs HMP commands through it
@@ -84,6 +88,9 @@ pub struct VmOpts {
     pub arch: Arch,
     /// A QMP socket for [`Vm::monitor`] and [`Vm::qmp`] (hot-plug).
     pub monitor: bool,
+    /// A virtio-net NIC on QEMU's user-mode network ([`Self::user_net`]),
+    /// with these guest TCP ports forwarded from the host.
+    pub user_net: Option<Vec<u16>>,
 }
 
 impl Default for VmOpts {
@@ -99,6 +106,7 @@ impl Default for VmOpts {
             kernel: None,
             arch: Arch::X86_64,
             monitor: false,
+            user_net: None,
         }
     }
 }
@@ -109,6 +117,17 @@ impl VmOpts {
     pub fn device(mut self, spec: &str) -> Self {
         self.extra_args.push("-device".into());
         self.extra_args.push(spec.into());
+        self
+    }
+
+    /// A virtio-net NIC (`virtio-net-device`, on the virtio-mmio transports
+    /// both machines have; the guest loads `virtio_mmio` and `virtio_net`,
+    /// and names it `eth0`) on QEMU's user-mode network: the guest's DHCP
+    /// server gives it 10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3. Each
+    /// of `guest_ports` (TCP) is forwarded from a free port on the host's
+    /// 127.0.0.1, which [`Vm::host_port`] returns.
+    pub fn user_net(mut self, guest_ports: &[u16]) -> Self {
+        self.user_net = Some(guest_ports.to_vec());
         self
     }
 
@@ -297,6 +316,8 @@ pub struct Vm {
     qmp_path: Option<PathBuf>,
     /// The QMP connection, made on first use.
     qmp: Option<BufReader<UnixStream>>,
+    /// (guest port, host port) of [`VmOpts::user_net`].
+    forwards: Vec<(u16, u16)>,
 }
 
 /// Whether `-accel kvm` can boot a stock kernel here: the CPU has vmx/svm,
@@ -467,9 +488,26 @@ impl Vm {
                 format!("unix:{},server=on,wait=off", q.display()),
             ]);
         }
+        let mut forwards = Vec::new();
+        if let Some(ports) = &opts.user_net {
+            let mut netdev = String::from("user,id=n0");
+            for &guest in ports {
+                let host = free_host_port()?;
+                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+                forwards.push((guest, host));
+            }
+            args.extend([
+                "-netdev".into(),
+                netdev,
+                "-device".into(),
+                "virtio-net-device,netdev=n0".into(),
+            ]);
+        }
         args.extend(opts.extra_args.iter().cloned());
 
-        Self::start(program, args, dir, opts.timeout, accel, qmp_path)
+        let mut vm = Self::start(program, args, dir, opts.timeout, accel, qmp_path)?;
+        vm.forwards = forwards;
+        Ok(vm)
     }
 
     /// Boot a whole disk image the way a board does: QEMU's UEFI firmware
@@ -623,7 +661,16 @@ impl Vm {
             accel,
             qmp_path,
             qmp: None,
+            forwards: Vec::new(),
         })
+    }
+
+    /// The host port (on 127.0.0.1) that reaches `guest_port` of the
+    /// guest, if [`VmOpts::user_net`] forwarded it.
+    pub fn host_port(&self, guest_port: u16) -> Option<u16> {
+        self.forwards
+            .iter()
+            .find_map(|&(g, h)| (g == guest_port).then_some(h))
     }
 
     /// Run an HMP command (`drive_add`, `device_add`, `device_del`, `info
@@ -914,6 +961,18 @@ fn qmp_read(conn: &mut BufReader<UnixStream>) -> std::result::Result<serde_json:
             return Ok(v);
         }
     }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick;
+/// QEMU binds it right after, so a clash is unlikely, not impossible).
+fn free_host_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| HarnessError::Setup {
+            what: "finding a free host port for QEMU's hostfwd".into(),
+            detail: e.to_string(),
+        })?;
+    Ok(l.port())
 }
 
 fn shell_quote(s: &str) -> String {

@@ -56,6 +56,16 @@ define QUILT_INIT_BUILD_INSTALLER
 endef
 QUILT_INIT_POST_BUILD_HOOKS += QUILT_INIT_BUILD_INSTALLER
 
+# quilt-net brings interfaces up (static or DHCPv4) as a service the boot
+# config starts (init/netup); PID 1 has no network code.
+define QUILT_INIT_BUILD_NET
+	cd $(@D) && $(TARGET_MAKE_ENV) $(TARGET_CONFIGURE_OPTS) $(PKG_CARGO_ENV) \
+		$(QUILT_INIT_CARGO_ENV) cargo build --locked \
+		$(if $(BR2_ENABLE_DEBUG),,--release) --target $(RUSTC_TARGET_NAME) \
+		-p quilt-netup --bin quilt-net $(QUILT_WS_CARGO_VENDOR_OPTS)
+endef
+QUILT_INIT_POST_BUILD_HOOKS += QUILT_INIT_BUILD_NET
+
 QUILT_INIT_BOOT_CONFIG = \
 	$(or $(call qstrip,$(BR2_PACKAGE_QUILT_INIT_BOOT_CONFIG)),$(QUILT_WS_DIR)/rootfs/etc/quilt/boot.toml)
 
@@ -67,6 +77,8 @@ define QUILT_INIT_INSTALL_TARGET_CMDS
 	$(INSTALL) -D -m 0755 $(QUILT_INIT_BIN) $(TARGET_DIR)/sbin/init
 	$(INSTALL) -D -m 0755 $(dir $(QUILT_INIT_BIN))quilt-install \
 		$(TARGET_DIR)/usr/lib/quilt/quilt-install
+	$(INSTALL) -D -m 0755 $(dir $(QUILT_INIT_BIN))quilt-net \
+		$(TARGET_DIR)/usr/lib/quilt/quilt-net
 	mkdir -p $(TARGET_DIR)/etc/quilt
 	$(HOST_DIR)/bin/quilt config compile $(QUILT_INIT_BOOT_CONFIG) \
 		--out $(TARGET_DIR)/etc/quilt/boot.bin

@@ -55,6 +55,9 @@ pub enum ImageCmd {
 /// Where quilt-init starts the installer from (init/quilt-init/src/installs.rs).
 pub const INSTALLER: &str = "/usr/lib/quilt/quilt-install";
 
+/// Where boot configs start quilt-net from (docs/network.md).
+pub const NET: &str = "/usr/lib/quilt/quilt-net";
+
 /// What goes into a root: the initramfs, or a disk image's root slot.
 #[derive(Args)]
 pub struct RootArgs {
@@ -66,6 +69,11 @@ pub struct RootArgs {
     /// where tools/build-init.sh puts it].
     #[arg(long)]
     pub installer: Option<PathBuf>,
+    /// The static network bring-up service (static addresses, DHCPv4),
+    /// put at /usr/lib/quilt/quilt-net [default: quilt-net beside --init,
+    /// where tools/build-init.sh puts it, if it is there].
+    #[arg(long)]
+    pub net: Option<PathBuf>,
     /// TOML boot config; compiled to /etc/quilt/boot.bin.
     #[arg(long)]
     pub config: PathBuf,
@@ -215,6 +223,22 @@ pub fn build_root(a: &RootArgs, text: &str) -> anyhow::Result<(Initramfs, Config
         );
     }
     img.file(INSTALLER, &installer, 0o755)?;
+    // Optional: a board with no network needs no quilt-net, but one asked
+    // for by name must be usable.
+    let beside = a.init.with_file_name("quilt-net");
+    match &a.net {
+        Some(net) if !is_static_elf(net) => bail!(
+            "{} is not a static 64-bit ELF (or is missing); build it with `tools/build-init.sh -p quilt-netup --bin quilt-net`",
+            net.display()
+        ),
+        Some(net) => {
+            img.file(NET, net, 0o755)?;
+        }
+        None if is_static_elf(&beside) => {
+            img.file(NET, &beside, 0o755)?;
+        }
+        None => {}
+    }
     img.bytes("/etc/quilt/boot.bin", bin, 0o644)?;
     let names: Vec<&str> = cfg.modules.iter().map(String::as_str).collect();
     add_modules(

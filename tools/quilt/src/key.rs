@@ -22,11 +22,19 @@ pub enum KeyCmd {
     /// Writes BASE.key (the secret, mode 0600, never leaves your machine) and
     /// BASE.pub (the public key: copy it into a board's trust dir so bundles
     /// you sign are accepted there). Refuses to overwrite existing files.
+    ///
+    /// With --client: a gateway client key instead (for `quilt call`):
+    /// BASE.key (0600) and BASE.pub (`ed25519:<hex>`, for a line of a
+    /// board's authorized-clients file). The two kinds have different tags,
+    /// so neither is taken for the other.
     #[command(verbatim_doc_comment)]
     Gen {
         /// Path prefix for the two files, e.g. `keys/release-1`.
         #[arg(long, value_name = "BASE")]
         out: PathBuf,
+        /// Make a gateway client key, not a bundle signing key.
+        #[arg(long)]
+        client: bool,
     },
     /// Print the id and public key of a .key or .pub file.
     Show {
@@ -87,7 +95,8 @@ pub enum KeyCmd {
 
 pub fn run(cmd: KeyCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        KeyCmd::Gen { out } => gen(&out),
+        KeyCmd::Gen { out, client: false } => gen(&out),
+        KeyCmd::Gen { out, client: true } => gen_client(&out),
         KeyCmd::Show { file } => {
             let pk = if file.extension().is_some_and(|e| e == "key") {
                 read_secret(&file)?.public()
@@ -210,9 +219,21 @@ fn with_ext(base: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn gen(base: &Path) -> anyhow::Result<ExitCode> {
-    let seed = ed25519_compact::Seed::generate();
-    let sk = SecretKey::from_seed(*seed);
+/// Creates `path` with `text`, never overwriting, with `mode`.
+fn create(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("creating {} (refusing to overwrite)", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// `BASE.key` and `BASE.pub`, neither of which may exist yet.
+fn fresh_pair(base: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let key_path = with_ext(base, "key");
     let pub_path = with_ext(base, "pub");
     for p in [&key_path, &pub_path] {
@@ -223,6 +244,42 @@ fn gen(base: &Path) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    Ok((key_path, pub_path))
+}
+
+fn gen_client(base: &Path) -> anyhow::Result<ExitCode> {
+    use quilt_gateway_auth::keys;
+    let seed = *ed25519_compact::Seed::generate();
+    let public = keys::public_of(&seed);
+    let (key_path, pub_path) = fresh_pair(base)?;
+    create(&key_path, &keys::secret_file(&seed), 0o600)?;
+    create(
+        &pub_path,
+        &format!("{}\n", keys::public_text(&public)),
+        0o644,
+    )?;
+    let name = base
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| {
+            n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+        .unwrap_or("NAME");
+    println!(
+        "wrote {} (client secret, 0600) and {} (public); key id {}\nauthorize it on a board with this line in /etc/quilt/trust/authorized-clients (role agent or operator):\noperator {name} {}",
+        key_path.display(),
+        pub_path.display(),
+        quilt_gateway_auth::fingerprint::Fingerprint::of_ed25519(&public),
+        keys::public_text(&public)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gen(base: &Path) -> anyhow::Result<ExitCode> {
+    let seed = ed25519_compact::Seed::generate();
+    let sk = SecretKey::from_seed(*seed);
+    let (key_path, pub_path) = fresh_pair(base)?;
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)

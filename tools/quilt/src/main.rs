@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module; this file only wires them up.
 
 mod bundle;
+mod call;
 mod config_cmd;
 mod ctl;
 mod disk_cmd;
@@ -289,6 +290,16 @@ enum Cmd {
     /// Running containers keep their trees. Paths come from the board's
     /// boot config (/etc/quilt/boot.bin) unless given.
     Fsck(fsck::FsckArgs),
+    /// One signed request to a board's gateway (quiltd), printing its JSON
+    /// reply.
+    ///
+    /// The board is pinned by --board-key (what `quiltd identity` prints
+    /// on it); the request is signed with --key (`quilt key gen --client`),
+    /// whose public half the board's authorized-clients file must list.
+    /// Exit 0 on success, 3 when the board refused or failed (its reason is
+    /// printed), 1 when it could not be reached.
+    #[command(verbatim_doc_comment)]
+    Call(call::CallArgs),
     /// Check that quilt-init answers, and its version.
     ///
     /// With --count, ask that many times and print how long each answer
@@ -320,6 +331,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Config(c) => config_cmd::run(c),
         Cmd::Image(c) => image_cmd::run(c),
         Cmd::Send(a) => send::run(&a),
+        Cmd::Call(a) => call::run(&a),
         Cmd::New {
             name,
             template,

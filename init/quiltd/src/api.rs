@@ -1,0 +1,394 @@
+//! The HTTP API (`/v1`, JSON) and the one place requests are authorised:
+//! [`route_role`] says what each route needs, [`authenticate`] (a
+//! middleware) reads the bounded body, verifies the signature and role,
+//! and hands the caller to the handlers. Handlers turn quilt-init's replies
+//! into JSON; every error is a JSON object `{"error": code, "message": …}`.
+
+use crate::auth::{Caller, Incoming, Refusal, Verifier};
+use crate::clients::Role;
+use crate::control::{Control, ControlError};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use quilt_gateway_auth::sig::Message;
+use quilt_proto::{ErrorCode, Reply, Request as Ctl, RunResult};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Largest request body: a tool's input must fit a control frame.
+pub const MAX_BODY: usize = quilt_proto::MAX_REQUEST - 4096;
+/// Bytes of a tool's stderr tail returned.
+pub const STDERR_TAIL: usize = 4096;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The control socket.
+    pub control: Control,
+    /// Who may call.
+    pub verifier: Verifier,
+    /// The board's clock, UNIX seconds (injected for tests).
+    pub now: fn() -> i64,
+}
+
+/// The board's clock.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The route table: `None` for the unauthenticated probes.
+pub fn route_role(method: &Method, path: &str) -> Option<Role> {
+    match (method.as_str(), path) {
+        ("GET", "/healthz" | "/readyz") => None,
+        ("GET", "/v1/bundles") => Some(Role::Agent),
+        ("POST", p) if p.starts_with("/v1/tools/") && p.ends_with("/run") => Some(Role::Agent),
+        ("GET", "/v1/services") => Some(Role::Operator),
+        // Anything else needs the most, so a new route is closed until
+        // it is listed here.
+        _ => Some(Role::Operator),
+    }
+}
+
+/// The API, with authentication in front of every route.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/services", get(services))
+        .route("/v1/bundles", get(bundles))
+        .route("/v1/tools/{bundle}/run", post(run))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authenticate,
+        ))
+        .with_state(state)
+}
+
+/// An error reply.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.code, "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> ApiError {
+        eprintln!("quiltd: event=control-failed error=\"{}\"", chain(&e));
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "control-unavailable",
+            format!("quilt-init did not answer: {}", chain(&e)),
+        )
+    }
+}
+
+/// A refusal by quilt-init, mapped once.
+fn refused(code: ErrorCode, message: String) -> ApiError {
+    let (status, code) = match code {
+        ErrorCode::NotFound => (StatusCode::NOT_FOUND, "not-found"),
+        ErrorCode::Denied => (StatusCode::FORBIDDEN, "denied-by-board"),
+        ErrorCode::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        ErrorCode::Malformed | ErrorCode::TooLarge | ErrorCode::Version => {
+            (StatusCode::BAD_GATEWAY, "protocol")
+        }
+        ErrorCode::Failed | ErrorCode::Deadlock => (StatusCode::UNPROCESSABLE_ENTITY, "failed"),
+    };
+    ApiError::new(status, code, message)
+}
+
+fn unexpected(reply: Reply) -> ApiError {
+    match reply {
+        Reply::Error { code, message } => refused(code, message),
+        other => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "protocol",
+            format!("unexpected reply from quilt-init: {other:?}"),
+        ),
+    }
+}
+
+/// An error and its sources on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// The middleware: bounded body, signature, role, then the handler.
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let Some(need) = route_role(&parts.method, parts.uri.path()) else {
+        return Ok(next.run(Request::from_parts(parts, body)).await);
+    };
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("request bodies are limited to {MAX_BODY} bytes"),
+        )
+    })?;
+    let headers: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    let incoming = Incoming {
+        message: Message {
+            method: parts.method.as_str(),
+            // HTTP/1.1 carries the authority in Host, not in the target.
+            authority: parts
+                .uri
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| parts.headers.get("host").and_then(|v| v.to_str().ok())),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &headers,
+        },
+        body: &bytes,
+    };
+    let caller = match state.verifier.verify(&incoming, need, (state.now)()) {
+        Ok(c) => c,
+        Err(r) => return Err(refusal(&r, &parts.method, parts.uri.path())),
+    };
+    drop(headers);
+    parts.extensions.insert(caller);
+    Ok(next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await)
+}
+
+fn refusal(r: &Refusal, method: &Method, path: &str) -> ApiError {
+    eprintln!(
+        "quiltd: event=auth-refused reason={} method={method} path={path} detail=\"{}\"",
+        r.code(),
+        chain(r)
+    );
+    let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    ApiError::new(status, r.code(), chain(r))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no-such-endpoint",
+        "no such endpoint; see docs/gateway.md for the API",
+    )
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    match state.control.call(Ctl::Ping).await {
+        Ok(Reply::Pong { server }) => Ok(Json(json!({"status": "ready", "quilt_init": server}))),
+        Ok(other) => Err(unexpected(other)),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            format!(
+                "quilt-init does not answer on {}: {}",
+                state.control.socket().display(),
+                chain(&e)
+            ),
+        )),
+    }
+}
+
+async fn services(
+    State(state): State<Arc<AppState>>,
+    Extension(_caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    match state.control.call(Ctl::List).await? {
+        Reply::Services(list) => {
+            let services: Vec<Value> = list
+                .into_iter()
+                .map(|s| {
+                    json!({
+                        "name": s.name, "state": s.state, "pid": s.pid,
+                        "restarts": s.restarts, "uptime_ms": s.uptime_ms,
+                        "memory_bytes": s.memory_bytes, "bundle": s.bundle,
+                        "cpu_usec": s.cpu_usec, "pids": s.pids,
+                    })
+                })
+                .collect();
+            Ok(Json(json!({ "services": services })))
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn bundles(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    match state.control.call(Ctl::Bundles).await? {
+        Reply::Bundles { bundles, .. } => {
+            let bundles: Vec<Value> = bundles
+                .into_iter()
+                .map(|b| {
+                    json!({
+                        "name": b.name, "version": b.version, "root": b.root,
+                        "tokens": b.tokens, "files": b.files, "total_size": b.total_size,
+                    })
+                })
+                .collect();
+            Ok(Json(json!({ "bundles": bundles })))
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `POST /v1/tools/{bundle}/run` query.
+#[derive(Debug, Deserialize)]
+pub struct RunQuery {
+    /// One tool of a bundle built with `quilt build`: the input goes in
+    /// the SDK's envelope `{"tool", "input"}` (as `quilt run BUNDLE TOOL`).
+    pub tool: Option<String>,
+    /// Deadline in ms; 0 or absent: the board's default.
+    pub timeout_ms: Option<u32>,
+}
+
+async fn run(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(bundle): Path<String>,
+    Query(q): Query<RunQuery>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let t0 = Instant::now();
+    let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-json",
+                format!("the request body must be the tool's JSON input: {e}"),
+            )
+        })?
+    };
+    let input = match &q.tool {
+        Some(tool) => json!({"tool": tool, "input": input}),
+        None => input,
+    };
+    let input = serde_json::to_vec(&input)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-json", e.to_string()))?;
+    let req = Ctl::Run {
+        bundle: bundle.clone(),
+        input,
+        timeout_ms: q.timeout_ms.unwrap_or(0),
+    };
+    let r = match state.control.call(req).await? {
+        Reply::Ran(r) => r,
+        other => return Err(unexpected(other)),
+    };
+    eprintln!(
+        "quiltd: event=tool-run client={} bundle={bundle} status={} micros={}",
+        caller.name, r.status, r.micros
+    );
+    Ok(Json(run_json(&r, t0.elapsed().as_micros())))
+}
+
+/// A run's result as JSON: stdout parsed when it is JSON.
+pub fn run_json(r: &RunResult, gateway_micros: u128) -> Value {
+    let stdout: Option<Value> = serde_json::from_slice(&r.stdout).ok();
+    let tail_from = r.stderr_tail.len().saturating_sub(STDERR_TAIL);
+    let tail = r.stderr_tail.get(tail_from..).unwrap_or_default();
+    json!({
+        "status": r.status,
+        "ok": r.status == 0 && !r.oom_killed && !r.timed_out,
+        "stdout_json": stdout.is_some(),
+        "stdout": stdout.unwrap_or_else(|| Value::String(String::from_utf8_lossy(&r.stdout).into_owned())),
+        "stdout_truncated": r.stdout_truncated,
+        "stderr_tail": String::from_utf8_lossy(tail),
+        "oom_killed": r.oom_killed,
+        "timed_out": r.timed_out,
+        "timings": {"run_micros": r.micros, "gateway_micros": gateway_micros},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_table_closes_what_it_does_not_list() {
+        assert_eq!(route_role(&Method::GET, "/healthz"), None);
+        assert_eq!(route_role(&Method::GET, "/readyz"), None);
+        assert_eq!(route_role(&Method::GET, "/v1/bundles"), Some(Role::Agent));
+        assert_eq!(
+            route_role(&Method::POST, "/v1/tools/hello/run"),
+            Some(Role::Agent)
+        );
+        assert_eq!(
+            route_role(&Method::GET, "/v1/services"),
+            Some(Role::Operator)
+        );
+        assert_eq!(route_role(&Method::POST, "/healthz"), Some(Role::Operator));
+        assert_eq!(route_role(&Method::GET, "/v1/new"), Some(Role::Operator));
+    }
+
+    #[test]
+    fn run_results_parse_json_stdout_and_keep_text_otherwise() {
+        let mut r = RunResult {
+            status: 0,
+            oom_killed: false,
+            timed_out: false,
+            stdout: br#"{"total":5}"#.to_vec(),
+            stdout_truncated: false,
+            stderr_tail: vec![b'x'; STDERR_TAIL + 10],
+            micros: 42,
+        };
+        let v = run_json(&r, 50);
+        assert_eq!(v["stdout"]["total"], 5);
+        assert_eq!(v["stdout_json"], true);
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["stderr_tail"].as_str().unwrap().len(), STDERR_TAIL);
+        r.stdout = b"plain".to_vec();
+        r.oom_killed = true;
+        r.status = 137;
+        let v = run_json(&r, 50);
+        assert_eq!(v["stdout"], "plain");
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["oom_killed"], true);
+    }
+}

@@ -1,0 +1,181 @@
+//! `quiltd`: the board's door for agents and operators. A supervised
+//! service (non-root, own cgroup), never PID 1: it reaches quilt-init only
+//! through the control socket its boot-config grant made
+//! (`/run/quilt/control.d/<name>.sock`), and serves a signed HTTPS API.
+//!
+//! Modules: [`identity`] (the node key), [`tls`] (the certificate and
+//! rustls), [`clients`] (the authorized-clients file), [`nonce`] (replay
+//! cache), [`auth`] (deciding who calls), [`control`] (control calls off
+//! the executor), [`api`] (routes and JSON), [`server`] (connections).
+
+mod api;
+mod auth;
+mod clients;
+mod control;
+mod identity;
+mod nonce;
+mod server;
+mod tls;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "quiltd",
+    version,
+    about = "Signed HTTPS gateway to a Quilt board"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the API.
+    Serve {
+        /// Where the node key lives (made on first start): the data
+        /// partition on A/B boards, /run on diskless images.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/quilt/quiltd")]
+        state_dir: PathBuf,
+        /// Address and port to listen on.
+        #[arg(long, default_value = "0.0.0.0:8443")]
+        listen: SocketAddr,
+        /// Client keys and roles.
+        #[arg(long, value_name = "FILE", default_value = clients::DEFAULT_PATH)]
+        authorized_clients: PathBuf,
+        /// The control socket the boot config grants this service.
+        #[arg(
+            long,
+            value_name = "SOCKET",
+            default_value = "/run/quilt/control.d/quiltd.sock"
+        )]
+        control: PathBuf,
+        /// Freshness window for signatures, seconds each way.
+        #[arg(long, default_value_t = auth::DEFAULT_SKEW)]
+        skew: i64,
+    },
+    /// Print the node key's fingerprint (what clients pin), making the key
+    /// if there is none yet.
+    Identity {
+        /// As for `serve`.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/quilt/quiltd")]
+        state_dir: PathBuf,
+    },
+}
+
+/// Why quiltd could not start.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Clients(#[from] clients::ClientsError),
+    #[error("--skew must be 1..=3600 seconds, not {0}")]
+    Skew(i64),
+    #[error("starting the async runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("listening on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Identity { state_dir } => identity::Identity::load_or_create(&state_dir)
+            .map(|(id, _)| println!("{}", id.fingerprint()))
+            .map_err(StartError::from),
+        Cmd::Serve {
+            state_dir,
+            listen,
+            authorized_clients,
+            control,
+            skew,
+        } => serve(state_dir, listen, authorized_clients, control, skew),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                src = s.source();
+            }
+            eprintln!("quiltd: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(
+    state_dir: PathBuf,
+    listen: SocketAddr,
+    clients_path: PathBuf,
+    control: PathBuf,
+    skew: i64,
+) -> Result<(), StartError> {
+    if !(1..=3600).contains(&skew) {
+        return Err(StartError::Skew(skew));
+    }
+    let (id, made) = identity::Identity::load_or_create(&state_dir)?;
+    let tls = tls::server_config(&id)?;
+    let clients = clients::Clients::load(&clients_path)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(control::MAX_IN_FLIGHT)
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().unwrap_or(listen);
+        eprintln!(
+            "quiltd: event=listening addr={addr} board-key={} key-new={made} clients={} control={}",
+            id.fingerprint(),
+            clients.len(),
+            control.display()
+        );
+        if clients.is_empty() {
+            eprintln!(
+                "quiltd: event=no-clients path={}: every signed request will be refused; add `ROLE NAME ed25519:…` lines",
+                clients_path.display()
+            );
+        }
+        let state = Arc::new(api::AppState {
+            control: control::Control::new(control),
+            verifier: auth::Verifier::new(clients, skew, auth::NONCE_CAPACITY),
+            now: api::unix_now,
+        });
+        let app = api::router(state);
+        // quilt-init stops a service with SIGTERM; an operator at a
+        // terminal with ^C.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(StartError::Runtime)?;
+        tokio::select! {
+            () = server::serve(listener, tls, app) => {}
+            _ = term.recv() => {}
+            r = tokio::signal::ctrl_c() => {
+                if let Err(e) = r { eprintln!("quiltd: event=signal-failed error=\"{e}\""); }
+            }
+        }
+        eprintln!("quiltd: event=stopping");
+        Ok(())
+    })
+}

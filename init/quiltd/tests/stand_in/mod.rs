@@ -1,0 +1,87 @@
+//! A stand-in for quilt-init's control socket, for host tests only:
+//! quilt-init cannot run on the host, so this serves real `quilt-proto`
+//! frames over a real `SOCK_SEQPACKET` socket with canned answers. It is
+//! not a model of quilt-init: one bundle (`hello`, which echoes its input),
+//! one service, nothing else.
+
+use quilt_proto::{BundleInfo, ErrorCode, Reply, Request, RunResult, ServiceInfo};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketType};
+use std::path::Path;
+
+/// Binds `path` and serves it from a thread for the rest of the test.
+pub fn serve(path: &Path) {
+    let srv = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
+    rustix::net::bind(&srv, &SocketAddrUnix::new(path).unwrap()).unwrap();
+    rustix::net::listen(&srv, 64).unwrap();
+    std::thread::spawn(move || loop {
+        let Ok(conn) = rustix::net::accept(&srv) else {
+            return;
+        };
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; quilt_proto::MAX_REQUEST + 1];
+            let Ok((_, n)) = rustix::net::recv(&conn, &mut buf[..], RecvFlags::TRUNC) else {
+                return;
+            };
+            let reply = match quilt_proto::decode_request(&buf[..n.min(buf.len())]) {
+                Ok(req) => answer(req),
+                Err(e) => Reply::Error {
+                    code: e.code(),
+                    message: e.to_string(),
+                },
+            };
+            let frame = quilt_proto::encode_reply(&reply).unwrap();
+            let _ = rustix::net::send(&conn, &frame, SendFlags::NOSIGNAL);
+        });
+    });
+}
+
+fn answer(req: Request) -> Reply {
+    match req {
+        Request::Ping => Reply::Pong {
+            server: "stand-in".into(),
+        },
+        Request::List => Reply::Services(vec![ServiceInfo {
+            name: "tick".into(),
+            state: "running".into(),
+            pid: Some(42),
+            restarts: 0,
+            uptime_ms: Some(1000),
+            memory_bytes: Some(4096),
+            bundle: None,
+            cpu_usec: Some(7),
+            pids: Some(1),
+        }]),
+        Request::Bundles => Reply::Bundles {
+            bundles: vec![BundleInfo {
+                name: "hello".into(),
+                version: 1,
+                root: "00".repeat(32),
+                tokens: vec![],
+                files: 1,
+                total_size: 10,
+            }],
+            keys: vec![],
+            policy: String::new(),
+        },
+        Request::Run { bundle, input, .. } if bundle == "hello" => {
+            let input: serde_json::Value = serde_json::from_slice(&input).unwrap();
+            Reply::Ran(RunResult {
+                status: 0,
+                oom_killed: false,
+                timed_out: false,
+                stdout: serde_json::to_vec(&serde_json::json!({ "echo": input })).unwrap(),
+                stdout_truncated: false,
+                stderr_tail: b"said hello\n".to_vec(),
+                micros: 1234,
+            })
+        }
+        Request::Run { bundle, .. } => Reply::Error {
+            code: ErrorCode::NotFound,
+            message: format!("bundle {bundle:?} is not installed"),
+        },
+        _ => Reply::Error {
+            code: ErrorCode::Denied,
+            message: "the stand-in serves only ping, list, bundles and run".into(),
+        },
+    }
+}
