@@ -4,7 +4,10 @@
 //! either the previous catalog or this one.
 
 use crate::event;
-use quilt_proto::installer::{encode_catalog, Catalog, CatalogEntry, CATALOG};
+use quilt_proto::installer::{
+    encode_catalog, encode_tool_index, Catalog, CatalogEntry, ToolIndex, ToolIndexEntry, CATALOG,
+    MAX_TOOL_INDEX, TOOL_INDEX,
+};
 use quilt_store::Store;
 use std::path::Path;
 
@@ -12,8 +15,10 @@ use std::path::Path;
 pub const TREES: &str = "/run/quilt/bundles";
 pub use quilt_proto::installer::FIRMWARE;
 
-/// Write the catalog of `store`.
+/// Write the catalog of `store`, and the tool index beside it (first, so
+/// a tool PID 1 can run is never missing from it for long).
 pub fn write(store: &Store) {
+    write_tool_index(store);
     let mut c = Catalog::default();
     for i in store.installed() {
         let header = match store.header(&i.name) {
@@ -36,9 +41,126 @@ pub fn write(store: &Store) {
         event!("event=catalog-write-failed error=\"does not encode\"");
         return;
     };
-    let tmp = format!("{CATALOG}.tmp");
-    let _ = std::fs::create_dir_all("/run/quilt");
-    if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, CATALOG)) {
+    if let Err(e) = replace(CATALOG, &bytes, 0o644) {
         event!("event=catalog-write-failed error=\"{}\"", e);
+    }
+}
+
+/// The index's bytes within `max`: while it is over, the largest tool list
+/// left is dropped (its entry stays, marked `omitted`). `None` if even
+/// with every list dropped it does not fit.
+fn fit(index: &mut ToolIndex, max: usize) -> Option<Vec<u8>> {
+    let weight = |e: &ToolIndexEntry| -> usize {
+        e.tools
+            .iter()
+            .map(|t| t.description.len() + t.input.len() + t.output.as_ref().map_or(0, String::len))
+            .sum()
+    };
+    loop {
+        if let Some(b) = encode_tool_index(index).filter(|b| b.len() <= max) {
+            return Some(b);
+        }
+        let largest = index
+            .bundles
+            .iter_mut()
+            .filter(|e| !e.omitted)
+            .max_by_key(|e| weight(e))?;
+        largest.tools.clear();
+        largest.omitted = true;
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file renamed over it.
+fn replace(path: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = format!("{path}.tmp");
+    std::fs::create_dir_all("/run/quilt")?;
+    std::fs::write(&tmp, bytes)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The tools of every runnable bundle, from the manifests the store
+/// verified at install. Over [`MAX_TOOL_INDEX`], the largest lists are
+/// left out (marked `omitted`) until it fits, so one bundle with huge
+/// schemas cannot hide every other bundle's tools.
+fn write_tool_index(store: &Store) {
+    let mut index = ToolIndex::default();
+    for i in store.installed() {
+        let header = match store.header(&i.name) {
+            Ok(h) if h.runtime != FIRMWARE => h,
+            _ => continue,
+        };
+        let tools = match store.tools(&i.name) {
+            Ok(t) => t,
+            Err(e) => {
+                event!("event=bundle-unreadable name={} error=\"{}\"", i.name, e);
+                continue;
+            }
+        };
+        index.bundles.push(ToolIndexEntry {
+            bundle: header.name,
+            version: header.version,
+            root: header.root.to_string(),
+            tools,
+            omitted: false,
+        });
+    }
+    let Some(bytes) = fit(&mut index, MAX_TOOL_INDEX) else {
+        event!("event=tool-index-write-failed error=\"does not encode\"");
+        return;
+    };
+    for e in index.bundles.iter().filter(|e| e.omitted) {
+        event!(
+            "event=tool-index-omitted bundle={} reason=\"the index would exceed {} bytes\"",
+            e.bundle,
+            MAX_TOOL_INDEX
+        );
+    }
+    if let Err(e) = replace(TOOL_INDEX, &bytes, 0o644) {
+        event!("event=tool-index-write-failed error=\"{}\"", e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quilt_bundle::ToolDef;
+
+    fn entry(bundle: &str, schema_len: usize) -> ToolIndexEntry {
+        ToolIndexEntry {
+            bundle: bundle.into(),
+            version: 1,
+            root: "00".into(),
+            tools: vec![ToolDef {
+                name: "t".into(),
+                description: "d".into(),
+                input: "x".repeat(schema_len),
+                output: None,
+            }],
+            omitted: false,
+        }
+    }
+
+    #[test]
+    fn the_largest_tool_lists_are_left_out_until_the_index_fits() {
+        let mut index = ToolIndex {
+            bundles: vec![entry("small", 10), entry("huge", 5000), entry("mid", 400)],
+        };
+        let bytes = fit(&mut index, 1000).unwrap();
+        assert!(bytes.len() <= 1000);
+        let omitted: Vec<&str> = index
+            .bundles
+            .iter()
+            .filter(|e| e.omitted)
+            .map(|e| e.bundle.as_str())
+            .collect();
+        assert_eq!(omitted, ["huge"]);
+        assert_eq!(
+            quilt_proto::installer::decode_tool_index(&bytes),
+            Some(index.clone())
+        );
+        // Nothing fits in 3 bytes: no index rather than a wrong one.
+        assert_eq!(fit(&mut index, 3), None);
     }
 }

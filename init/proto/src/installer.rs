@@ -22,6 +22,12 @@ pub const FIRMWARE: &str = "firmware";
 pub const CATALOG: &str = "/run/quilt/catalog";
 /// Largest catalog PID 1 reads.
 pub const MAX_CATALOG: usize = 4 << 20;
+/// Where the installer writes the [`ToolIndex`] (0644: signed, public
+/// metadata). PID 1 never reads it; quiltd does, to list tools.
+pub const TOOL_INDEX: &str = "/run/quilt/tools";
+/// Largest tool index written or read: past it the installer leaves the
+/// largest bundles' tool lists out (and says so) rather than fail.
+pub const MAX_TOOL_INDEX: usize = 8 << 20;
 /// Largest report frame body.
 pub const MAX_REPORT: usize = 16 * 1024;
 /// The fd a job's reports go to.
@@ -91,6 +97,43 @@ pub struct Catalog {
     pub keys: Vec<String>,
     /// The policy, as text.
     pub policy: String,
+}
+
+/// The tools of one installed, runnable bundle, from its signed manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolIndexEntry {
+    /// Bundle name.
+    pub bundle: String,
+    /// Its version.
+    pub version: u64,
+    /// Its Merkle root (hex).
+    pub root: String,
+    /// Its tools, sorted by name (empty: it declares none).
+    pub tools: Vec<quilt_bundle::ToolDef>,
+    /// The list was left out to keep the index under [`MAX_TOOL_INDEX`].
+    pub omitted: bool,
+}
+
+/// Every runnable bundle's tools, as the installer last wrote them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolIndex {
+    /// By bundle, in the store's order.
+    pub bundles: Vec<ToolIndexEntry>,
+}
+
+/// The tool index's bytes, `None` over [`MAX_TOOL_INDEX`].
+pub fn encode_tool_index(t: &ToolIndex) -> Option<Vec<u8>> {
+    postcard::to_allocvec(t)
+        .ok()
+        .filter(|b| b.len() <= MAX_TOOL_INDEX)
+}
+
+/// A tool index from its bytes.
+pub fn decode_tool_index(b: &[u8]) -> Option<ToolIndex> {
+    if b.len() > MAX_TOOL_INDEX {
+        return None;
+    }
+    postcard::from_bytes(b).ok()
 }
 
 /// A report as one frame: its body's length (u32, little-endian) and the

@@ -664,6 +664,15 @@ impl Store {
         Ok(self.read_record(name, &inst.root)?.0)
     }
 
+    /// The tools the installed bundle `name` declares in its signed
+    /// manifest (empty when it declares none).
+    pub fn tools(&self, name: &str) -> Result<Vec<quilt_bundle::ToolDef>, StoreError> {
+        let inst = self.state.installed(name).ok_or(StoreError::NotInstalled {
+            name: name.to_string(),
+        })?;
+        Ok(self.read_record(name, &inst.root)?.1.tools)
+    }
+
     /// Writes the installed bundle `name` out as a directory tree at `dest`
     /// (which must not exist), re-checking every chunk on the way. The tree
     /// is built beside `dest` and renamed into place, so `dest` appears whole.
