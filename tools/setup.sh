@@ -55,6 +55,7 @@ required=(
 	"/usr/lib/systemd/boot/efi/systemd-bootx64.efi systemd-boot-efi"
 	"/usr/share/OVMF/OVMF_CODE_4M.fd ovmf"
 	"curl curl" # init/quiltd/tests/gateway.rs: a real HTTP client against quiltd
+	"promtool prometheus" # ... and `promtool check metrics` on its /metrics
 )
 
 sudo_cmd=()

@@ -52,6 +52,7 @@ mod error;
 mod events;
 mod gpt;
 mod image;
+mod mcp;
 pub mod npm_tool;
 mod vm;
 
@@ -68,6 +69,7 @@ pub use error::HarnessError;
 pub use events::{quilt_events, Event};
 pub use gpt::gpt_disk;
 pub use image::{bun_binary, bun_binary_for, tool_sdk_dir, ImageBuilder};
+pub use mcp::{mcp_client, mcp_client_script};
 pub use vm::{
     host_tsc_khz, kvm_usable, Accel, Exit, Firmware, GuestEnd, Pattern, Vm, VmOpts,
     UBOOT_QEMU_ARM64,

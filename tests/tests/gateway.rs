@@ -2,9 +2,15 @@
 //! up by DHCP, quiltd serves HTTPS as a non-root service that drives PID 1
 //! only through the control socket its boot config grants, and the host's
 //! own `quilt call` reaches it through QEMU's forwarded port, signs every
-//! request and pins the board's key. A tool runs from a signed bundle.
+//! request and pins the board's key. A tool runs from a signed bundle. The
+//! official MCP TypeScript SDK lists the board's tools (from the signed
+//! manifests) and calls them, through `quilt mcp` over stdio and straight
+//! over Streamable HTTP with a bearer token `quilt token` minted.
 
-use quilt_system_tests::{guest_binary, host_binary, work_dir, ImageBuilder, Vm, VmOpts};
+use quilt_system_tests::{
+    guest_binary, host_binary, mcp_client, work_dir, ImageBuilder, Vm, VmOpts,
+};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -77,6 +83,7 @@ fn an_operator_and_an_agent_reach_quiltd_through_the_network_with_signed_pinned_
         .modules(&["virtio_mmio", "virtio_net"])
         .bun_runtime()
         .signed_example("hello")
+        .signed_example("text-tools")
         .file(
             "/usr/bin/quiltd",
             guest_binary("quiltd", "quiltd").unwrap(),
@@ -168,4 +175,96 @@ fn an_operator_and_an_agent_reach_quiltd_through_the_network_with_signed_pinned_
         console.contains("event=auth-refused"),
         "refusals are logged:\n{console}"
     );
+
+    mcp_through_the_gateway(&url, &pin, &op_key, &bot_key);
+}
+
+/// The MCP half: the official TypeScript SDK against the same board.
+fn mcp_through_the_gateway(url: &str, pin: &str, op_key: &Path, bot_key: &Path) {
+    let calls = json!([
+        {"name": "examples.text-tools__count", "arguments": {"text": "the cat and the hat", "top": 1}},
+        // Fails on purpose: the tool's own error, as an MCP tool error.
+        {"name": "examples.text-tools__slug", "arguments": {"title": "!!!"}},
+        {"name": "board.services"},
+    ])
+    .to_string();
+    let quilt = host_binary("quilt", "quilt").unwrap();
+    let quilt = quilt.to_str().unwrap();
+
+    // stdio: the SDK launches `quilt mcp`, which signs every message.
+    let (v, err) =
+        mcp_client(&["stdio", quilt, url, op_key.to_str().unwrap(), pin, &calls]).unwrap();
+    assert!(v.get("failed").is_none(), "{v}\n{err}");
+    assert_eq!(v["protocol"], "2025-11-25", "{v}");
+    let tools = v["tools"].as_array().unwrap();
+    let count = tools
+        .iter()
+        .find(|t| t["name"] == "examples.text-tools__count")
+        .unwrap_or_else(|| panic!("count not listed: {v}"));
+    assert!(
+        count["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Counts the words"),
+        "{count}"
+    );
+    assert_eq!(count["inputSchema"]["required"], json!(["text"]));
+    assert_eq!(
+        count["outputSchema"]["required"],
+        json!(["words", "lines", "chars"])
+    );
+    let slug = tools
+        .iter()
+        .find(|t| t["name"] == "examples.text-tools__slug")
+        .unwrap_or_else(|| panic!("slug not listed: {v}"));
+    assert!(
+        slug.get("outputSchema").is_none(),
+        "a string result has no MCP output schema"
+    );
+    assert!(tools.iter().any(|t| t["name"] == "board.services"), "{v}");
+    let c = &v["calls"];
+    assert_eq!(c[0]["result"]["isError"], false, "{v}");
+    assert_eq!(
+        c[0]["result"]["structuredContent"],
+        json!({"words": 5, "lines": 1, "chars": 19, "top": [{"word": "the", "count": 2}]}),
+        "{v}"
+    );
+    assert_eq!(c[1]["result"]["isError"], true, "{v}");
+    assert_eq!(
+        c[1]["result"]["structuredContent"]["error"]["code"], "empty_slug",
+        "{v}"
+    );
+    let services = c[2]["result"]["structuredContent"]["services"].to_string();
+    assert!(services.contains("\"quiltd\""), "{v}");
+
+    // Streamable HTTP with a bearer token, as an agent: the same tools but
+    // not the operator's, which refuse when called by name anyway.
+    let out = Command::new(quilt)
+        .args(["token", "--board", url, "--board-key", pin, "--key"])
+        .arg(bot_key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (v, err) = mcp_client(&["http", url, &token, pin, &calls]).unwrap();
+    assert!(v.get("failed").is_none(), "{v}\n{err}");
+    assert_eq!(v["protocol"], "2025-11-25", "{v}");
+    let names: Vec<&str> = v["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["examples.text-tools__count", "examples.text-tools__slug"],
+        "{v}"
+    );
+    let c = &v["calls"];
+    assert_eq!(c[0]["result"]["structuredContent"]["words"], 5, "{v}");
+    assert_eq!(
+        c[1]["result"]["structuredContent"]["error"]["code"], "empty_slug",
+        "{v}"
+    );
+    assert_eq!(c[2]["result"]["isError"], true, "{v}");
 }

@@ -91,6 +91,18 @@ impl Connection {
         })
     }
 
+    /// Make [`Self::next_reply`] give up after `d` with
+    /// `ClientError::Recv(Errno::AGAIN)` (a reader of a long stream can
+    /// then check whether anyone still listens).
+    pub fn set_read_timeout(&self, d: std::time::Duration) -> Result<(), ClientError> {
+        rustix::net::sockopt::set_socket_timeout(
+            &self.fd,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(d),
+        )
+        .map_err(ClientError::Recv)
+    }
+
     /// The socket, for callers that send more than a frame (fds).
     pub fn fd(&self) -> &OwnedFd {
         &self.fd

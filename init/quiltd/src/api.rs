@@ -1,12 +1,14 @@
-//! The HTTP API (`/v1`, JSON) and the one place requests are authorised:
-//! [`route_role`] says what each route needs, [`authenticate`] (a
-//! middleware) reads the bounded body, verifies the signature and role,
-//! and hands the caller to the handlers. Handlers turn quilt-init's replies
+//! The HTTP API (`/v1`, JSON, and MCP at `/mcp`) and the one place
+//! requests are authorised: [`route_role`] says what each route needs,
+//! [`authenticate`] (a middleware) reads the bounded body, verifies the
+//! signature (or, on `/mcp` only, a bearer token) and role, and hands the
+//! caller to the handlers. Handlers turn quilt-init's replies
 //! into JSON; every error is a JSON object `{"error": code, "message": …}`.
 
 use crate::auth::{Caller, Incoming, Refusal, Verifier};
 use crate::clients::Role;
 use crate::control::{Control, ControlError};
+use crate::metrics::Outcome;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{Method, StatusCode};
@@ -16,6 +18,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use quilt_gateway_auth::sig::Message;
 use quilt_proto::{ErrorCode, Reply, Request as Ctl, RunResult};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -35,6 +39,15 @@ pub struct AppState {
     pub verifier: Verifier,
     /// The board's clock, UNIX seconds (injected for tests).
     pub now: fn() -> i64,
+    /// The installed tools (the installer's tool index).
+    pub tools: crate::tools::Catalog,
+    /// Live bearer tokens.
+    pub tokens: crate::tokens::Tokens,
+    /// What quiltd counts for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// The bearer token a Prometheus server scrapes `/metrics` with
+    /// (`--metrics-token-file`), if any.
+    pub metrics_token: Option<String>,
 }
 
 /// The board's clock.
@@ -49,13 +62,43 @@ pub fn unix_now() -> i64 {
 pub fn route_role(method: &Method, path: &str) -> Option<Role> {
     match (method.as_str(), path) {
         ("GET", "/healthz" | "/readyz") => None,
-        ("GET", "/v1/bundles") => Some(Role::Agent),
+        ("GET", "/v1/bundles" | "/v1/tools" | METRICS_PATH) => Some(Role::Agent),
+        ("POST", "/v1/tokens") => Some(Role::Agent),
+        // MCP: agents list and call tools; operator tools check the role
+        // inside (crate::mcp).
+        (_, MCP_PATH) => Some(Role::Agent),
         ("POST", p) if p.starts_with("/v1/tools/") && p.ends_with("/run") => Some(Role::Agent),
-        ("GET", "/v1/services") => Some(Role::Operator),
+        ("GET", "/v1/services" | "/v1/events") => Some(Role::Operator),
+        ("GET" | "POST", p) if p.starts_with("/v1/services/") => Some(Role::Operator),
         // Anything else needs the most, so a new route is closed until
         // it is listed here.
         _ => Some(Role::Operator),
     }
+}
+
+/// Where Prometheus scrapes.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Where MCP's Streamable HTTP endpoint is.
+pub const MCP_PATH: &str = "/mcp";
+
+/// The MCP endpoint: stateless Streamable HTTP with JSON replies (no
+/// session to lose when quiltd restarts). Hosts are not checked: every
+/// request is authenticated, and a browser cannot sign one.
+fn mcp_service(
+    state: &Arc<AppState>,
+) -> StreamableHttpService<crate::mcp::Board, LocalSessionManager> {
+    let state = Arc::clone(state);
+    StreamableHttpService::new(
+        move || Ok(crate::mcp::Board::new(Arc::clone(&state))),
+        Arc::default(),
+        StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(false)
+            .with_json_response(true)
+            .with_sse_keep_alive(None)
+            .disable_allowed_hosts()
+            .with_max_request_body_bytes(MAX_BODY),
+    )
 }
 
 /// The API, with authentication in front of every route.
@@ -65,7 +108,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/services", get(services))
         .route("/v1/bundles", get(bundles))
+        .route("/v1/tools", get(tools))
+        .route("/v1/tokens", post(mint_token))
         .route("/v1/tools/{bundle}/run", post(run))
+        .route("/v1/services/{name}/logs", get(crate::ops::logs))
+        .route("/v1/services/{name}/{action}", post(crate::ops::service))
+        .route("/v1/events", get(crate::ops::events))
+        .route(METRICS_PATH, get(metrics))
+        .route_service(MCP_PATH, mcp_service(&state))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -83,7 +133,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
@@ -104,6 +158,9 @@ impl IntoResponse for ApiError {
 
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> ApiError {
+        if matches!(e, ControlError::TooManyStreams) {
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string());
+        }
         eprintln!("quiltd: event=control-failed error=\"{}\"", chain(&e));
         ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -114,7 +171,7 @@ impl From<ControlError> for ApiError {
 }
 
 /// A refusal by quilt-init, mapped once.
-fn refused(code: ErrorCode, message: String) -> ApiError {
+pub(crate) fn refused(code: ErrorCode, message: String) -> ApiError {
     let (status, code) = match code {
         ErrorCode::NotFound => (StatusCode::NOT_FOUND, "not-found"),
         ErrorCode::Denied => (StatusCode::FORBIDDEN, "denied-by-board"),
@@ -127,7 +184,7 @@ fn refused(code: ErrorCode, message: String) -> ApiError {
     ApiError::new(status, code, message)
 }
 
-fn unexpected(reply: Reply) -> ApiError {
+pub(crate) fn unexpected(reply: Reply) -> ApiError {
     match reply {
         Reply::Error { code, message } => refused(code, message),
         other => ApiError::new(
@@ -139,7 +196,7 @@ fn unexpected(reply: Reply) -> ApiError {
 }
 
 /// An error and its sources on one line.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
@@ -160,6 +217,50 @@ async fn authenticate(
     let Some(need) = route_role(&parts.method, parts.uri.path()) else {
         return Ok(next.run(Request::from_parts(parts, body)).await);
     };
+    if let Some(token) = bearer(&parts.headers) {
+        // The scrape token (Prometheus cannot sign requests), on /metrics
+        // only.
+        if parts.uri.path() == METRICS_PATH {
+            let ok = state
+                .metrics_token
+                .as_deref()
+                .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
+            if !ok {
+                state.metrics.refused("bad-token");
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "bad-token",
+                    "not this board's metrics token (--metrics-token-file)",
+                ));
+            }
+            parts.extensions.insert(Caller {
+                name: "metrics-token".into(),
+                role: Role::Agent,
+            });
+            return Ok(next.run(Request::from_parts(parts, body)).await);
+        }
+        // Bearer tokens are for MCP clients that speak nothing else; the
+        // rest of the API wants a signature on every request.
+        if parts.uri.path() != MCP_PATH {
+            state.metrics.refused("bearer-not-here");
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bearer-not-here",
+                format!("bearer tokens are accepted on {MCP_PATH} only; sign this request (`quilt call`)"),
+            ));
+        }
+        let caller = state.tokens.check(token, (state.now)()).map_err(|e| {
+            state.metrics.refused("bad-token");
+            eprintln!(
+                "quiltd: event=auth-refused reason=bad-token method={} path={} detail=\"{e}\"",
+                parts.method,
+                parts.uri.path()
+            );
+            ApiError::new(StatusCode::UNAUTHORIZED, "bad-token", e.to_string())
+        })?;
+        parts.extensions.insert(caller);
+        return Ok(next.run(Request::from_parts(parts, body)).await);
+    }
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -189,13 +290,28 @@ async fn authenticate(
     };
     let caller = match state.verifier.verify(&incoming, need, (state.now)()) {
         Ok(c) => c,
-        Err(r) => return Err(refusal(&r, &parts.method, parts.uri.path())),
+        Err(r) => {
+            state.metrics.refused(r.code());
+            return Err(refusal(&r, &parts.method, parts.uri.path()));
+        }
     };
     drop(headers);
     parts.extensions.insert(caller);
     Ok(next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await)
+}
+
+/// Equal, in time that depends on the lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn refusal(r: &Refusal, method: &Method, path: &str) -> ApiError {
@@ -242,21 +358,128 @@ async fn services(
 ) -> Result<Json<Value>, ApiError> {
     match state.control.call(Ctl::List).await? {
         Reply::Services(list) => {
-            let services: Vec<Value> = list
-                .into_iter()
-                .map(|s| {
-                    json!({
-                        "name": s.name, "state": s.state, "pid": s.pid,
-                        "restarts": s.restarts, "uptime_ms": s.uptime_ms,
-                        "memory_bytes": s.memory_bytes, "bundle": s.bundle,
-                        "cpu_usec": s.cpu_usec, "pids": s.pids,
-                    })
-                })
-                .collect();
+            let services: Vec<Value> = list.iter().map(service_json).collect();
             Ok(Json(json!({ "services": services })))
         }
         other => Err(unexpected(other)),
     }
+}
+
+/// `GET /metrics`: the Prometheus text format (crate::metrics).
+async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let (services, bundles) = tokio::join!(
+        state.control.call(Ctl::List),
+        state.control.call(Ctl::Bundles)
+    );
+    let board = crate::metrics::Board {
+        services: match services {
+            Ok(Reply::Services(s)) => Some(s),
+            _ => None,
+        },
+        bundles: match bundles {
+            Ok(Reply::Bundles { bundles, .. }) => Some(bundles),
+            _ => None,
+        },
+        tools: state.tools.tools().ok().map(|t| t.len()),
+    };
+    let text = state.metrics.render(&board).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics",
+            "encoding the metrics failed",
+        )
+    })?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// One service as the API shows it.
+pub fn service_json(s: &quilt_proto::ServiceInfo) -> Value {
+    json!({
+        "name": s.name, "state": s.state, "pid": s.pid,
+        "restarts": s.restarts, "uptime_ms": s.uptime_ms,
+        "memory_bytes": s.memory_bytes, "bundle": s.bundle,
+        "cpu_usec": s.cpu_usec, "pids": s.pids,
+    })
+}
+
+/// `GET /v1/tools`: every installed bundle's tools, from their signed
+/// manifests, with their MCP names.
+async fn tools(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let tools = state.tools.tools().map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "tool-index",
+            format!("the board's tool index: {}", chain(&e)),
+        )
+    })?;
+    let list: Vec<Value> = tools
+        .iter()
+        .map(|t| {
+            let schema = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+            json!({
+                "bundle": t.bundle, "version": t.version, "name": t.name,
+                "mcp_name": t.mcp_name, "description": t.description,
+                "input_schema": schema(&t.input),
+                "output_schema": t.output.as_deref().map(schema),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "tools": list })))
+}
+
+/// `POST /v1/tokens` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenAsk {
+    /// Lifetime in seconds (default [`crate::tokens::DEFAULT_TTL`]).
+    pub ttl_s: Option<i64>,
+}
+
+/// `POST /v1/tokens`: a bearer token for the signing client, for `/mcp`.
+async fn mint_token(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let ask: TokenAsk = if body.iter().all(u8::is_ascii_whitespace) {
+        TokenAsk::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-json",
+                format!("expected {{\"ttl_s\": SECONDS}} or nothing: {e}"),
+            )
+        })?
+    };
+    let ttl = ask.ttl_s.unwrap_or(crate::tokens::DEFAULT_TTL);
+    let m = state
+        .tokens
+        .mint(&caller, ttl, (state.now)())
+        .map_err(|e| {
+            let status = match e {
+                crate::tokens::TokenError::Ttl(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            ApiError::new(status, "token", e.to_string())
+        })?;
+    eprintln!(
+        "quiltd: event=token-minted client={} role={} expires_at={}",
+        caller.name,
+        caller.role.as_str(),
+        m.expires_at
+    );
+    Ok(Json(json!({
+        "token": m.token, "expires_at": m.expires_at,
+        "client": caller.name, "role": caller.role.as_str(), "use_on": MCP_PATH,
+    })))
 }
 
 async fn bundles(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
@@ -319,8 +542,16 @@ async fn run(
     };
     let r = match state.control.call(req).await? {
         Reply::Ran(r) => r,
-        other => return Err(unexpected(other)),
+        other => {
+            state
+                .metrics
+                .run("rest", Outcome::Refused, t0.elapsed().as_secs_f64());
+            return Err(unexpected(other));
+        }
     };
+    state
+        .metrics
+        .run("rest", Outcome::of(&r), t0.elapsed().as_secs_f64());
     eprintln!(
         "quiltd: event=tool-run client={} bundle={bundle} status={} micros={}",
         caller.name, r.status, r.micros
@@ -365,6 +596,9 @@ mod tests {
         );
         assert_eq!(route_role(&Method::POST, "/healthz"), Some(Role::Operator));
         assert_eq!(route_role(&Method::GET, "/v1/new"), Some(Role::Operator));
+        assert_eq!(route_role(&Method::GET, "/v1/tools"), Some(Role::Agent));
+        assert_eq!(route_role(&Method::POST, "/v1/tokens"), Some(Role::Agent));
+        assert_eq!(route_role(&Method::POST, "/mcp"), Some(Role::Agent));
     }
 
     #[test]

@@ -6,16 +6,24 @@
 //! Modules: [`identity`] (the node key), [`tls`] (the certificate and
 //! rustls), [`clients`] (the authorized-clients file), [`nonce`] (replay
 //! cache), [`auth`] (deciding who calls), [`control`] (control calls off
-//! the executor), [`api`] (routes and JSON), [`server`] (connections).
+//! the executor), [`api`] (routes and JSON), [`server`] (connections),
+//! [`tools`] (the installed tools, named for MCP), [`mcp`] (the MCP
+//! server), [`tokens`] (bearer tokens for MCP clients), [`ops`] (service
+//! control, logs and events as Server-Sent Events).
 
 mod api;
 mod auth;
 mod clients;
 mod control;
 mod identity;
+mod mcp;
+mod metrics;
 mod nonce;
+mod ops;
 mod server;
 mod tls;
+mod tokens;
+mod tools;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -58,6 +66,14 @@ enum Cmd {
         /// Freshness window for signatures, seconds each way.
         #[arg(long, default_value_t = auth::DEFAULT_SKEW)]
         skew: i64,
+        /// The tool index quilt-install writes (the tools MCP lists).
+        #[arg(long, value_name = "FILE", default_value = quilt_proto::installer::TOOL_INDEX)]
+        tool_index: PathBuf,
+        /// A secret (at least 32 characters, the file not readable by
+        /// others) a Prometheus server sends as `Authorization: Bearer` to
+        /// scrape /metrics; without it /metrics needs a signed request.
+        #[arg(long, value_name = "FILE")]
+        metrics_token_file: Option<PathBuf>,
     },
     /// Print the node key's fingerprint (what clients pin), making the key
     /// if there is none yet.
@@ -77,6 +93,8 @@ enum StartError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Clients(#[from] clients::ClientsError),
+    #[error("metrics token {path}: {why}")]
+    MetricsToken { path: PathBuf, why: String },
     #[error("--skew must be 1..=3600 seconds, not {0}")]
     Skew(i64),
     #[error("starting the async runtime")]
@@ -101,7 +119,19 @@ fn main() -> ExitCode {
             authorized_clients,
             control,
             skew,
-        } => serve(state_dir, listen, authorized_clients, control, skew),
+            tool_index,
+            metrics_token_file,
+        } => serve(
+            Paths {
+                state_dir,
+                clients: authorized_clients,
+                control,
+                tool_index,
+                metrics_token: metrics_token_file,
+            },
+            listen,
+            skew,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -119,19 +149,57 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(
+/// The files `serve` uses.
+struct Paths {
     state_dir: PathBuf,
-    listen: SocketAddr,
-    clients_path: PathBuf,
+    clients: PathBuf,
     control: PathBuf,
-    skew: i64,
-) -> Result<(), StartError> {
+    tool_index: PathBuf,
+    metrics_token: Option<PathBuf>,
+}
+
+/// The scrape token: a secret only quiltd's uid can read.
+fn read_metrics_token(path: &std::path::Path) -> Result<String, StartError> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |why: String| StartError::MetricsToken {
+        path: path.to_owned(),
+        why,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(err(format!(
+            "mode {:03o}: others may read it; chmod 600 it",
+            meta.permissions().mode() & 0o777
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let token = text.trim();
+    if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(err(
+            "must be one line of at least 32 printable characters (e.g. `head -c 32 /dev/urandom | base64`)".into(),
+        ));
+    }
+    Ok(token.to_owned())
+}
+
+fn serve(paths: Paths, listen: SocketAddr, skew: i64) -> Result<(), StartError> {
+    let Paths {
+        state_dir,
+        clients: clients_path,
+        control,
+        tool_index,
+        metrics_token,
+    } = paths;
     if !(1..=3600).contains(&skew) {
         return Err(StartError::Skew(skew));
     }
     let (id, made) = identity::Identity::load_or_create(&state_dir)?;
     let tls = tls::server_config(&id)?;
     let clients = clients::Clients::load(&clients_path)?;
+    let metrics_token = metrics_token
+        .as_deref()
+        .map(read_metrics_token)
+        .transpose()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(control::MAX_IN_FLIGHT)
@@ -162,6 +230,10 @@ fn serve(
             control: control::Control::new(control),
             verifier: auth::Verifier::new(clients, skew, auth::NONCE_CAPACITY),
             now: api::unix_now,
+            tools: tools::Catalog::new(tool_index),
+            tokens: tokens::Tokens::default(),
+            metrics: metrics::Metrics::default(),
+            metrics_token,
         });
         let app = api::router(state);
         // quilt-init stops a service with SIGTERM; an operator at a

@@ -29,6 +29,9 @@ fn quilt() -> PathBuf {
     path
 }
 
+/// What the test's Prometheus scrapes /metrics with.
+const METRICS_TOKEN: &str = "test-metrics-token-0123456789abcdef";
+
 struct Board {
     child: Child,
     url: String,
@@ -73,6 +76,15 @@ fn start() -> (Board, PathBuf, PathBuf) {
     .unwrap();
     let control = dir.path().join("control.sock");
     stand_in::serve(&control);
+    let tool_index = dir.path().join("tools");
+    std::fs::write(&tool_index, stand_in::tool_index()).unwrap();
+    let metrics_token = dir.path().join("metrics-token");
+    std::fs::write(&metrics_token, format!("{METRICS_TOKEN}\n")).unwrap();
+    std::fs::set_permissions(
+        &metrics_token,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let state = dir.path().join("state");
     let out = Command::new(quiltd())
         .args(["identity", "--state-dir"])
@@ -88,6 +100,10 @@ fn start() -> (Board, PathBuf, PathBuf) {
         .arg(&clients)
         .arg("--control")
         .arg(&control)
+        .arg("--tool-index")
+        .arg(&tool_index)
+        .arg("--metrics-token-file")
+        .arg(&metrics_token)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -371,4 +387,334 @@ fn curl_pins_the_board_and_bad_requests_get_json_reasons() {
         "curl-nonce-000006",
     );
     assert_eq!((s, v["error"].as_str()), (404, Some("no-such-endpoint")));
+}
+
+/// The official MCP TypeScript SDK's client (tests/mcp-client), installed
+/// once by its install.sh; `None` (and a SKIPPED line) without Node.js.
+fn mcp_client() -> Option<PathBuf> {
+    static SCRIPT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    SCRIPT
+        .get_or_init(|| {
+            if Command::new("node").arg("--version").output().is_err() {
+                eprintln!("SKIPPED: Node.js is not installed; the MCP SDK client did not run");
+                return None;
+            }
+            let install =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/mcp-client/install.sh");
+            let out = Command::new(install)
+                .arg(quiltd().with_file_name("mcp-client-host"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            Some(PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()))
+        })
+        .clone()
+}
+
+fn mcp(client: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(client)
+        .args(args)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "the MCP client printed no JSON: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        v.get("failed").is_none(),
+        "{v}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    v
+}
+
+fn tool_names(v: &serde_json::Value) -> Vec<String> {
+    v["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_official_mcp_sdk_lists_and_calls_tools_through_quilt_mcp_and_a_bearer_token() {
+    let Some(client) = mcp_client() else {
+        return;
+    };
+    let (b, op, bot) = start();
+    let pin = b.pin.to_string();
+    let calls = serde_json::json!([
+        {"name": "hello__greet", "arguments": {"who": "mcp"}},
+        {"name": "board.services"},
+        {"name": "hello__gone"},
+        {"name": "no_such_tool"},
+    ])
+    .to_string();
+
+    // stdio through `quilt mcp`, an operator key.
+    let quilt = quilt();
+    let v = mcp(
+        &client,
+        &[
+            "stdio",
+            quilt.to_str().unwrap(),
+            &b.url,
+            op.to_str().unwrap(),
+            &pin,
+            &calls,
+        ],
+    );
+    assert_eq!(v["protocol"], "2025-11-25", "{v}");
+    assert_eq!(v["server"]["name"], "quiltd");
+    let names = tool_names(&v);
+    assert_eq!(
+        names,
+        [
+            "hello__greet",
+            "hello__gone",
+            "board.services",
+            "board.service"
+        ],
+        "{v}"
+    );
+    let greet = &v["tools"][0];
+    assert_eq!(greet["description"], "Greets whoever it is given.");
+    assert_eq!(greet["inputSchema"]["required"][0], "who");
+    assert_eq!(greet["outputSchema"]["type"], "object");
+    let c = &v["calls"];
+    // The stand-in echoes what the board's container would get on stdin.
+    assert_eq!(c[0]["result"]["isError"], false, "{v}");
+    assert_eq!(
+        c[0]["result"]["structuredContent"]["echo"],
+        serde_json::json!({"tool": "greet", "input": {"who": "mcp"}})
+    );
+    assert_eq!(
+        c[1]["result"]["structuredContent"]["services"][0]["name"],
+        "tick"
+    );
+    // A bundle that is gone by the time it is called: a tool error, with why.
+    assert_eq!(c[2]["result"]["isError"], true, "{v}");
+    let text = c[2]["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("not installed"), "{text}");
+    // An unknown tool is a protocol error (invalid params).
+    assert_eq!(c[3]["code"], -32602, "{v}");
+
+    // Streamable HTTP with a bearer token minted by `quilt token`, an
+    // agent key: no operator tools, and they refuse if called by name.
+    let out = Command::new(&quilt)
+        .args([
+            "token",
+            "--board",
+            &b.url,
+            "--board-key",
+            &pin,
+            "--ttl",
+            "120",
+            "--key",
+        ])
+        .arg(&bot)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("qbt_"), "{token}");
+    let v = mcp(&client, &["http", &b.url, &token, &pin, &calls]);
+    assert_eq!(v["protocol"], "2025-11-25", "{v}");
+    assert_eq!(tool_names(&v), ["hello__greet", "hello__gone"], "{v}");
+    let c = &v["calls"];
+    assert_eq!(
+        c[0]["result"]["structuredContent"]["echo"]["input"]["who"],
+        "mcp"
+    );
+    assert_eq!(c[1]["result"]["isError"], true, "{v}");
+    let text = c[1]["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("operator tool"), "{text}");
+
+    // The token is for /mcp only; a forged or wrong-board pin is refused.
+    if !curl_missing() {
+        let bearer = format!("authorization: Bearer {token}");
+        let (s, v) = curl(&b, &b.pin.base64(), &["-H", &bearer], "/v1/bundles");
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (401, Some("bearer-not-here")),
+            "{v}"
+        );
+        let (s, v) = curl(
+            &b,
+            &b.pin.base64(),
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "authorization: Bearer qbt_forged",
+                "--data",
+                "{}",
+            ],
+            "/mcp",
+        );
+        assert_eq!((s, v["error"].as_str()), (401, Some("bad-token")), "{v}");
+    }
+    let wrong = Fingerprint::of_ed25519(&[0; 32]).to_string();
+    let out = Command::new("node")
+        .arg(&client)
+        .args(["http", &b.url, &token, &wrong, &calls])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a wrong pin must not connect");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not the pinned"), "{text}");
+    // `quilt mcp` with a wrong pin fails at once, saying so.
+    let out = Command::new(&quilt)
+        .args(["mcp", "--board", &b.url, "--board-key", &wrong, "--key"])
+        .arg(&op)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not the") && err.contains(&pin), "{err}");
+}
+
+#[test]
+fn operators_control_services_and_follow_logs_and_events_as_server_sent_events() {
+    let (b, op, bot) = start();
+    let pin = b.pin.to_string();
+    let (code, v, err) = call(&b, &op, &pin, &["POST", "/v1/services/tick/restart"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v, serde_json::json!({"name": "tick", "state": "restart"}));
+    let (code, v, _) = call(&b, &op, &pin, &["POST", "/v1/services/nope/stop"]);
+    assert_eq!((code, v["error"].as_str()), (3, Some("not-found")));
+    let (code, v, _) = call(&b, &op, &pin, &["POST", "/v1/services/tick/explode"]);
+    assert_eq!((code, v["error"].as_str()), (3, Some("no-such-endpoint")));
+    let (code, v, _) = call(&b, &bot, &pin, &["POST", "/v1/services/tick/stop"]);
+    assert_eq!((code, v["error"].as_str()), (3, Some("forbidden-role")));
+    let (code, v, err) = call(&b, &op, &pin, &["GET", "/v1/services/tick/logs"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["text"], "tick 1\n");
+    if curl_missing() {
+        return;
+    }
+    let seed =
+        quilt_gateway_auth::keys::parse_secret(&std::fs::read_to_string(&op).unwrap()).unwrap();
+    // Followed logs and events: SSE, read for a second, then hung up on.
+    for (path, kind, want) in [
+        ("/v1/services/tick/logs?follow=true", "log", "tick 3"),
+        ("/v1/events", "event", "event=stand-in n=3"),
+    ] {
+        let (bare, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        let h = sign_request(
+            &seed,
+            &Outgoing {
+                method: "GET",
+                path: bare,
+                query,
+                body: b"",
+                created: now(),
+                nonce: &format!("sse-nonce-{kind}-0001"),
+            },
+        )
+        .unwrap();
+        let out = Command::new("curl")
+            .args(["-sS", "-N", "-k", "--max-time", "1.5", "--pinnedpubkey"])
+            .arg(format!("sha256//{}", b.pin.base64()))
+            .args(["-H", &format!("content-digest: {}", h.content_digest)])
+            .args(["-H", &format!("signature-input: {}", h.signature_input)])
+            .args(["-H", &format!("signature: {}", h.signature)])
+            .arg(format!("{}{path}", b.url))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("event: {kind}")), "{text}");
+        assert!(text.contains(want), "{path}: {text}");
+    }
+}
+
+#[test]
+fn metrics_scrape_with_the_token_and_pass_promtool() {
+    if curl_missing() {
+        return;
+    }
+    let (b, op, bot) = start();
+    let pin = b.pin.to_string();
+    // Something to count: two runs (one refused by the board), a refusal.
+    let (code, _, err) = call(
+        &b,
+        &bot,
+        &pin,
+        &["POST", "/v1/tools/hello/run", "--data", "{}"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = call(&b, &bot, &pin, &["POST", "/v1/tools/nope/run"]);
+    assert_eq!(code, 3);
+    let (code, _, _) = call(&b, &bot, &pin, &["GET", "/v1/services"]);
+    assert_eq!(code, 3);
+    let scrape = |token: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-k", "--pinnedpubkey"])
+            .arg(format!("sha256//{}", b.pin.base64()))
+            .args([
+                "-H",
+                &format!("authorization: Bearer {token}"),
+                "-w",
+                "\n%{http_code}",
+            ])
+            .arg(format!("{}/metrics", b.url))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (status.to_owned(), body.to_owned())
+    };
+    let (status, wrong) = scrape("not-the-token-0123456789abcdef0123");
+    assert_eq!(status, "401", "{wrong}");
+    let (status, text) = scrape(METRICS_TOKEN);
+    assert_eq!(status, "200", "{text}");
+    for want in [
+        "quilt_gateway_runs_total{via=\"rest\",outcome=\"ok\"} 1",
+        "quilt_gateway_runs_total{via=\"rest\",outcome=\"refused\"} 1",
+        "quilt_gateway_refusals_total{reason=\"forbidden-role\"} 1",
+        "quilt_gateway_refusals_total{reason=\"bad-token\"} 1",
+        "quilt_init_up 1",
+        "quilt_service_cpu_seconds_total{service=\"tick\"} 0.000007",
+        "quilt_bundles_installed 1",
+        "quilt_tools 2",
+    ] {
+        assert!(text.contains(want), "{want} not in\n{text}");
+    }
+    // A signed request works too (for people, not Prometheus).
+    let (code, _, err) = call(&b, &op, &pin, &["GET", "/metrics"]);
+    assert_eq!(code, 0, "{err}");
+    match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Err(_) => eprintln!("SKIPPED: promtool is not installed (tools/setup.sh installs it)"),
+        Ok(mut child) => {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "promtool check metrics: {}{}\n{text}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }

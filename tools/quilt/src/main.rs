@@ -9,8 +9,10 @@ mod ctl;
 mod disk_cmd;
 mod flash;
 mod fsck;
+mod gateway;
 mod image_cmd;
 mod key;
+mod mcp_proxy;
 mod sdk;
 mod send;
 
@@ -300,6 +302,31 @@ enum Cmd {
     /// printed), 1 when it could not be reached.
     #[command(verbatim_doc_comment)]
     Call(call::CallArgs),
+    /// Be a board's MCP server on stdio: what an MCP client launches.
+    ///
+    /// Every message the client writes goes to the board's gateway as a
+    /// signed request (--key), over TLS pinned to --board-key; replies come
+    /// back on stdout. The board lists the tools of its installed bundles
+    /// (and, for operator keys, board.services and board.service).
+    ///
+    /// An MCP client's config, e.g. Claude Desktop's:
+    ///   "quilt-board": {"command": "quilt", "args": ["mcp",
+    ///     "--board", "https://10.0.0.7:8443", "--key", "/home/me/.quilt/me.key",
+    ///     "--board-key", "SHA256:…"]}
+    /// Exit 1 at once if the board cannot be reached or its key is not the
+    /// pinned one (the reason is on stderr, the client's server log).
+    #[command(verbatim_doc_comment)]
+    Mcp(mcp_proxy::McpArgs),
+    /// Mint a short-lived bearer token for the board's MCP endpoint.
+    ///
+    /// For MCP clients that speak Streamable HTTP with bearer auth only:
+    /// point them at https://BOARD:PORT/mcp with `Authorization: Bearer
+    /// TOKEN` (and pin the board's certificate key). The token is printed
+    /// alone on stdout; it stands for this key's client and role, on /mcp
+    /// only, until it expires (--ttl) or quiltd restarts. Prefer `quilt mcp`
+    /// where the client can launch a command.
+    #[command(verbatim_doc_comment)]
+    Token(call::TokenArgs),
     /// Check that quilt-init answers, and its version.
     ///
     /// With --count, ask that many times and print how long each answer
@@ -332,6 +359,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Image(c) => image_cmd::run(c),
         Cmd::Send(a) => send::run(&a),
         Cmd::Call(a) => call::run(&a),
+        Cmd::Mcp(a) => mcp_proxy::run(&a),
+        Cmd::Token(a) => call::token(&a),
         Cmd::New {
             name,
             template,

@@ -8,6 +8,37 @@ use quilt_proto::{BundleInfo, ErrorCode, Reply, Request, RunResult, ServiceInfo}
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketType};
 use std::path::Path;
 
+/// A tool index as quilt-install writes it: `hello` declares `greet`
+/// (object in, object out) and `gone`, which the stand-in does not run.
+pub fn tool_index() -> Vec<u8> {
+    use quilt_proto::installer::{encode_tool_index, ToolIndex, ToolIndexEntry};
+    let def =
+        |name: &str, description: &str, input: &str, output: Option<&str>| quilt_bundle::ToolDef {
+            name: name.into(),
+            description: description.into(),
+            input: input.into(),
+            output: output.map(Into::into),
+        };
+    encode_tool_index(&ToolIndex {
+        bundles: vec![ToolIndexEntry {
+            bundle: "hello".into(),
+            version: 1,
+            root: "00".repeat(32),
+            tools: vec![
+                def(
+                    "greet",
+                    "Greets whoever it is given.",
+                    r#"{"type":"object","properties":{"who":{"type":"string"}},"required":["who"]}"#,
+                    Some(r#"{"type":"object"}"#),
+                ),
+                def("gone", "Is not there when called.", r#"{"type":"object"}"#, None),
+            ],
+            omitted: false,
+        }],
+    })
+    .unwrap()
+}
+
 /// Binds `path` and serves it from a thread for the rest of the test.
 pub fn serve(path: &Path) {
     let srv = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
@@ -22,15 +53,40 @@ pub fn serve(path: &Path) {
             let Ok((_, n)) = rustix::net::recv(&conn, &mut buf[..], RecvFlags::TRUNC) else {
                 return;
             };
-            let reply = match quilt_proto::decode_request(&buf[..n.min(buf.len())]) {
-                Ok(req) => answer(req),
-                Err(e) => Reply::Error {
-                    code: e.code(),
-                    message: e.to_string(),
-                },
+            let req = quilt_proto::decode_request(&buf[..n.min(buf.len())]);
+            let send = |reply: &Reply| {
+                let frame = quilt_proto::encode_reply(reply).unwrap();
+                rustix::net::send(&conn, &frame, SendFlags::NOSIGNAL).is_ok()
             };
-            let frame = quilt_proto::encode_reply(&reply).unwrap();
-            let _ = rustix::net::send(&conn, &frame, SendFlags::NOSIGNAL);
+            // Streams: replies every 100 ms until the client hangs up.
+            let stream = |make: &dyn Fn(u32) -> Reply| {
+                for i in 1.. {
+                    if !send(&make(i)) {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            };
+            match req {
+                Ok(Request::Logs { name, follow: true }) if name == "tick" => {
+                    stream(&|i| Reply::Log {
+                        missed: 0,
+                        data: format!("tick {i}\n").into_bytes(),
+                    })
+                }
+                Ok(Request::Events) => stream(&|i| Reply::Event {
+                    line: format!("quilt: t={i}.0 event=stand-in n={i}"),
+                }),
+                Ok(req) => {
+                    send(&answer(req));
+                }
+                Err(e) => {
+                    send(&Reply::Error {
+                        code: e.code(),
+                        message: e.to_string(),
+                    });
+                }
+            }
         });
     });
 }
@@ -65,6 +121,12 @@ fn answer(req: Request) -> Reply {
         },
         Request::Run { bundle, input, .. } if bundle == "hello" => {
             let input: serde_json::Value = serde_json::from_slice(&input).unwrap();
+            if input["tool"] == "gone" {
+                return Reply::Error {
+                    code: ErrorCode::NotFound,
+                    message: "bundle \"hello\" is not installed any more".into(),
+                };
+            }
             Reply::Ran(RunResult {
                 status: 0,
                 oom_killed: false,
@@ -75,13 +137,26 @@ fn answer(req: Request) -> Reply {
                 micros: 1234,
             })
         }
+        Request::Service { name, verb } if name == "tick" => Reply::ServiceState {
+            name,
+            state: format!("{verb:?}").to_lowercase(),
+        },
+        Request::Logs { name, .. } if name == "tick" => Reply::Log {
+            missed: 0,
+            data: b"tick 1\n".to_vec(),
+        },
+        Request::Service { name, .. } | Request::Logs { name, .. } => Reply::Error {
+            code: ErrorCode::NotFound,
+            message: format!("no service {name:?}"),
+        },
         Request::Run { bundle, .. } => Reply::Error {
             code: ErrorCode::NotFound,
             message: format!("bundle {bundle:?} is not installed"),
         },
         _ => Reply::Error {
             code: ErrorCode::Denied,
-            message: "the stand-in serves only ping, list, bundles and run".into(),
+            message: "the stand-in serves only ping, list, bundles, run, service, logs and events"
+                .into(),
         },
     }
 }

@@ -1,0 +1,56 @@
+//! A real MCP client for system tests: the official TypeScript SDK run by
+//! Node.js (`tests/mcp-client`, installed once per process from its
+//! lockfile by its `install.sh`). [`mcp_client`] runs it and returns what
+//! it saw as JSON: the negotiated revision, the tools listed and each
+//! call's result.
+
+use crate::build::{repo_root, work_dir};
+use crate::error::HarnessError;
+use crate::Result;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The installed `client.mjs`.
+pub fn mcp_client_script() -> Result<PathBuf> {
+    static SCRIPT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    SCRIPT
+        .get_or_init(|| {
+            let dir = work_dir().map_err(|e| e.to_string())?.join("mcp-client");
+            let out = Command::new(repo_root().join("tests/mcp-client/install.sh"))
+                .arg(&dir)
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+            Ok(PathBuf::from(
+                String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            ))
+        })
+        .clone()
+        .map_err(|detail| HarnessError::Setup {
+            what: "installing the MCP SDK client (tests/mcp-client/install.sh)".into(),
+            detail,
+        })
+}
+
+/// Runs the client (`stdio QUILT URL KEY PIN CALLS` or `http URL TOKEN
+/// PIN CALLS`, see client.mjs) and returns its JSON report and stderr.
+pub fn mcp_client(args: &[&str]) -> Result<(serde_json::Value, String)> {
+    let script = mcp_client_script()?;
+    let out = Command::new("node")
+        .arg(&script)
+        .args(args)
+        .output()
+        .map_err(|e| HarnessError::Setup {
+            what: "running node (the MCP client)".into(),
+            detail: e.to_string(),
+        })?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = serde_json::from_slice(&out.stdout).map_err(|e| HarnessError::Setup {
+        what: "reading the MCP client's report".into(),
+        detail: format!("{e}: {}\n{stderr}", String::from_utf8_lossy(&out.stdout)),
+    })?;
+    Ok((v, stderr))
+}

@@ -1,0 +1,332 @@
+//! A client of a board's gateway (`quiltd`), shared by `quilt call`,
+//! `quilt token` and `quilt mcp`. The board is pinned by its key's
+//! fingerprint, as ssh pins a host key: the certificate's names and dates
+//! are not looked at, only that its key hashes to the pin (and the TLS
+//! handshake proves the board holds it). Every request is signed with the
+//! client key (RFC 9421, the profile in `quilt-gateway-auth`, the same
+//! code quiltd verifies with). Connections are kept and reused (HTTP/1.1
+//! keep-alive), so a proxy does not pay a TLS handshake per message.
+
+use anyhow::{bail, Context};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use quilt_gateway_auth::fingerprint::Fingerprint;
+use quilt_gateway_auth::profile::{sign_request, Outgoing};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Checks the board's certificate against the pin; remembers what it saw
+/// so a mismatch can be reported with both fingerprints.
+#[derive(Debug)]
+struct Pinned {
+    pin: Fingerprint,
+    seen: Mutex<Option<Fingerprint>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let fp = Fingerprint::of_spki(&cert.subject_public_key_info());
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(fp);
+        }
+        if fp == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn read_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "client key {} has mode {mode:03o}; run `chmod 600 {}` (and consider the key leaked)",
+            path.display(),
+            path.display()
+        );
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    quilt_gateway_auth::keys::parse_secret(&text).with_context(|| path.display().to_string())
+}
+
+fn nonce() -> anyhow::Result<String> {
+    let mut b = [0u8; 16];
+    let mut got = 0;
+    while got < b.len() {
+        got += rustix::rand::getrandom(
+            b.get_mut(got..).unwrap_or_default(),
+            rustix::rand::GetRandomFlags::empty(),
+        )
+        .context("reading the kernel RNG")?;
+    }
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// A board's gateway, pinned, with a client key.
+pub struct Board {
+    host: String,
+    port: u16,
+    authority: String,
+    server_name: ServerName<'static>,
+    tls: Arc<rustls::ClientConfig>,
+    verifier: Arc<Pinned>,
+    seed: [u8; 32],
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+}
+
+/// A reply: status, content type, whole body.
+pub struct Answer {
+    /// HTTP status.
+    pub status: hyper::StatusCode,
+    /// `Content-Type`, if any.
+    pub content_type: String,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Board {
+    /// For `url` (https://HOST:PORT), pinned to `pin`, signing with the
+    /// key in `key`.
+    pub fn new(url: &str, key: &Path, pin: &str) -> anyhow::Result<Board> {
+        let pin = Fingerprint::parse(pin)?;
+        let seed = read_key(key)?;
+        let uri: hyper::Uri = url
+            .parse()
+            .with_context(|| format!("--board {url:?} is not a URL like https://HOST:PORT"))?;
+        if uri.scheme_str() != Some("https") {
+            bail!("--board must be an https:// URL (quiltd speaks only TLS)");
+        }
+        if !matches!(uri.path(), "" | "/") {
+            bail!("--board is the board's address alone (https://HOST:PORT), without a path");
+        }
+        let host = uri
+            .host()
+            .context("--board has no host")?
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(443);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(Pinned {
+            pin,
+            seen: Mutex::new(None),
+            provider: Arc::clone(&provider),
+        });
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let server_name = ServerName::try_from(host.clone())
+            .with_context(|| format!("{host} is not a host name or address"))?;
+        let authority = uri
+            .authority()
+            .map(|x| x.as_str().to_owned())
+            .unwrap_or_else(|| host.clone());
+        Ok(Board {
+            host,
+            port,
+            authority,
+            server_name,
+            tls: Arc::new(tls),
+            verifier,
+            seed,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The client's secret key seed (for hints that print its public half).
+    pub fn seed(&self) -> &[u8; 32] {
+        &self.seed
+    }
+
+    async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+        let (host, port, pin) = (&self.host, self.port, self.verifier.pin);
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot connect to {host}:{port} (is quiltd running, and the port forwarded?)"
+                )
+            })?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls));
+        let stream = match connector.connect(self.server_name.clone(), tcp).await {
+            Ok(s) => s,
+            Err(e) => {
+                let seen = self.verifier.seen.lock().ok().and_then(|s| *s);
+                match seen {
+                    Some(fp) if fp != pin => bail!(
+                        "the board's key is {fp}, not the {pin} you pinned: if the board was re-imaged \
+                         (or is diskless, whose key is new every boot), read `quiltd identity` on it and \
+                         pin that; otherwise something else is answering at {host}:{port}"
+                    ),
+                    _ => return Err(anyhow::Error::new(e).context("TLS handshake with the board")),
+                }
+            }
+        };
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .context("HTTP handshake with the board")?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    /// An idle connection that is still open, or a new one.
+    async fn sender(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+        loop {
+            let next = self.idle.lock().ok().and_then(|mut v| v.pop());
+            match next {
+                Some(mut s) => {
+                    if s.ready().await.is_ok() {
+                        return Ok(s);
+                    }
+                }
+                None => return self.connect().await,
+            }
+        }
+    }
+
+    /// One signed request: `path` may carry a query; `headers` are sent
+    /// as well (not signed: the profile covers method, path, query and
+    /// the body's digest).
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Answer> {
+        if !path.starts_with('/') {
+            bail!("the path must start with / (e.g. /v1/bundles)");
+        }
+        let (bare, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("the clock is before 1970")?
+            .as_secs();
+        let nonce = nonce()?;
+        let signed = sign_request(
+            &self.seed,
+            &Outgoing {
+                method,
+                path: bare,
+                query,
+                body: &body,
+                created: i64::try_from(created).unwrap_or(i64::MAX),
+                nonce: &nonce,
+            },
+        )?;
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.authority)
+            .header("content-type", "application/json")
+            .header("content-digest", signed.content_digest)
+            .header("signature-input", signed.signature_input)
+            .header("signature", signed.signature);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .context("building the request")?;
+        let mut sender = self.sender().await?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .context("sending the request")?;
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .context("reading the reply")?
+            .to_bytes();
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(sender);
+        }
+        Ok(Answer {
+            status,
+            content_type,
+            body,
+        })
+    }
+}
+
+/// What to do next, by the board's reason code.
+pub fn hint(code: &str, seed: &[u8; 32]) -> String {
+    let public = quilt_gateway_auth::keys::public_text(&quilt_gateway_auth::keys::public_of(seed));
+    match code {
+        "unknown-key" => format!(
+            "; authorize this key on the board with a line `operator NAME {public}` (or `agent …`) in its authorized-clients file"
+        ),
+        "stale" => "; the clocks of this machine and the board differ by more than the board's window: set the board's time".into(),
+        "forbidden-role" => "; this key's role does not allow that: ask for an operator key, or use an agent endpoint".into(),
+        "replayed" => "; every request needs a fresh nonce (retry the command)".into(),
+        _ => String::new(),
+    }
+}
