@@ -17,6 +17,16 @@
 #   --u-boot      with --disk qemu-aarch64-virt: boot with U-Boot
 #                 (u-boot-qemu's qemu_arm64, runs the image's boot.scr)
 #                 instead of AAVMF.
+#   --serve PORT  boot a board that serves the gateway (quiltd: HTTPS API
+#                 and MCP, docs/gateway.md; config qemu/serve.toml) on
+#                 127.0.0.1:PORT, with a demo client key authorized as
+#                 operator (made here in target/qemu/keys, never
+#                 committed). Prints one line
+#                   ready: url=https://127.0.0.1:PORT board-key=FP client-key=PATH
+#                 once the gateway answers, then stays up (console in
+#                 target/qemu/console.log) until interrupted (^C), and then
+#                 powers the board off in order. Then, e.g.:
+#                   quilt mcp --board URL --key PATH --board-key FP
 # Exit status 0 only if the guest powered off cleanly.
 set -euo pipefail
 
@@ -25,6 +35,7 @@ config="$root/qemu/demo.toml"
 timeout_s=300
 board=
 uboot=false
+serve=
 while (($# > 0)); do
 	case "$1" in
 	--config)
@@ -43,8 +54,17 @@ while (($# > 0)); do
 		uboot=true
 		shift
 		;;
+	--serve)
+		serve="$2"
+		if [[ ! $serve =~ ^[0-9]+$ ]] || ((serve < 1 || serve > 65535)); then
+			echo "run.sh: --serve takes a TCP port (1-65535), not ${serve@Q}" >&2
+			exit 2
+		fi
+		[[ $config == "$root/qemu/demo.toml" ]] && config="$root/qemu/serve.toml"
+		shift 2
+		;;
 	-h | --help)
-		sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
@@ -54,6 +74,10 @@ while (($# > 0)); do
 	esac
 done
 cd "$root"
+if [[ -n $serve && -n $board ]]; then
+	echo "run.sh: --serve boots the initramfs board; it does not combine with --disk yet" >&2
+	exit 2
+fi
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -105,7 +129,7 @@ printf 'root-threshold 1\ndefault 1\n' >"$out/trust/policy"
 # tools read into the manifest) by a Bun for this host; the plain tools
 # (hello: the low-level protocol; the bus pair) are packed as they are.
 host_bun="$(tools/fetch-bun.sh "$(uname -m)")"
-for t in hello json-transform bun-apis bus-server bus-client; do
+for t in hello json-transform text-tools bun-apis bus-server bus-client; do
 	if [[ -f examples/$t/package.json ]]; then
 		"$quilt" build "examples/$t" --bun "$host_bun" --out "$out/bundles/$t.qb"
 	else
@@ -113,13 +137,27 @@ for t in hello json-transform bun-apis bus-server bus-client; do
 	fi
 	"$quilt" bundle sign "$out/bundles/$t.qb" --key "$out/keys/demo.key"
 done
+# The gateway's demo client: an operator key made here (never committed),
+# listed in the trust dir's authorized-clients for --serve only.
+rm -f "$out/trust/authorized-clients"
+if [[ -n $serve ]]; then
+	step "gateway: quiltd for the board, a demo operator key"
+	quiltd="$(tools/build-init.sh --arch "$arch" -p quiltd --bin quiltd)"
+	client_key="$out/keys/operator.key"
+	if [[ ! -f $client_key ]]; then
+		"$quilt" key gen --client --out "$out/keys/operator" >/dev/null
+	fi
+	printf 'operator demo %s\n' "$(cat "$out/keys/operator.pub")" >"$out/trust/authorized-clients"
+fi
 inputs=(--init "$init" --config "$config"
 	--rootfs "$root/rootfs" --rootfs "$root/qemu/demo-rootfs"
 	--modules "$kdir/modules" --busybox "$busybox" --bun "$bun" --bus-lib "$bus_lib"
 	--sysroot "$sysroot" --trust "$out/trust" --bundle "$out/bundles/hello.qb"
-	--bundle "$out/bundles/json-transform.qb" --bundle "$out/bundles/bun-apis.qb"
+	--bundle "$out/bundles/json-transform.qb" --bundle "$out/bundles/text-tools.qb"
+	--bundle "$out/bundles/bun-apis.qb"
 	--bundle "$out/bundles/bus-server.qb" --bundle "$out/bundles/bus-client.qb"
 	--add "$guest_quilt:/bin/quilt")
+[[ -n $serve ]] && inputs+=(--add "$quiltd:/usr/bin/quiltd")
 
 finish() {
 	local status=$1 log=$2
@@ -162,6 +200,77 @@ if [[ -n $board ]]; then
 	finish "$status" "$log"
 fi
 
+# --serve's ^C (a trap): ask the board for an orderly power-off, once.
+stopping=false
+# shellcheck disable=SC2317 # called by the trap in serve_board
+power_off() {
+	"$stopping" && return
+	stopping=true
+	step "powering the board off"
+	echo poweroff >"$out/power.in"
+}
+
+# --serve: boot in the background with the gateway's port forwarded, say
+# `ready:` once it answers a signed request, power off in order on ^C.
+serve_board() {
+	local log="$out/console.log" power="$out/power" url="https://127.0.0.1:$serve"
+	if (exec 3<>"/dev/tcp/127.0.0.1/$serve") 2>/dev/null; then
+		step "127.0.0.1:$serve is in use on this machine; pick another --serve port"
+		exit 1
+	fi
+	# A fresh log: the key is read from this boot's line, not a stale one.
+	rm -f "$power.in" "$power.out" "$log"
+	mkfifo "$power.in" "$power.out"
+	step "boot the board (accel=$accel; console in ${log#"$root"/}); ^C powers it off"
+	# Its own session: ^C goes to this script, which powers the board off
+	# in order, not to QEMU, which would just stop.
+	setsid qemu-system-x86_64 -M microvm -accel "$accel" -cpu max -m 1024 \
+		-no-user-config -display none -monitor none -no-reboot \
+		-serial "file:$log" \
+		-chardev "pipe,id=power,path=$power" -device isa-serial,chardev=power,iobase=0x2f8,irq=3 \
+		-netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$serve-:8443" -device virtio-net-device,netdev=n0 \
+		-kernel "$kdir/vmlinux" -initrd "$out/initrd.cpio" \
+		-append "console=ttyS0 quiet panic=-1 tsc_early_khz=$khz" </dev/null &
+	local qemu_pid=$!
+	# What the guest echoes on its power line goes nowhere.
+	cat "$power.out" >/dev/null &
+	local fp="" deadline=$((SECONDS + timeout_s))
+	while [[ -z $fp ]]; do
+		if ! kill -0 "$qemu_pid" 2>/dev/null; then
+			step "QEMU exited before quiltd listened; console log: $log"
+			exit 1
+		fi
+		if ((SECONDS > deadline)); then
+			step "quiltd did not start within ${timeout_s}s; console log: $log"
+			kill "$qemu_pid"
+			exit 1
+		fi
+		fp="$(grep -ao 'event=listening .*board-key=SHA256:[A-Za-z0-9+/=]*' "$log" 2>/dev/null |
+			tail -n1 | sed 's/.*board-key=//')" || true
+		sleep 1
+	done
+	until "$quilt" call --board "$url" --key "$client_key" --board-key "$fp" GET /v1/bundles >/dev/null 2>&1; do
+		if ((SECONDS > deadline)) || ! kill -0 "$qemu_pid" 2>/dev/null; then
+			step "the gateway did not answer at $url; console log: $log"
+			kill "$qemu_pid" 2>/dev/null || true
+			exit 1
+		fi
+		sleep 1
+	done
+	echo "ready: url=$url board-key=$fp client-key=$client_key"
+	trap power_off INT TERM
+	# A trapped signal interrupts `wait` (status 128+N): wait again, for
+	# QEMU's own status.
+	local status=0
+	while kill -0 "$qemu_pid" 2>/dev/null; do
+		status=0
+		wait "$qemu_pid" || status=$?
+	done
+	trap - INT TERM
+	"$stopping" || status=1
+	finish "$status" "$log"
+}
+
 step "image"
 "$quilt" image initramfs "${inputs[@]}" --out "$out/initrd.cpio"
 
@@ -170,6 +279,10 @@ if grep -qwE 'vmx|svm' /proc/cpuinfo && [[ ! -e /sys/module/kvm_pvm && -w /dev/k
 	accel=kvm
 fi
 khz="$(awk '/^cpu MHz/ { printf "%d", $4 * 1000; exit }' /proc/cpuinfo)"
+
+if [[ -n $serve ]]; then
+	serve_board
+fi
 step "boot (accel=$accel; the console follows)"
 log="$out/console.log"
 set +e
