@@ -16,6 +16,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const HTTPS: u16 = 8443;
+/// What the host's Prometheus scrapes the board's /metrics with.
+const METRICS_TOKEN: &str = "qemu-test-metrics-token-0123456789abcdef";
 const T: Duration = Duration::from_secs(300);
 
 const CONFIG: &str = r#"
@@ -28,12 +30,12 @@ ready = { fd = 3 }
 
 [[service]]
 name = "prep"
-exec = ["/bin/sh", "-c", "mkdir -p /run/quiltd && chown 900:900 /run/quiltd"]
+exec = ["/bin/sh", "-c", "mkdir -p /run/quiltd && cp /etc/quilt/metrics-token /run/quiltd/ && chmod 600 /run/quiltd/metrics-token && chown -R 900:900 /run/quiltd"]
 restart = "never"
 
 [[service]]
 name = "quiltd"
-exec = ["/usr/bin/quiltd", "serve", "--state-dir", "/run/quiltd"]
+exec = ["/usr/bin/quiltd", "serve", "--state-dir", "/run/quiltd", "--metrics-token-file", "/run/quiltd/metrics-token"]
 uid = 900
 gid = 900
 after = ["net", "prep"]
@@ -90,6 +92,7 @@ fn an_operator_and_an_agent_reach_quiltd_through_the_network_with_signed_pinned_
             0o755,
         )
         .bytes("/etc/quilt/trust/authorized-clients", clients, 0o644)
+        .bytes("/etc/quilt/metrics-token", METRICS_TOKEN, 0o600)
         .config_toml(CONFIG)
         .build()
         .unwrap();
@@ -177,6 +180,108 @@ fn an_operator_and_an_agent_reach_quiltd_through_the_network_with_signed_pinned_
     );
 
     mcp_through_the_gateway(&url, &pin, &op_key, &bot_key);
+    prometheus_scrapes_the_board(&url, &pin, &bot_key);
+}
+
+/// Debian's Prometheus server scrapes the board through the forwarded
+/// port with the scrape token, and its query API sees the run counter
+/// move when an agent runs a tool.
+fn prometheus_scrapes_the_board(url: &str, pin: &str, bot_key: &Path) {
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("prometheus is not installed; tools/setup.sh installs it");
+    }
+    let dir = work_dir().unwrap().join("prometheus");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, METRICS_TOKEN).unwrap();
+    let target = url.trim_start_matches("https://");
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 2s, scrape_timeout: 2s}}\n\
+             scrape_configs:\n\
+             - job_name: quilt-board\n  scheme: https\n  tls_config: {{insecure_skip_verify: true}}\n  \
+             authorization: {{credentials_file: {}}}\n  static_configs: [{{targets: [\"{target}\"]}}]\n",
+            token.display()
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let query = |q: &str| -> Option<f64> {
+        let out = Command::new("curl")
+            .args(["-sS", "-G", "--data-urlencode", &format!("query={q}")])
+            .arg(format!("http://127.0.0.1:{port}/api/v1/query"))
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    };
+    // Scraped at all: the board's quilt-init is up.
+    let runs_q = r#"sum(quilt_gateway_runs_total{via="rest"})"#;
+    let until = Instant::now() + Duration::from_secs(90);
+    let before = loop {
+        if query("quilt_init_up") == Some(1.0) {
+            if let Some(n) = query(runs_q) {
+                break n;
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "Prometheus never scraped the board: {}",
+            std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let (code, v, err) = call(
+        url,
+        bot_key,
+        pin,
+        &[
+            "POST",
+            "/v1/tools/examples%2Fhello/run",
+            "--data",
+            r#"{"name":"prometheus"}"#,
+        ],
+    );
+    assert_eq!(code, 0, "{v} {err}");
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        match query(runs_q) {
+            Some(after) if after > before => break,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < until,
+            "the run counter did not move past {before}: {}",
+            std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
 }
 
 /// The MCP half: the official TypeScript SDK against the same board.
