@@ -68,7 +68,7 @@ pub fn route_role(method: &Method, path: &str) -> Option<Role> {
         // inside (crate::mcp).
         (_, MCP_PATH) => Some(Role::Agent),
         ("POST", p) if p.starts_with("/v1/tools/") && p.ends_with("/run") => Some(Role::Agent),
-        ("GET", "/v1/services" | "/v1/events") => Some(Role::Operator),
+        ("GET", "/v1/services" | "/v1/events" | "/v1/slots") => Some(Role::Operator),
         ("GET" | "POST", p) if p.starts_with("/v1/services/") => Some(Role::Operator),
         // Anything else needs the most, so a new route is closed until
         // it is listed here.
@@ -114,6 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/services/{name}/logs", get(crate::ops::logs))
         .route("/v1/services/{name}/{action}", post(crate::ops::service))
         .route("/v1/events", get(crate::ops::events))
+        .route("/v1/slots", get(crate::ops::slots))
         .route(METRICS_PATH, get(metrics))
         .route_service(MCP_PATH, mcp_service(&state))
         .fallback(not_found)

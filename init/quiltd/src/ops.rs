@@ -1,6 +1,6 @@
 //! The operator's endpoints beyond listing: start, stop or restart a
 //! service; a service's output, retained or followed; quilt-init's events
-//! as they happen. Followed output and events are Server-Sent Events
+//! as they happen; the A/B slots. Followed output and events are Server-Sent Events
 //! streams (`text/event-stream`), one SSE event per control reply, read
 //! from quilt-init by [`crate::control::Control::stream`].
 
@@ -43,6 +43,20 @@ pub async fn service(
     };
     match state.control.call(Ctl::Service { name, verb }).await? {
         Reply::ServiceState { name, state } => Ok(Json(json!({"name": name, "state": state}))),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `GET /v1/slots`: the A/B boot state (grant `slots`).
+pub async fn slots(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    match state.control.call(Ctl::Slots).await? {
+        Reply::Slots(s) => Ok(Json(json!({
+            "booted": s.booted, "trial": s.trial,
+            "primary": s.primary, "primary_version": s.primary_version,
+            "trying": s.trying, "trying_version": s.trying_version,
+            "tries_left": s.tries_left, "failed_version": s.failed_version,
+            "fallbacks": s.fallbacks,
+        }))),
         other => Err(unexpected(other)),
     }
 }

@@ -596,6 +596,18 @@ fn operators_control_services_and_follow_logs_and_events_as_server_sent_events()
     let (code, v, err) = call(&b, &op, &pin, &["GET", "/v1/services/tick/logs"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(v["text"], "tick 1\n");
+    let (code, v, err) = call(&b, &op, &pin, &["GET", "/v1/slots"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (v["booted"].as_str(), v["primary_version"].as_u64()),
+        (Some("a"), Some(3))
+    );
+    assert_eq!(
+        (v["failed_version"].as_u64(), v["fallbacks"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let (code, v, _) = call(&b, &bot, &pin, &["GET", "/v1/slots"]);
+    assert_eq!((code, v["error"].as_str()), (3, Some("forbidden-role")));
     if curl_missing() {
         return;
     }

@@ -145,6 +145,17 @@ fn answer(req: Request) -> Reply {
             missed: 0,
             data: b"tick 1\n".to_vec(),
         },
+        Request::Slots => Reply::Slots(quilt_proto::SlotsInfo {
+            booted: Some("a".into()),
+            trial: false,
+            primary: "a".into(),
+            primary_version: 3,
+            trying: None,
+            trying_version: 0,
+            tries_left: 0,
+            failed_version: 2,
+            fallbacks: 1,
+        }),
         Request::Service { name, .. } | Request::Logs { name, .. } => Reply::Error {
             code: ErrorCode::NotFound,
             message: format!("no service {name:?}"),
@@ -155,8 +166,9 @@ fn answer(req: Request) -> Reply {
         },
         _ => Reply::Error {
             code: ErrorCode::Denied,
-            message: "the stand-in serves only ping, list, bundles, run, service, logs and events"
-                .into(),
+            message:
+                "the stand-in serves only ping, list, bundles, run, service, logs, events and slots"
+                    .into(),
         },
     }
 }
