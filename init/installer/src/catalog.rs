@@ -16,24 +16,36 @@ pub const TREES: &str = "/run/quilt/bundles";
 pub use quilt_proto::installer::FIRMWARE;
 
 /// Write the catalog of `store`, and the tool index beside it (first, so
-/// a tool PID 1 can run is never missing from it for long).
+/// a tool PID 1 can run is never missing from it for long). Each bundle's
+/// record is read once for both.
 pub fn write(store: &Store) {
-    write_tool_index(store);
     let mut c = Catalog::default();
+    let mut index = ToolIndex::default();
     for i in store.installed() {
-        let header = match store.header(&i.name) {
+        let (header, tools) = match store.header_and_tools(&i.name) {
             Ok(h) => h,
             Err(e) => {
                 event!("event=bundle-unreadable name={} error=\"{}\"", i.name, e);
                 continue;
             }
         };
-        let tree = (header.runtime != FIRMWARE)
+        let runnable = header.runtime != FIRMWARE;
+        if runnable {
+            index.bundles.push(ToolIndexEntry {
+                bundle: header.name.clone(),
+                version: header.version,
+                root: header.root.to_string(),
+                tools,
+                omitted: false,
+            });
+        }
+        let tree = runnable
             .then(|| quilt_store::paths::tree(Path::new(TREES), &header.name, header.version))
             .filter(|t| t.is_dir())
             .map(|t| t.to_string_lossy().into_owned());
         c.bundles.push(CatalogEntry { header, tree });
     }
+    write_tool_index(index);
     let trust = store.trust();
     c.keys = trust.keys.iter().map(|k| k.to_hex()).collect();
     c.policy = trust.policy.to_text();
@@ -80,32 +92,11 @@ fn replace(path: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// The tools of every runnable bundle, from the manifests the store
-/// verified at install. Over [`MAX_TOOL_INDEX`], the largest lists are
-/// left out (marked `omitted`) until it fits, so one bundle with huge
-/// schemas cannot hide every other bundle's tools.
-fn write_tool_index(store: &Store) {
-    let mut index = ToolIndex::default();
-    for i in store.installed() {
-        let header = match store.header(&i.name) {
-            Ok(h) if h.runtime != FIRMWARE => h,
-            _ => continue,
-        };
-        let tools = match store.tools(&i.name) {
-            Ok(t) => t,
-            Err(e) => {
-                event!("event=bundle-unreadable name={} error=\"{}\"", i.name, e);
-                continue;
-            }
-        };
-        index.bundles.push(ToolIndexEntry {
-            bundle: header.name,
-            version: header.version,
-            root: header.root.to_string(),
-            tools,
-            omitted: false,
-        });
-    }
+/// Write `index`, the tools of every runnable bundle from the manifests
+/// the store verified. Over [`MAX_TOOL_INDEX`], the largest lists are left
+/// out (marked `omitted`) until it fits, so one bundle with huge schemas
+/// cannot hide every other bundle's tools.
+fn write_tool_index(mut index: ToolIndex) {
     let Some(bytes) = fit(&mut index, MAX_TOOL_INDEX) else {
         event!("event=tool-index-write-failed error=\"does not encode\"");
         return;

@@ -664,13 +664,18 @@ impl Store {
         Ok(self.read_record(name, &inst.root)?.0)
     }
 
-    /// The tools the installed bundle `name` declares in its signed
-    /// manifest (empty when it declares none).
-    pub fn tools(&self, name: &str) -> Result<Vec<quilt_bundle::ToolDef>, StoreError> {
+    /// The signed header of the installed bundle `name` and the tools its
+    /// signed manifest declares (empty when it declares none), from one
+    /// read of its record.
+    pub fn header_and_tools(
+        &self,
+        name: &str,
+    ) -> Result<(Header, Vec<quilt_bundle::ToolDef>), StoreError> {
         let inst = self.state.installed(name).ok_or(StoreError::NotInstalled {
             name: name.to_string(),
         })?;
-        Ok(self.read_record(name, &inst.root)?.1.tools)
+        let (header, manifest) = self.read_record(name, &inst.root)?;
+        Ok((header, manifest.tools))
     }
 
     /// Writes the installed bundle `name` out as a directory tree at `dest`
