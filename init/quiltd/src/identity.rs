@@ -134,20 +134,24 @@ impl Identity {
                         source,
                     })?;
                 let mut seed = [0u8; 32];
-                // Blocks until the kernel's pool is initialised, never
-                // returns weak bytes early.
-                let mut got = 0;
-                while got < seed.len() {
-                    let rest = seed.get_mut(got..).unwrap_or_default();
-                    got += rustix::rand::getrandom(rest, rustix::rand::GetRandomFlags::empty())
-                        .map_err(IdentityError::Random)?;
-                }
+                random(&mut seed).map_err(IdentityError::Random)?;
                 write_new(&path, &seed)?;
                 Ok((Identity::from_seed(seed), true))
             }
             Err(source) => Err(IdentityError::Read { path, source }),
         }
     }
+}
+
+/// Fills `buf` from the kernel's RNG. Blocks until the pool is
+/// initialised, never returns weak bytes early.
+pub fn random(buf: &mut [u8]) -> Result<(), rustix::io::Errno> {
+    let mut got = 0;
+    while got < buf.len() {
+        let rest = buf.get_mut(got..).unwrap_or_default();
+        got += rustix::rand::getrandom(rest, rustix::rand::GetRandomFlags::empty())?;
+    }
+    Ok(())
 }
 
 fn parse(text: &str) -> Option<[u8; 32]> {

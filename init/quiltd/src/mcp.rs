@@ -122,12 +122,6 @@ fn operator_tools() -> Vec<Tool> {
     ]
 }
 
-/// The SDK's `{"error": …}` envelope, if the run printed one.
-fn tool_error(r: &RunResult) -> Option<Value> {
-    let mut v: Value = serde_json::from_slice(&r.stdout).ok()?;
-    v.get_mut("error").map(Value::take)
-}
-
 /// A run's outcome as an MCP tool result. The SDK's envelope
 /// `{"result": …}` is a success (structured: the result when it is an
 /// object, else `{"result": …}`); `{"error": {code, message}}` is a tool
@@ -135,7 +129,7 @@ fn tool_error(r: &RunResult) -> Option<Value> {
 /// reason and the stderr tail.
 pub fn tool_result(r: &RunResult) -> CallToolResult {
     let stdout: Option<Value> = serde_json::from_slice(&r.stdout).ok();
-    if let Some(err) = tool_error(r) {
+    if let Some(err) = stdout.as_ref().and_then(|v| v.get("error")) {
         let code = err.get("code").and_then(Value::as_str).unwrap_or("error");
         let message = err.get("message").and_then(Value::as_str).unwrap_or("");
         let text = format!("{code}: {message}");
@@ -216,30 +210,33 @@ impl Board {
                 timeout_ms: 0,
             })
             .await?;
-        let outcome = match &reply {
-            Reply::Ran(r) => match Outcome::of(r) {
-                // The SDK's error envelope is a failed call too.
-                Outcome::Ok if tool_error(r).is_some() => Outcome::Failed,
-                o => o,
-            },
-            _ => Outcome::Refused,
-        };
-        self.state
-            .metrics
-            .run("mcp", outcome, t0.elapsed().as_secs_f64());
+        let seconds = t0.elapsed().as_secs_f64();
         match reply {
             Reply::Ran(r) => {
                 eprintln!(
                     "quiltd: event=mcp-call client={} tool={} status={} micros={}",
                     who.name, t.mcp_name, r.status, r.micros
                 );
-                Ok(tool_result(&r))
+                let result = tool_result(&r);
+                let outcome = match Outcome::of(&r) {
+                    // The SDK's error envelope (exit 0) is a failed call too.
+                    Outcome::Ok if result.is_error == Some(true) => Outcome::Failed,
+                    o => o,
+                };
+                self.state.metrics.run("mcp", outcome, seconds);
+                Ok(result)
             }
-            Reply::Error { code, message } => Ok(refused(code, &message)),
-            other => Err(McpError::internal_error(
-                format!("unexpected reply from quilt-init: {other:?}"),
-                None,
-            )),
+            Reply::Error { code, message } => {
+                self.state.metrics.run("mcp", Outcome::Refused, seconds);
+                Ok(refused(code, &message))
+            }
+            other => {
+                self.state.metrics.run("mcp", Outcome::Refused, seconds);
+                Err(McpError::internal_error(
+                    format!("unexpected reply from quilt-init: {other:?}"),
+                    None,
+                ))
+            }
         }
     }
 

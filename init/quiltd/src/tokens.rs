@@ -66,14 +66,7 @@ impl Tokens {
             return Err(TokenError::Ttl(ttl));
         }
         let mut raw = [0u8; 32];
-        let mut got = 0;
-        while got < raw.len() {
-            got += rustix::rand::getrandom(
-                raw.get_mut(got..).unwrap_or_default(),
-                rustix::rand::GetRandomFlags::empty(),
-            )
-            .map_err(|_| TokenError::Rng)?;
-        }
+        crate::identity::random(&mut raw).map_err(|_| TokenError::Rng)?;
         let token = format!(
             "{PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
