@@ -194,7 +194,12 @@ impl Board {
         &self.seed
     }
 
-    async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    /// A new TLS connection to the board, pinned, with nothing sent on it
+    /// yet: for callers that speak HTTP by hand (the system tests' slow
+    /// and malformed clients).
+    pub async fn tls_stream(
+        &self,
+    ) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
         let (host, port, pin) = (&self.host, self.port, self.verifier.pin);
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
@@ -218,6 +223,11 @@ impl Board {
                 }
             }
         };
+        Ok(stream)
+    }
+
+    async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+        let stream = self.tls_stream().await?;
         let (sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await

@@ -9,12 +9,13 @@ mod ctl;
 mod disk_cmd;
 mod flash;
 mod fsck;
-mod gateway;
 mod image_cmd;
 mod key;
 mod mcp_proxy;
 mod sdk;
 mod send;
+
+use quilt::gateway;
 
 use clap::{Parser, Subcommand};
 
