@@ -27,6 +27,12 @@ use std::time::Instant;
 
 /// Largest request body: a tool's input must fit a control frame.
 pub const MAX_BODY: usize = quilt_proto::MAX_REQUEST - 4096;
+/// Deadline for a signed request's body, from its headers on. The body is
+/// read before the signature can be checked (the digest covers it), so
+/// without one an unauthenticated client that sends headers and then
+/// stalls holds a connection slot for ever, and 256 of them shut
+/// everyone out. 61,440 bytes in 10 s is 6 KB/s.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Bytes of a tool's stderr tail returned.
 pub const STDERR_TAIL: usize = 4096;
 
@@ -262,13 +268,33 @@ async fn authenticate(
         parts.extensions.insert(caller);
         return Ok(next.run(Request::from_parts(parts, body)).await);
     }
-    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
-            format!("request bodies are limited to {MAX_BODY} bytes"),
-        )
-    })?;
+    let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY));
+    let bytes: Bytes = match read.await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!("request bodies are limited to {MAX_BODY} bytes"),
+            ))
+        }
+        Err(_) => {
+            state.metrics.refused("slow-body");
+            eprintln!(
+                "quiltd: event=auth-refused reason=slow-body method={} path={}",
+                parts.method,
+                parts.uri.path()
+            );
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "slow-body",
+                format!(
+                    "the request body did not arrive within {} s of its headers",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+    };
     let headers: Vec<(&str, &str)> = parts
         .headers
         .iter()

@@ -730,3 +730,57 @@ fn metrics_scrape_with_the_token_and_pass_promtool() {
         }
     }
 }
+
+/// An unauthenticated client that sends a request's headers and then
+/// stalls its body held its connection slot for ever (the body is read
+/// before the signature can be checked, and nothing timed that read), so
+/// 256 of them shut every client out. Now the body has 10 s.
+#[test]
+fn stalled_bodies_are_cut_so_they_cannot_hold_every_connection_slot() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (b, op_key, _) = start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let board = quilt::gateway::Board::new(&b.url, &op_key, &b.pin.to_string()).unwrap();
+        // Fill the slots: a connection past the last one waits in the
+        // listen backlog, so its handshake does not finish.
+        let mut held = Vec::new();
+        while held.len() < 300 {
+            let Ok(Ok(mut s)) =
+                tokio::time::timeout(Duration::from_secs(3), board.tls_stream()).await
+            else {
+                break;
+            };
+            s.write_all(b"POST /v1/bundles HTTP/1.1\r\nhost: b\r\ncontent-length: 1000\r\n\r\nab")
+                .await
+                .unwrap();
+            held.push(s);
+        }
+        assert_eq!(held.len(), 256, "quiltd's slots (MAX_CONNECTIONS)");
+        // A signed request still gets through once the body deadline
+        // frees the slots.
+        let t0 = Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(40),
+            board.request("GET", "/v1/services", Vec::new(), &[]),
+        )
+        .await
+        .expect("no answer in 40 s: stalled bodies hold every slot")
+        .unwrap();
+        assert_eq!(answer.status, 200);
+        eprintln!(
+            "a signed request behind 256 stalled bodies answered in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        // The stalled client was told why.
+        let mut reply = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), held[0].read_to_end(&mut reply)).await;
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+        assert!(reply.contains(r#""error":"slow-body""#), "{reply}");
+    });
+}
