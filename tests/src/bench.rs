@@ -1,5 +1,5 @@
-//! Figures the boot benches (`benches/boot.rs`, `benches/kernel.rs`) read
-//! the same way.
+//! Figures the benches (`benches/boot.rs`, `benches/kernel.rs`,
+//! `benches/gateway.rs`) and the gateway load test read the same way.
 
 /// The kernel's timestamp (seconds since its clock started) on its
 /// `reboot: Power down` console line.
@@ -24,6 +24,15 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The `q`-quantile (0–1, nearest rank) of sorted values; 0 when empty.
+pub fn quantile(sorted: &[u64], q: f64) -> u64 {
+    let rank = (sorted.len() as f64 * q).ceil() as usize;
+    sorted
+        .get(rank.saturating_sub(1))
+        .copied()
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,5 +44,12 @@ mod tests {
         assert_eq!(power_down_t("[ 1.0] reboot: Restarting"), None);
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 3.0);
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(
+            (quantile(&v, 0.5), quantile(&v, 0.99), quantile(&v, 1.0)),
+            (50, 99, 100)
+        );
+        assert_eq!(quantile(&[7], 0.99), 7);
+        assert_eq!(quantile(&[], 0.5), 0);
     }
 }

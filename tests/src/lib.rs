@@ -50,6 +50,7 @@ mod build;
 mod bundles;
 mod error;
 mod events;
+mod gateway;
 mod gpt;
 mod image;
 mod mcp;
@@ -67,6 +68,9 @@ pub use bundles::{
 };
 pub use error::HarnessError;
 pub use events::{quilt_events, Event};
+pub use gateway::{
+    client_key, client_keys, gateway_config, gateway_image, quilt_call, Gateway, GATEWAY_PORT,
+};
 pub use gpt::gpt_disk;
 pub use image::{bun_binary, bun_binary_for, tool_sdk_dir, ImageBuilder};
 pub use mcp::{mcp_client, mcp_client_script};
