@@ -211,6 +211,17 @@ fn pings_between(channel: &str, from: f64, to: f64) -> (Vec<u64>, f64) {
     (each, gap)
 }
 
+/// quilt-init logged no exit of the quiltd service.
+fn assert_quiltd_never_exited(vm: &Vm) {
+    let exits: Vec<String> = vm
+        .events()
+        .iter()
+        .filter(|e| e.name() == Some("service-exit") && e.get("name") == Some("quiltd"))
+        .map(|e| e.line.clone())
+        .collect();
+    assert!(exits.is_empty(), "quiltd exited: {exits:?}");
+}
+
 /// The guest's uptime now, from the newest line the watcher wrote.
 fn guest_now(vm: &Vm) -> f64 {
     let before = rss_samples(&vm.channel_text()).last().map_or(0.0, |s| s.0);
@@ -411,14 +422,7 @@ fn sixty_four_agents_run_tools_for_a_minute_while_pid1_answers_pings_and_quiltd_
         "quiltd's RSS during the load: {during:?}"
     );
     assert!(!during.is_empty(), "no RSS sample during the load");
-    let exits: Vec<String> = gw
-        .vm
-        .events()
-        .iter()
-        .filter(|e| e.name() == Some("service-exit") && e.get("name") == Some("quiltd"))
-        .map(|e| e.line.clone())
-        .collect();
-    assert!(exits.is_empty(), "quiltd exited: {exits:?}");
+    assert_quiltd_never_exited(&gw.vm);
 }
 
 /// `curl` with the board pinned (`-k` turns off name and CA checks; the
@@ -764,12 +768,5 @@ fn bad_json_oversized_bodies_floods_and_slow_clients_leave_quiltd_serving_and_pi
         "quiltd's RSS after the abuse: {} kB",
         after.2
     );
-    let exits: Vec<String> = gw
-        .vm
-        .events()
-        .iter()
-        .filter(|e| e.name() == Some("service-exit") && e.get("name") == Some("quiltd"))
-        .map(|e| e.line.clone())
-        .collect();
-    assert!(exits.is_empty(), "quiltd exited: {exits:?}");
+    assert_quiltd_never_exited(&gw.vm);
 }
