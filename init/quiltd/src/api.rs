@@ -48,6 +48,10 @@ pub struct AppState {
     /// The bearer token a Prometheus server scrapes `/metrics` with
     /// (`--metrics-token-file`), if any.
     pub metrics_token: Option<String>,
+    /// Largest bundle `POST /v1/bundles` takes (`--max-install-bytes`).
+    pub max_install: u64,
+    /// One install streams at a time.
+    pub installing: tokio::sync::Semaphore,
 }
 
 /// The board's clock.
@@ -69,12 +73,17 @@ pub fn route_role(method: &Method, path: &str) -> Option<Role> {
         (_, MCP_PATH) => Some(Role::Agent),
         ("POST", p) if p.starts_with("/v1/tools/") && p.ends_with("/run") => Some(Role::Agent),
         ("GET", "/v1/services" | "/v1/events" | "/v1/slots") => Some(Role::Operator),
+        ("POST", INSTALL_PATH) => Some(Role::Operator),
         ("GET" | "POST", p) if p.starts_with("/v1/services/") => Some(Role::Operator),
         // Anything else needs the most, so a new route is closed until
         // it is listed here.
         _ => Some(Role::Operator),
     }
 }
+
+/// Where bundles are installed from the request body: the one route whose
+/// body streams past authentication (crate::install).
+pub const INSTALL_PATH: &str = "/v1/bundles";
 
 /// Where Prometheus scrapes.
 pub const METRICS_PATH: &str = "/metrics";
@@ -107,7 +116,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/services", get(services))
-        .route("/v1/bundles", get(bundles))
+        .route(INSTALL_PATH, get(bundles).post(crate::install::install))
         .route("/v1/tools", get(tools))
         .route("/v1/tokens", post(mint_token))
         .route("/v1/tools/{bundle}/run", post(run))
@@ -262,6 +271,41 @@ async fn authenticate(
         parts.extensions.insert(caller);
         return Ok(next.run(Request::from_parts(parts, body)).await);
     }
+    let headers: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    let message = Message {
+        method: parts.method.as_str(),
+        // HTTP/1.1 carries the authority in Host, not in the target.
+        authority: parts
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| parts.headers.get("host").and_then(|v| v.to_str().ok())),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &headers,
+    };
+    if parts.method == Method::POST && parts.uri.path() == INSTALL_PATH {
+        // The body may be large: it is held to the signed digest as it
+        // streams (crate::install), never buffered here.
+        let (caller, claimed) = match state
+            .verifier
+            .verify_streamed(&message, need, (state.now)())
+        {
+            Ok(c) => c,
+            Err(r) => {
+                state.metrics.refused(r.code());
+                return Err(refusal(&r, &parts.method, parts.uri.path()));
+            }
+        };
+        drop(headers);
+        parts.extensions.insert(caller);
+        parts.extensions.insert(claimed.stream());
+        return Ok(next.run(Request::from_parts(parts, body)).await);
+    }
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -269,24 +313,8 @@ async fn authenticate(
             format!("request bodies are limited to {MAX_BODY} bytes"),
         )
     })?;
-    let headers: Vec<(&str, &str)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
-        .collect();
     let incoming = Incoming {
-        message: Message {
-            method: parts.method.as_str(),
-            // HTTP/1.1 carries the authority in Host, not in the target.
-            authority: parts
-                .uri
-                .authority()
-                .map(|a| a.as_str())
-                .or_else(|| parts.headers.get("host").and_then(|v| v.to_str().ok())),
-            path: parts.uri.path(),
-            query: parts.uri.query(),
-            headers: &headers,
-        },
+        message,
         body: &bytes,
     };
     let caller = match state.verifier.verify(&incoming, need, (state.now)()) {
@@ -600,6 +628,10 @@ mod tests {
         assert_eq!(route_role(&Method::GET, "/v1/tools"), Some(Role::Agent));
         assert_eq!(route_role(&Method::POST, "/v1/tokens"), Some(Role::Agent));
         assert_eq!(route_role(&Method::POST, "/mcp"), Some(Role::Agent));
+        assert_eq!(
+            route_role(&Method::POST, INSTALL_PATH),
+            Some(Role::Operator)
+        );
     }
 
     #[test]

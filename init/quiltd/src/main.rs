@@ -9,13 +9,15 @@
 //! the executor), [`api`] (routes and JSON), [`server`] (connections),
 //! [`tools`] (the installed tools, named for MCP), [`mcp`] (the MCP
 //! server), [`tokens`] (bearer tokens for MCP clients), [`ops`] (service
-//! control, logs and events as Server-Sent Events).
+//! control, logs and events as Server-Sent Events), [`install`] (bundles
+//! streamed from a request body to the installer).
 
 mod api;
 mod auth;
 mod clients;
 mod control;
 mod identity;
+mod install;
 mod mcp;
 mod metrics;
 mod nonce;
@@ -74,6 +76,12 @@ enum Cmd {
         /// scrape /metrics; without it /metrics needs a signed request.
         #[arg(long, value_name = "FILE")]
         metrics_token_file: Option<PathBuf>,
+        /// Largest bundle `POST /v1/bundles` takes, in bytes. The body is
+        /// held in a memfd (memory charged to quiltd's cgroup) until the
+        /// installer has read it, so keep this below the service's memory
+        /// limit.
+        #[arg(long, value_name = "BYTES", default_value_t = install::DEFAULT_MAX_INSTALL)]
+        max_install_bytes: u64,
     },
     /// Print the node key's fingerprint (what clients pin), making the key
     /// if there is none yet.
@@ -121,6 +129,7 @@ fn main() -> ExitCode {
             skew,
             tool_index,
             metrics_token_file,
+            max_install_bytes,
         } => serve(
             Paths {
                 state_dir,
@@ -131,6 +140,7 @@ fn main() -> ExitCode {
             },
             listen,
             skew,
+            max_install_bytes,
         ),
     };
     match result {
@@ -182,7 +192,7 @@ fn read_metrics_token(path: &std::path::Path) -> Result<String, StartError> {
     Ok(token.to_owned())
 }
 
-fn serve(paths: Paths, listen: SocketAddr, skew: i64) -> Result<(), StartError> {
+fn serve(paths: Paths, listen: SocketAddr, skew: i64, max_install: u64) -> Result<(), StartError> {
     let Paths {
         state_dir,
         clients: clients_path,
@@ -234,6 +244,8 @@ fn serve(paths: Paths, listen: SocketAddr, skew: i64) -> Result<(), StartError> 
             tokens: tokens::Tokens::default(),
             metrics: metrics::Metrics::default(),
             metrics_token,
+            max_install,
+            installing: tokio::sync::Semaphore::new(1),
         });
         let app = api::router(state);
         // quilt-init stops a service with SIGTERM; an operator at a

@@ -65,6 +65,11 @@ fn gen_client(dir: &Path, name: &str) -> (PathBuf, String) {
 }
 
 fn start() -> (Board, PathBuf, PathBuf) {
+    start_with(&[])
+}
+
+/// As [`start`], with more `quiltd serve` flags.
+fn start_with(flags: &[&str]) -> (Board, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let (op_key, op_pub) = gen_client(dir.path(), "op");
     let (bot_key, bot_pub) = gen_client(dir.path(), "bot");
@@ -104,6 +109,7 @@ fn start() -> (Board, PathBuf, PathBuf) {
         .arg(&tool_index)
         .arg("--metrics-token-file")
         .arg(&metrics_token)
+        .args(flags)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -191,6 +197,155 @@ fn quilt_call_signs_pins_and_is_held_to_its_role() {
     let (code, _, err) = call(&b, &op, &wrong, &["GET", "/v1/bundles"]);
     assert_eq!(code, 1);
     assert!(err.contains(&pin) && err.contains(&wrong), "{err}");
+}
+
+/// `quilt push`: (exit code, JSON reply, stderr).
+fn push(b: &Board, key: &Path, file: &Path) -> (i32, serde_json::Value, String) {
+    let out = Command::new(quilt())
+        .args(["push", "--json", "--quiet", "--board", &b.url, "--key"])
+        .arg(key)
+        .args(["--board-key", &b.pin.to_string()])
+        .arg(file)
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (
+        out.status.code().unwrap(),
+        v,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `len` bytes that do not compress or repeat.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn bundles_stream_to_the_installer_held_to_the_signed_digest() {
+    const MAX: usize = 8 << 20;
+    let (b, op, bot) = start_with(&["--max-install-bytes", &MAX.to_string()]);
+    let file = b.dir.path().join("big.qb");
+    let bytes = noise(6 << 20);
+    std::fs::write(&file, &bytes).unwrap();
+    // The operator's push arrives whole, in a sealed memfd (the stand-in
+    // names what it read).
+    let (code, v, err) = push(&b, &op, &file);
+    assert_eq!(code, 0, "{v} {err}");
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect();
+    assert_eq!(v["name"], format!("bytes-{}-{hex}", bytes.len()), "{v}");
+    // An agent may not install.
+    let (code, v, _) = push(&b, &bot, &file);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (3, Some("forbidden-role")),
+        "{v}"
+    );
+    // The board's refusal comes back with its reason.
+    let refused = b.dir.path().join("refused.qb");
+    std::fs::write(&refused, b"REFUSE this one").unwrap();
+    let (code, v, err) = push(&b, &op, &refused);
+    assert_eq!((code, v["error"].as_str()), (3, Some("failed")), "{v}");
+    assert!(err.contains("422") && err.contains("unknown key"), "{err}");
+    // Larger than --max-install-bytes: refused on its Content-Length.
+    let big = b.dir.path().join("too-big.qb");
+    std::fs::write(&big, noise(MAX + 1)).unwrap();
+    let (code, v, err) = push(&b, &op, &big);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (3, Some("too-large")),
+        "{v} {err}"
+    );
+    if curl_missing() {
+        return;
+    }
+    // A body other than the one signed is refused once it has come, and
+    // never reaches the installer; so is one that grows past the cap
+    // without a Content-Length (chunked).
+    let seed = {
+        let text = std::fs::read_to_string(&op).unwrap();
+        quilt_gateway_auth::keys::parse_secret(&text).unwrap()
+    };
+    let send = |signed: &[u8], sent: &Path, chunked: bool, nonce: &str| {
+        let h = sign_request(
+            &seed,
+            &Outgoing {
+                method: "POST",
+                path: "/v1/bundles",
+                query: None,
+                body: signed,
+                created: now(),
+                nonce,
+            },
+        )
+        .unwrap();
+        let hs = [
+            format!("content-digest: {}", h.content_digest),
+            format!("signature-input: {}", h.signature_input),
+            format!("signature: {}", h.signature),
+        ];
+        let data = format!("@{}", sent.display());
+        let mut args = vec!["-X", "POST", "--data-binary", &data];
+        for x in &hs {
+            args.extend(["-H", x.as_str()]);
+        }
+        if chunked {
+            args.extend(["-H", "transfer-encoding: chunked"]);
+        }
+        curl(&b, &b.pin.base64(), &args, "/v1/bundles")
+    };
+    let mut tampered = bytes.clone();
+    tampered[3 << 20] ^= 1;
+    let other = b.dir.path().join("tampered.qb");
+    std::fs::write(&other, &tampered).unwrap();
+    let (status, v) = send(&bytes, &other, false, "nonce-tampered-0001");
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (401, Some("content-digest")),
+        "{v}"
+    );
+    let big_bytes = std::fs::read(&big).unwrap();
+    let (status, v) = send(&big_bytes, &big, true, "nonce-chunked-00001");
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (413, Some("too-large")),
+        "{v}"
+    );
+    // Refused installs leave quiltd serving, and are counted.
+    let (code, v, err) = push(&b, &op, &file);
+    assert_eq!(code, 0, "{v} {err}");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-k",
+            "--pinnedpubkey",
+            &format!("sha256//{}", b.pin.base64()),
+        ])
+        .args(["-H", &format!("authorization: Bearer {METRICS_TOKEN}")])
+        .arg(format!("{}/metrics", b.url))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "quilt_gateway_installs_total{outcome=\"ok\"} 2",
+        "quilt_gateway_installs_total{outcome=\"refused\"} 1",
+        "quilt_gateway_refusals_total{reason=\"too-large\"} 2",
+        "quilt_gateway_refusals_total{reason=\"content-digest\"} 1",
+    ] {
+        assert!(text.contains(want), "{want} not in\n{text}");
+    }
 }
 
 fn curl_missing() -> bool {

@@ -8,11 +8,12 @@
 //! keep-alive), so a proxy does not pay a TLS handshake per message.
 
 use anyhow::{bail, Context};
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use quilt_gateway_auth::fingerprint::Fingerprint;
-use quilt_gateway_auth::profile::{sign_request, Outgoing};
+use quilt_gateway_auth::profile::{sign_with_digest, Outgoing};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
@@ -125,8 +126,14 @@ pub struct Board {
     tls: Arc<rustls::ClientConfig>,
     verifier: Arc<Pinned>,
     seed: [u8; 32],
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    idle: Mutex<Vec<SendRequest<ReqBody>>>,
 }
+
+/// A request body: bytes in hand, or a file streamed as it is read.
+type ReqBody = BoxBody<Bytes, std::io::Error>;
+
+/// Bytes read from a file per frame of an upload.
+const UPLOAD_PIECE: usize = 256 << 10;
 
 /// A reply: status, content type, whole body.
 pub struct Answer {
@@ -194,7 +201,7 @@ impl Board {
         &self.seed
     }
 
-    async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    async fn connect(&self) -> anyhow::Result<SendRequest<ReqBody>> {
         let (host, port, pin) = (&self.host, self.port, self.verifier.pin);
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
@@ -227,7 +234,7 @@ impl Board {
     }
 
     /// An idle connection that is still open, or a new one.
-    async fn sender(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    async fn sender(&self) -> anyhow::Result<SendRequest<ReqBody>> {
         loop {
             let next = self.idle.lock().ok().and_then(|mut v| v.pop());
             match next {
@@ -251,6 +258,90 @@ impl Board {
         body: Vec<u8>,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<Answer> {
+        let digest = quilt_gateway_auth::digest::content_digest(&body);
+        let len = body.len().to_string();
+        let body = Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed();
+        let mut all = vec![
+            ("content-type", "application/json"),
+            ("content-length", &len),
+        ];
+        all.extend_from_slice(headers);
+        self.send(method, path, digest, body, &all).await
+    }
+
+    /// `POST path` with the file at `file` as the body, streamed as it is
+    /// read (never held whole); `sent` is told the bytes handed over so
+    /// far. The file is read twice: once to hash it for the signature,
+    /// once to send it; a file that changes in between is refused by the
+    /// board (its digest no longer matches).
+    pub async fn upload(
+        &self,
+        path: &str,
+        file: &Path,
+        sent: impl Fn(u64) + Send + 'static,
+    ) -> anyhow::Result<Answer> {
+        use std::io::Read;
+        let open =
+            || std::fs::File::open(file).with_context(|| format!("opening {}", file.display()));
+        let mut f = open()?;
+        let mut hasher = quilt_gateway_auth::digest::Hasher::default();
+        let mut buf = vec![0u8; UPLOAD_PIECE];
+        let mut len: u64 = 0;
+        loop {
+            let n = f
+                .read(&mut buf)
+                .with_context(|| format!("reading {}", file.display()))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(buf.get(..n).unwrap_or_default());
+            len += n as u64;
+        }
+        let mut f = open()?;
+        let (tx, rx) =
+            tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(4);
+        // Read on a thread of its own: file reads block, and the runtime
+        // may have one thread.
+        std::thread::spawn(move || {
+            let mut done: u64 = 0;
+            loop {
+                let mut piece = vec![0u8; UPLOAD_PIECE];
+                let frame = match f.read(&mut piece) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        piece.truncate(n);
+                        done += n as u64;
+                        Ok(hyper::body::Frame::data(Bytes::from(piece)))
+                    }
+                    Err(e) => Err(e),
+                };
+                let failed = frame.is_err();
+                if tx.blocking_send(frame).is_err() || failed {
+                    return;
+                }
+                sent(done);
+            }
+        });
+        let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed();
+        let len = len.to_string();
+        let headers = [
+            ("content-type", "application/octet-stream"),
+            ("content-length", len.as_str()),
+        ];
+        self.send("POST", path, hasher.field(), body, &headers)
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_digest: String,
+        body: ReqBody,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Answer> {
         if !path.starts_with('/') {
             bail!("the path must start with / (e.g. /v1/bundles)");
         }
@@ -263,31 +354,29 @@ impl Board {
             .context("the clock is before 1970")?
             .as_secs();
         let nonce = nonce()?;
-        let signed = sign_request(
+        let signed = sign_with_digest(
             &self.seed,
             &Outgoing {
                 method,
                 path: bare,
                 query,
-                body: &body,
+                body: &[],
                 created: i64::try_from(created).unwrap_or(i64::MAX),
                 nonce: &nonce,
             },
+            content_digest,
         )?;
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header("host", &self.authority)
-            .header("content-type", "application/json")
             .header("content-digest", signed.content_digest)
             .header("signature-input", signed.signature_input)
             .header("signature", signed.signature);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req
-            .body(Full::new(Bytes::from(body)))
-            .context("building the request")?;
+        let req = req.body(body).context("building the request")?;
         let mut sender = self.sender().await?;
         let resp = sender
             .send_request(req)
