@@ -19,7 +19,6 @@ use quilt_gateway_auth::digest::Streaming;
 use quilt_proto::Reply;
 use rustix::fd::OwnedFd;
 use rustix::fs::{MemfdFlags, SealFlags};
-use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,14 +51,25 @@ impl From<SpoolError> for ApiError {
     }
 }
 
-/// `POST /v1/bundles`: body = a `.qb` bundle.
+/// Install a signed bundle from the request body, streamed and held to
+/// the signed `Content-Digest`, then installed by the board's trust store
+/// (operator; grant `install`).
+#[utoipa::path(post, path = "/v1/bundles", tag = "bundles",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A signed `.qb` bundle"),
+    responses((status = 200, body = crate::replies::Installed),
+        (status = 401, description = "`content-digest`: the body is not the one signed", body = crate::replies::ErrorReply),
+        (status = 408, description = "`body-stalled`", body = crate::replies::ErrorReply),
+        (status = 413, description = "`too-large`: over --max-install-bytes", body = crate::replies::ErrorReply),
+        (status = 422, description = "`failed`: the trust store refused it, with its reason", body = crate::replies::ErrorReply),
+        (status = 503, description = "`busy`: another install is streaming", body = crate::replies::ErrorReply),
+        (status = "4XX", body = crate::replies::ErrorReply), (status = "5XX", body = crate::replies::ErrorReply)))]
 pub async fn install(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Extension(digest): Extension<Streaming>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::replies::Installed>, ApiError> {
     let t0 = Instant::now();
     let max = state.max_install;
     let declared = headers
@@ -103,11 +113,14 @@ pub async fn install(
         caller.name,
         t0.elapsed().as_micros()
     );
-    Ok(Json(json!({
-        "name": name, "version": version, "chunks": chunks,
-        "chunks_written": chunks_written, "already_installed": already,
-        "micros": t0.elapsed().as_micros(),
-    })))
+    Ok(Json(crate::replies::Installed {
+        name,
+        version,
+        chunks,
+        chunks_written,
+        already_installed: already,
+        micros: u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX),
+    }))
 }
 
 fn too_large(max: u64) -> ApiError {

@@ -10,7 +10,8 @@
 //! [`tools`] (the installed tools, named for MCP), [`mcp`] (the MCP
 //! server), [`tokens`] (bearer tokens for MCP clients), [`ops`] (service
 //! control, logs and events as Server-Sent Events), [`install`] (bundles
-//! streamed from a request body to the installer).
+//! streamed from a request body to the installer), [`replies`] (the JSON
+//! bodies as types), [`openapi`] (the OpenAPI document made from them).
 
 mod api;
 mod auth;
@@ -21,7 +22,9 @@ mod install;
 mod mcp;
 mod metrics;
 mod nonce;
+mod openapi;
 mod ops;
+mod replies;
 mod server;
 mod tls;
 mod tokens;
@@ -83,6 +86,9 @@ enum Cmd {
         #[arg(long, value_name = "BYTES", default_value_t = install::DEFAULT_MAX_INSTALL)]
         max_install_bytes: u64,
     },
+    /// Print the API's OpenAPI 3.1 document (JSON), generated from the
+    /// code; a running quiltd serves the same at /v1/openapi.json.
+    Openapi,
     /// Print the node key's fingerprint (what clients pin), making the key
     /// if there is none yet.
     Identity {
@@ -105,6 +111,8 @@ enum StartError {
     MetricsToken { path: PathBuf, why: String },
     #[error("--skew must be 1..=3600 seconds, not {0}")]
     Skew(i64),
+    #[error("writing the OpenAPI document")]
+    Openapi(#[source] serde_json::Error),
     #[error("starting the async runtime")]
     Runtime(#[source] std::io::Error),
     #[error("listening on {addr}")]
@@ -118,6 +126,9 @@ enum StartError {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
+        Cmd::Openapi => serde_json::to_string_pretty(&openapi::document())
+            .map(|text| println!("{text}"))
+            .map_err(StartError::Openapi),
         Cmd::Identity { state_dir } => identity::Identity::load_or_create(&state_dir)
             .map(|(id, _)| println!("{}", id.fingerprint()))
             .map_err(StartError::from),

@@ -348,6 +348,92 @@ fn bundles_stream_to_the_installer_held_to_the_signed_digest() {
     }
 }
 
+/// The OpenAPI document quiltd serves is the one `quiltd openapi` prints,
+/// a valid OpenAPI 3.1 document (openapi-spec-validator, from PyPI), and
+/// every operation in it is served: signed as an operator, none answers
+/// `no-such-endpoint` or 405.
+#[test]
+fn the_openapi_document_is_valid_and_every_operation_in_it_is_served() {
+    let (b, op, _) = start();
+    if curl_missing() {
+        return;
+    }
+    let printed = Command::new(quiltd()).arg("openapi").output().unwrap();
+    assert!(printed.status.success(), "{printed:?}");
+    let printed: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let (status, served) = curl(&b, &b.pin.base64(), &[], "/v1/openapi.json");
+    assert_eq!(status, 200, "unauthenticated, like the probes");
+    assert_eq!(served, printed);
+    let file = b.dir.path().join("openapi.json");
+    std::fs::write(&file, served.to_string()).unwrap();
+    let v = Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "openapi-spec-validator (tools/setup.sh installs it): {}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let seed =
+        quilt_gateway_auth::keys::parse_secret(&std::fs::read_to_string(&op).unwrap()).unwrap();
+    let mut n = 0;
+    for (path, ops) in served["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{bundle}", "hello")
+                .replace("{name}", "tick")
+                .replace("{action}", "restart");
+            let method = method.to_uppercase();
+            let body: &[u8] = if method == "POST" && path == "/mcp" {
+                b"{}"
+            } else {
+                b""
+            };
+            n += 1;
+            let h = sign_request(
+                &seed,
+                &Outgoing {
+                    method: &method,
+                    path: &concrete,
+                    query: None,
+                    body,
+                    created: now(),
+                    nonce: &format!("openapi-walk-{n:08}"),
+                },
+            )
+            .unwrap();
+            let out = Command::new("curl")
+                .args(["-sS", "-k", "--max-time", "3", "--pinnedpubkey"])
+                .arg(format!("sha256//{}", b.pin.base64()))
+                .args(["-o", "-", "-w", "\n%{http_code}", "-X", &method])
+                .args(["-H", &format!("content-digest: {}", h.content_digest)])
+                .args(["-H", &format!("signature-input: {}", h.signature_input)])
+                .args(["-H", &format!("signature: {}", h.signature)])
+                .args(["-H", "accept: application/json, text/event-stream"])
+                .args(["-H", "content-type: application/json"])
+                .args(["--data-binary", std::str::from_utf8(body).unwrap()])
+                .arg(format!("{}{concrete}", b.url))
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let (reply, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+            let code: u16 = code.trim().parse().unwrap_or(0);
+            assert!(
+                code != 0 && code != 405,
+                "{method} {concrete}: {code} {reply}"
+            );
+            assert!(
+                !reply.contains("no-such-endpoint"),
+                "{method} {concrete} is documented but not served: {reply}"
+            );
+        }
+    }
+    assert!(n >= 14, "only {n} operations documented");
+}
+
 fn curl_missing() -> bool {
     if Command::new("curl").arg("--version").output().is_err() {
         eprintln!("SKIPPED: curl is not installed; the curl half of this test did not run");
