@@ -85,6 +85,15 @@ enum Cmd {
         /// limit.
         #[arg(long, value_name = "BYTES", default_value_t = install::DEFAULT_MAX_INSTALL)]
         max_install_bytes: u64,
+        /// Also serve the API over this serial line (a tty, or a virtio
+        /// console port), for boards without a network: `quilt mcp
+        /// --serial` and `quilt call --serial` on the other end, with the
+        /// same TLS, pin and signatures. Nothing else may use the line.
+        #[arg(long, value_name = "DEVICE")]
+        serial: Option<PathBuf>,
+        /// The serial line's rate.
+        #[arg(long, default_value_t = 115_200)]
+        serial_baud: u32,
     },
     /// Print the API's OpenAPI 3.1 document (JSON), generated from the
     /// code; a running quiltd serves the same at /v1/openapi.json.
@@ -141,6 +150,8 @@ fn main() -> ExitCode {
             tool_index,
             metrics_token_file,
             max_install_bytes,
+            serial,
+            serial_baud,
         } => serve(
             Paths {
                 state_dir,
@@ -148,6 +159,7 @@ fn main() -> ExitCode {
                 control,
                 tool_index,
                 metrics_token: metrics_token_file,
+                serial: serial.map(|p| (p, serial_baud)),
             },
             listen,
             skew,
@@ -177,6 +189,8 @@ struct Paths {
     control: PathBuf,
     tool_index: PathBuf,
     metrics_token: Option<PathBuf>,
+    /// A serial line to serve too, and its rate.
+    serial: Option<(PathBuf, u32)>,
 }
 
 /// The scrape token: a secret only quiltd's uid can read.
@@ -210,6 +224,7 @@ fn serve(paths: Paths, listen: SocketAddr, skew: i64, max_install: u64) -> Resul
         control,
         tool_index,
         metrics_token,
+        serial,
     } = paths;
     if !(1..=3600).contains(&skew) {
         return Err(StartError::Skew(skew));
@@ -259,6 +274,18 @@ fn serve(paths: Paths, listen: SocketAddr, skew: i64, max_install: u64) -> Resul
             installing: tokio::sync::Semaphore::new(1),
         });
         let app = api::router(state);
+        if let Some((path, baud)) = serial {
+            eprintln!(
+                "quiltd: event=serial-listening path={} baud={baud}",
+                path.display()
+            );
+            tokio::spawn(server::serve_serial(
+                path,
+                baud,
+                Arc::clone(&tls),
+                app.clone(),
+            ));
+        }
         // quilt-init stops a service with SIGTERM; an operator at a
         // terminal with ^C.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -434,6 +434,127 @@ fn the_openapi_document_is_valid_and_every_operation_in_it_is_served() {
     assert!(n >= 14, "only {n} operations documented");
 }
 
+/// A null-modem cable between two ptys: the board end's and the host
+/// end's slave paths are real ttys (raw mode, reopened, flushed, as
+/// `/dev/ttyUSB0` would be); the test relays bytes between the masters
+/// both ways for the rest of the test. Returns (board end, host end).
+fn null_modem() -> (PathBuf, PathBuf) {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let end = || {
+        let m = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+        grantpt(&m).unwrap();
+        unlockpt(&m).unwrap();
+        let name = ptsname(&m, Vec::new()).unwrap();
+        (
+            std::sync::Arc::new(m),
+            PathBuf::from(name.to_str().unwrap()),
+        )
+    };
+    let ((a, a_path), (b, b_path)) = (end(), end());
+    let pipe = |from: std::sync::Arc<rustix::fd::OwnedFd>,
+                to: std::sync::Arc<rustix::fd::OwnedFd>| {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                // EIO while no one holds the slave open: wait for one.
+                match rustix::io::read(&*from, &mut buf) {
+                    Ok(n) if n > 0 => {
+                        let mut at = 0;
+                        while at < n {
+                            match rustix::io::write(&*to, &buf[at..n]) {
+                                Ok(k) => at += k,
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        });
+    };
+    pipe(std::sync::Arc::clone(&a), std::sync::Arc::clone(&b));
+    pipe(b, a);
+    (a_path, b_path)
+}
+
+#[test]
+fn quilt_call_and_the_mcp_sdk_reach_the_board_over_a_serial_line() {
+    let (board_end, host_end) = null_modem();
+    let (b, op, bot) = start_with(&["--serial", board_end.to_str().unwrap()]);
+    let pin = b.pin.to_string();
+    let serial = |key: &Path, args: &[&str]| {
+        let out = Command::new(quilt())
+            .args(["call", "--serial"])
+            .arg(&host_end)
+            .args(["--board-key", &pin, "--key"])
+            .arg(key)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // quiltd opens the line as it starts: retry the first call a while.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (code, v, err) = serial(&op, &["GET", "/v1/services"]);
+        if code == 0 {
+            assert_eq!(v["services"][0]["name"], "tick");
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{v} {err}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    // Session after session on the same line, roles and pins as on TCP.
+    let (code, v, err) = serial(
+        &bot,
+        &[
+            "POST",
+            "/v1/tools/hello/run?tool=greet",
+            "--data",
+            r#"{"x":1}"#,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["stdout"]["echo"]["input"]["x"], 1);
+    let (code, v, _) = serial(&bot, &["GET", "/v1/services"]);
+    assert_eq!((code, v["error"].as_str()), (3, Some("forbidden-role")));
+    let wrong = Fingerprint::of_ed25519(&[0; 32]).to_string();
+    let out = Command::new(quilt())
+        .args(["call", "--serial"])
+        .arg(&host_end)
+        .args(["--board-key", &wrong, "--key"])
+        .arg(&op)
+        .args(["GET", "/v1/services"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&pin));
+    // The official MCP SDK through `quilt mcp --serial`.
+    let Some(client) = mcp_client() else { return };
+    let line = format!("serial:{}", host_end.display());
+    let calls = r#"[{"name":"hello__greet","arguments":{"who":"serial"}}]"#;
+    let v = mcp(
+        &client,
+        &[
+            "stdio",
+            quilt().to_str().unwrap(),
+            &line,
+            op.to_str().unwrap(),
+            &pin,
+            calls,
+        ],
+    );
+    assert!(v["tools"].to_string().contains("hello__greet"), "{v}");
+    assert_eq!(v["calls"][0]["result"]["isError"], false, "{v}");
+    // And the board still serves TCP meanwhile.
+    let (code, _, err) = call(&b, &op, &pin, &["GET", "/v1/services"]);
+    assert_eq!(code, 0, "{err}");
+}
+
 fn curl_missing() -> bool {
     if Command::new("curl").arg("--version").output().is_err() {
         eprintln!("SKIPPED: curl is not installed; the curl half of this test did not run");
