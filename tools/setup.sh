@@ -119,6 +119,19 @@ if command -v rustup >/dev/null 2>&1; then
 	fi
 fi
 
+# --- PyPI packages ------------------------------------------------------------
+# openapi-spec-validator checks the OpenAPI document quiltd generates
+# (init/quiltd/tests/gateway.rs), with the python3 on PATH.
+if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+	echo "setup: installing openapi-spec-validator from PyPI" >&2
+	if ! python3 -m pip --version >/dev/null 2>&1; then
+		export DEBIAN_FRONTEND=noninteractive
+		"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends python3-pip
+	fi
+	python3 -m pip install -q openapi-spec-validator==0.9.0 ||
+		python3 -m pip install -q --break-system-packages openapi-spec-validator==0.9.0
+fi
+
 # --- npm packages -------------------------------------------------------------
 # Bun, the tools' runtime, from its npm package at the version pinned in
 # tools/fetch-bun.sh, into .cache/bun/<arch>/ (not installed system-wide: the

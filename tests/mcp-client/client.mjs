@@ -8,6 +8,7 @@
 // asserts on that.
 //
 //   node client.mjs stdio QUILT URL KEY PIN CALLS_JSON
+//     (URL `serial:PATH`: `quilt mcp --serial PATH`, a board's serial line)
 //   node client.mjs http URL TOKEN PIN CALLS_JSON
 //
 // CALLS_JSON: [{"name": MCP tool name, "arguments": {...}}, ...]
@@ -52,7 +53,11 @@ if (mode === "stdio") {
   calls = JSON.parse(callsJson);
   transport = new StdioClientTransport({
     command: quilt,
-    args: ["mcp", "--board", url, "--key", key, "--board-key", pin],
+    args: [
+      "mcp",
+      ...(url.startsWith("serial:") ? ["--serial", url.slice("serial:".length)] : ["--board", url]),
+      "--key", key, "--board-key", pin,
+    ],
     stderr: "inherit",
   });
 } else if (mode === "http") {

@@ -5,14 +5,16 @@
 //! request and pins the board's key. A tool runs from a signed bundle. The
 //! official MCP TypeScript SDK lists the board's tools (from the signed
 //! manifests) and calls them, through `quilt mcp` over stdio and straight
-//! over Streamable HTTP with a bearer token `quilt token` minted.
+//! over Streamable HTTP with a bearer token `quilt token` minted. A 50 MiB
+//! bundle streams in through `quilt push`, is installed by the board's
+//! trust store and runs; a tampered one is refused and changes nothing.
 
 use quilt_system_tests::{
-    client_key, gateway_config, gateway_image, host_binary, mcp_client, quilt_call, work_dir,
-    Gateway, VmOpts,
+    client_key, gateway_config, gateway_image, host_binary, mcp_client, noise, quilt_call,
+    signed_bundle, signed_example, work_dir, Gateway, VmOpts,
 };
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -39,11 +41,17 @@ fn an_operator_and_an_agent_reach_quiltd_through_the_network_with_signed_pinned_
         .signed_example("hello")
         .signed_example("text-tools")
         .bytes("/etc/quilt/metrics-token", METRICS_TOKEN, 0o600)
-        .config_toml(&gateway_config(&["list", "run", "bundles"], true, ""))
+        .config_toml(&gateway_config(
+            &["list", "run", "bundles", "install"],
+            true,
+            "",
+        ))
         .build()
         .unwrap();
     let opts = VmOpts {
         timeout: T,
+        // The streamed 50 MiB bundle: a memfd, then the store in RAM.
+        mem_mb: 1536,
         ..VmOpts::default()
     };
     let gw = Gateway::boot(&img, opts, T).unwrap();
@@ -111,6 +119,133 @@ fn an_operator_and_an_agent_reach_quiltd_through_the_network_with_signed_pinned_
 
     mcp_through_the_gateway(&url, &pin, &op_key, &bot_key);
     prometheus_scrapes_the_board(&url, &pin, &bot_key);
+    a_large_bundle_streams_in_and_runs(&url, &pin, &op_key, &bot_key);
+}
+
+/// `quilt push`: (exit code, JSON reply, stderr).
+fn push(url: &str, key: &Path, pin: &str, file: &Path) -> (i32, serde_json::Value, String) {
+    let out = Command::new(host_binary("quilt", "quilt").unwrap())
+        .args([
+            "push",
+            "--json",
+            "--quiet",
+            "--board",
+            url,
+            "--board-key",
+            pin,
+            "--key",
+        ])
+        .arg(key)
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A tool named `name` that reports the size of the `len` bytes of
+/// incompressible data it carries.
+fn tool_dir(name: &str, len: usize) -> PathBuf {
+    let dir = work_dir().unwrap().join("gateway-push").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("quilt.toml"),
+        format!("name = \"{name}\"\nversion = 1\nentry = \"index.ts\"\nruntime = \"bun\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("index.ts"),
+        "console.log(JSON.stringify({ big: require(\"node:fs\").statSync(import.meta.dir + \"/data.bin\").size }));\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("data.bin"), noise(len, 0x9a7e_0050 + len as u64)).unwrap();
+    dir
+}
+
+/// A 50 MiB signed bundle streams through the gateway into the board's
+/// installer and runs; an agent may not install, and a tampered bundle is
+/// refused by the trust store with its reason, leaving what is installed.
+fn a_large_bundle_streams_in_and_runs(url: &str, pin: &str, op_key: &Path, bot_key: &Path) {
+    const MIB: usize = 50;
+    let dir = tool_dir("big-push", MIB << 20);
+    let qb = signed_bundle(&dir).unwrap().qb;
+    let len = std::fs::metadata(&qb).unwrap().len();
+
+    let t0 = Instant::now();
+    let (code, v, err) = push(url, op_key, pin, &qb);
+    let took = t0.elapsed();
+    assert_eq!(code, 0, "{v}\n{err}");
+    assert_eq!(v["name"], "big-push", "{v}");
+    assert_eq!(v["already_installed"], false, "{v}");
+    assert!(v["chunks_written"].as_u64().unwrap_or(0) > 0, "{v}");
+    eprintln!(
+        "streamed install: {len} bytes sent and installed in {:.1} s ({:.2} MiB/s, TCG guest; board-side {} ms)",
+        took.as_secs_f64(),
+        len as f64 / 1048576.0 / took.as_secs_f64(),
+        v["micros"].as_u64().unwrap_or(0) / 1000
+    );
+    let (code, v, err) = call(
+        url,
+        bot_key,
+        pin,
+        &["POST", "/v1/tools/big-push/run", "--data", "{}"],
+    );
+    assert_eq!(code, 0, "{v}\n{err}");
+    assert_eq!(v["stdout"]["big"], (MIB << 20) as u64, "{v}");
+
+    // An agent may not install, whatever it sends.
+    let (hello, _) = signed_example("hello").unwrap();
+    let (code, v, err) = push(url, bot_key, pin, &hello);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (3, Some("forbidden-role")),
+        "{v}\n{err}"
+    );
+    // A bundle changed after signing (one bit of its content): signed
+    // for transport by the operator, refused by the board's trust store
+    // with the reason.
+    let small = signed_bundle(&tool_dir("tampered", 256 << 10)).unwrap().qb;
+    let mut bytes = std::fs::read(&small).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    let tampered = work_dir().unwrap().join("gateway-push/tampered.qb");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let (code, v, err) = push(url, op_key, pin, &tampered);
+    assert_eq!(code, 3, "{v}\n{err}");
+    assert_eq!(v["error"], "failed", "{v}");
+    assert!(!v["message"].as_str().unwrap_or("").is_empty(), "{v}");
+    eprintln!("tampered bundle refused: {}", v["message"]);
+    let (code, v, err) = call(url, bot_key, pin, &["GET", "/v1/bundles"]);
+    assert_eq!(code, 0, "{v}\n{err}");
+    let listed = v["bundles"].to_string();
+    assert!(!listed.contains("\"tampered\""), "{v}");
+    assert!(listed.contains("\"big-push\""), "{v}");
+    // Nothing was lost: both bundles still run.
+    let (code, v, err) = call(
+        url,
+        bot_key,
+        pin,
+        &[
+            "POST",
+            "/v1/tools/examples%2Fhello/run",
+            "--data",
+            r#"{"name":"after"}"#,
+        ],
+    );
+    assert_eq!(code, 0, "{v}\n{err}");
+    assert!(v["stdout"].to_string().contains("after"), "{v}");
+    let (code, v, err) = call(
+        url,
+        bot_key,
+        pin,
+        &["POST", "/v1/tools/big-push/run", "--data", "{}"],
+    );
+    assert_eq!(code, 0, "{v}\n{err}");
+    assert_eq!(v["stdout"]["big"], (MIB << 20) as u64, "{v}");
 }
 
 /// Debian's Prometheus server scrapes the board through the forwarded

@@ -6,10 +6,10 @@
 //! Shared by the host-and-board CLI (`quilt ping`, `quilt ps`, …) and by
 //! `quiltd`, which calls it from a blocking thread. The wire format itself
 //! is `quilt-proto`'s (pure); this crate owns only the socket I/O and its
-//! errors. Passing fds (`InstallFd`) stays with the CLI, its only user.
+//! errors, including the one fd a request may carry (`InstallFd`).
 
 use quilt_proto::{FrameError, Reply, Request};
-use rustix::fd::OwnedFd;
+use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketType};
 use std::path::{Path, PathBuf};
 
@@ -115,6 +115,25 @@ impl Connection {
         Ok(())
     }
 
+    /// Send one request frame with `fd` riding along (SCM_RIGHTS), as
+    /// `InstallFd` wants: quilt-init reads the fd, not the socket.
+    pub fn send_with_fd(&self, req: &Request, fd: BorrowedFd<'_>) -> Result<(), ClientError> {
+        let frame = quilt_proto::encode_request(req).map_err(ClientError::Encode)?;
+        let fds = [fd];
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
+        // One fd always fits the space sized for one.
+        let _ = anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+        rustix::net::sendmsg(
+            &self.fd,
+            &[std::io::IoSlice::new(&frame)],
+            &mut anc,
+            SendFlags::NOSIGNAL,
+        )
+        .map_err(ClientError::Send)?;
+        Ok(())
+    }
+
     /// The next reply on this connection.
     pub fn next_reply(&mut self) -> Result<Reply, ClientError> {
         // One byte more than the cap, so an oversized reply shows as such.
@@ -135,6 +154,13 @@ pub fn open(path: &Path, req: &Request) -> Result<Connection, ClientError> {
     let conn = Connection::connect(path)?;
     conn.send(req)?;
     Ok(conn)
+}
+
+/// Send `req` with `fd` and wait for the reply (`InstallFd`).
+pub fn call_with_fd(path: &Path, req: &Request, fd: BorrowedFd<'_>) -> Result<Reply, ClientError> {
+    let mut conn = Connection::connect(path)?;
+    conn.send_with_fd(req, fd)?;
+    conn.next_reply()
 }
 
 /// Send one request and wait for its reply.

@@ -13,6 +13,9 @@ pub enum DigestError {
     /// No `sha-256` member, or it is not a byte sequence.
     #[error("content-digest has no sha-256=:<base64>: member")]
     NoSha256,
+    /// The `sha-256` member is not 32 bytes long.
+    #[error("content-digest's sha-256 is {0} bytes; a SHA-256 digest is 32")]
+    Length(usize),
     /// The body hashes to something else.
     #[error("content-digest does not match the body")]
     Mismatch,
@@ -20,30 +23,110 @@ pub enum DigestError {
 
 /// The field value for `body`: `sha-256=:<base64>:`.
 pub fn content_digest(body: &[u8]) -> String {
-    let d = Sha256::digest(body);
-    format!(
-        "sha-256=:{}:",
-        base64::engine::general_purpose::STANDARD.encode(d)
-    )
+    let mut h = Hasher::default();
+    h.update(body);
+    h.field()
+}
+
+/// The field value for a body that is hashed in pieces (a file streamed
+/// to the board): feed it with [`Hasher::update`], then [`Hasher::field`].
+#[derive(Debug, Clone, Default)]
+pub struct Hasher(Sha256);
+
+impl Hasher {
+    /// The next piece.
+    pub fn update(&mut self, piece: &[u8]) {
+        self.0.update(piece);
+    }
+
+    /// `sha-256=:<base64>:` of all the pieces.
+    pub fn field(self) -> String {
+        format!(
+            "sha-256=:{}:",
+            base64::engine::general_purpose::STANDARD.encode(self.0.finalize())
+        )
+    }
 }
 
 /// Checks a received field against the body it came with. Other
 /// algorithms may be listed too; `sha-256` must be there and match.
 pub fn check(field: &str, body: &[u8]) -> Result<(), DigestError> {
-    let dict: sfv::Dictionary = sfv::Parser::new(field)
-        .parse()
-        .map_err(DigestError::Syntax)?;
-    let Some(sfv::ListEntry::Item(sfv::Item {
-        bare_item: sfv::BareItem::ByteSequence(claimed),
-        ..
-    })) = dict.get("sha-256")
-    else {
-        return Err(DigestError::NoSha256);
-    };
-    if claimed.as_slice() == Sha256::digest(body).as_slice() {
-        Ok(())
-    } else {
-        Err(DigestError::Mismatch)
+    Claimed::parse(field)?.check(body)
+}
+
+/// What a `Content-Digest` field says the body hashes to, for a body that
+/// is checked later: one streamed past the signature check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed([u8; 32]);
+
+impl Claimed {
+    /// The field's `sha-256` member. Other algorithms may be listed too.
+    pub fn parse(field: &str) -> Result<Claimed, DigestError> {
+        let dict: sfv::Dictionary = sfv::Parser::new(field)
+            .parse()
+            .map_err(DigestError::Syntax)?;
+        let Some(sfv::ListEntry::Item(sfv::Item {
+            bare_item: sfv::BareItem::ByteSequence(claimed),
+            ..
+        })) = dict.get("sha-256")
+        else {
+            return Err(DigestError::NoSha256);
+        };
+        <[u8; 32]>::try_from(claimed.as_slice())
+            .map(Claimed)
+            .map_err(|_| DigestError::Length(claimed.len()))
+    }
+
+    /// Checks a whole body.
+    pub fn check(&self, body: &[u8]) -> Result<(), DigestError> {
+        let mut s = self.clone().stream();
+        s.update(body);
+        s.finish()
+    }
+
+    /// A hasher for a body that arrives in pieces.
+    pub fn stream(self) -> Streaming {
+        Streaming {
+            want: self,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+}
+
+/// A body being hashed as it arrives, to be held to its [`Claimed`]
+/// digest once it has all come.
+#[derive(Debug, Clone)]
+pub struct Streaming {
+    want: Claimed,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl Streaming {
+    /// The next piece.
+    pub fn update(&mut self, piece: &[u8]) {
+        self.hasher.update(piece);
+        self.len += piece.len() as u64;
+    }
+
+    /// Bytes seen so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has come yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether what came is what was claimed.
+    pub fn finish(self) -> Result<(), DigestError> {
+        if self.hasher.finalize().as_slice() == self.want.0.as_slice() {
+            Ok(())
+        } else {
+            Err(DigestError::Mismatch)
+        }
     }
 }
 
@@ -60,6 +143,31 @@ mod tests {
             "sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:"
         );
         check(&content_digest(body), body).unwrap();
+    }
+
+    #[test]
+    fn a_body_streamed_in_pieces_checks_like_a_whole_one() {
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let claimed = Claimed::parse(&content_digest(&body)).unwrap();
+        let mut s = claimed.clone().stream();
+        for piece in body.chunks(7_777) {
+            s.update(piece);
+        }
+        assert_eq!(s.len(), 100_000);
+        let mut h = Hasher::default();
+        for piece in body.chunks(1_000) {
+            h.update(piece);
+        }
+        assert_eq!(h.field(), content_digest(&body));
+        s.finish().unwrap();
+        let mut s = claimed.stream();
+        s.update(&body[..99_999]);
+        assert!(matches!(s.finish(), Err(DigestError::Mismatch)));
+        // A sha-256 member of the wrong length is refused as such.
+        assert!(matches!(
+            Claimed::parse("sha-256=:AAAA:"),
+            Err(DigestError::Length(3))
+        ));
     }
 
     #[test]

@@ -120,9 +120,19 @@ pub struct Outgoing<'a> {
 /// Signs a request with the client key `seed` (its fingerprint is the
 /// `keyid`).
 pub fn sign_request(seed: &[u8; 32], req: &Outgoing<'_>) -> Result<SignedHeaders, SigError> {
+    sign_with_digest(seed, req, content_digest(req.body))
+}
+
+/// As [`sign_request`] for a body hashed piece by piece as it is read
+/// ([`crate::digest::Hasher`]), too large to hold: `content_digest` is
+/// its field, and `req.body` is not looked at (leave it empty).
+pub fn sign_with_digest(
+    seed: &[u8; 32],
+    req: &Outgoing<'_>,
+    content_digest: String,
+) -> Result<SignedHeaders, SigError> {
     let kp = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(*seed));
     let keyid = crate::fingerprint::Fingerprint::of_ed25519(&kp.pk).to_string();
-    let content_digest = content_digest(req.body);
     let headers = [(CONTENT_DIGEST, content_digest.as_str())];
     let m = Message {
         method: req.method,
@@ -153,6 +163,23 @@ mod tests {
     use super::*;
     use crate::fingerprint::Fingerprint;
     use crate::sig::Signature;
+
+    #[test]
+    fn a_body_hashed_in_pieces_signs_as_the_whole_body_does() {
+        let body = vec![7u8; 70_000];
+        let whole = Outgoing {
+            method: "POST",
+            path: "/v1/bundles",
+            query: None,
+            body: &body,
+            created: 1_700_000_000,
+            nonce: "0123456789abcdef0123",
+        };
+        let mut h = crate::digest::Hasher::default();
+        body.chunks(4096).for_each(|p| h.update(p));
+        let streamed = sign_with_digest(&[5; 32], &Outgoing { body: &[], ..whole }, h.field());
+        assert_eq!(streamed.unwrap(), sign_request(&[5; 32], &whole).unwrap());
+    }
 
     #[test]
     fn a_signed_request_parses_follows_the_profile_and_verifies() {

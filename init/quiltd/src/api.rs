@@ -9,21 +9,25 @@ use crate::auth::{Caller, Incoming, Refusal, Verifier};
 use crate::clients::Role;
 use crate::control::{Control, ControlError};
 use crate::metrics::Outcome;
+use crate::replies;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Extension, Json, Router};
 use quilt_gateway_auth::sig::Message;
-use quilt_proto::{ErrorCode, Reply, Request as Ctl, RunResult};
+use quilt_proto::{ErrorCode, Reply, Request as Ctl};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest request body: a tool's input must fit a control frame.
 pub const MAX_BODY: usize = quilt_proto::MAX_REQUEST - 4096;
@@ -33,8 +37,6 @@ pub const MAX_BODY: usize = quilt_proto::MAX_REQUEST - 4096;
 /// stalls holds a connection slot for ever, and 256 of them shut
 /// everyone out. 61,440 bytes in 10 s is 6 KB/s.
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Bytes of a tool's stderr tail returned.
-pub const STDERR_TAIL: usize = 4096;
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -54,6 +56,10 @@ pub struct AppState {
     /// The bearer token a Prometheus server scrapes `/metrics` with
     /// (`--metrics-token-file`), if any.
     pub metrics_token: Option<String>,
+    /// Largest bundle `POST /v1/bundles` takes (`--max-install-bytes`).
+    pub max_install: u64,
+    /// One install streams at a time.
+    pub installing: tokio::sync::Semaphore,
 }
 
 /// The board's clock.
@@ -67,7 +73,7 @@ pub fn unix_now() -> i64 {
 /// The route table: `None` for the unauthenticated probes.
 pub fn route_role(method: &Method, path: &str) -> Option<Role> {
     match (method.as_str(), path) {
-        ("GET", "/healthz" | "/readyz") => None,
+        ("GET", "/healthz" | "/readyz" | crate::openapi::PATH) => None,
         ("GET", "/v1/bundles" | "/v1/tools" | METRICS_PATH) => Some(Role::Agent),
         ("POST", "/v1/tokens") => Some(Role::Agent),
         // MCP: agents list and call tools; operator tools check the role
@@ -75,12 +81,17 @@ pub fn route_role(method: &Method, path: &str) -> Option<Role> {
         (_, MCP_PATH) => Some(Role::Agent),
         ("POST", p) if p.starts_with("/v1/tools/") && p.ends_with("/run") => Some(Role::Agent),
         ("GET", "/v1/services" | "/v1/events" | "/v1/slots") => Some(Role::Operator),
+        ("POST", INSTALL_PATH) => Some(Role::Operator),
         ("GET" | "POST", p) if p.starts_with("/v1/services/") => Some(Role::Operator),
         // Anything else needs the most, so a new route is closed until
         // it is listed here.
         _ => Some(Role::Operator),
     }
 }
+
+/// Where bundles are installed from the request body: the one route whose
+/// body streams past authentication (crate::install).
+pub const INSTALL_PATH: &str = "/v1/bundles";
 
 /// Where Prometheus scrapes.
 pub const METRICS_PATH: &str = "/metrics";
@@ -107,21 +118,20 @@ fn mcp_service(
     )
 }
 
-/// The API, with authentication in front of every route.
+/// The API, with authentication in front of every route, and its OpenAPI
+/// document: both come from [`routes`], so a route is in the document
+/// exactly when it is served.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/services", get(services))
-        .route("/v1/bundles", get(bundles))
-        .route("/v1/tools", get(tools))
-        .route("/v1/tokens", post(mint_token))
-        .route("/v1/tools/{bundle}/run", post(run))
-        .route("/v1/services/{name}/logs", get(crate::ops::logs))
-        .route("/v1/services/{name}/{action}", post(crate::ops::service))
-        .route("/v1/events", get(crate::ops::events))
-        .route("/v1/slots", get(crate::ops::slots))
-        .route(METRICS_PATH, get(metrics))
+    let (router, doc) = routes().split_for_parts();
+    let doc = Arc::new(crate::openapi::finish(doc));
+    router
+        .route(
+            crate::openapi::PATH,
+            get(move || {
+                let doc = Arc::clone(&doc);
+                async move { Json(doc) }
+            }),
+        )
         .route_service(MCP_PATH, mcp_service(&state))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -129,6 +139,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             authenticate,
         ))
         .with_state(state)
+}
+
+/// Every documented route, each registered with its handler's
+/// `#[utoipa::path]` (method, path, parameters, replies).
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(crate::openapi::Doc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(services))
+        .routes(routes!(bundles, crate::install::install))
+        .routes(routes!(tools))
+        .routes(routes!(mint_token))
+        .routes(routes!(run))
+        .routes(routes!(crate::ops::logs))
+        .routes(routes!(crate::ops::service))
+        .routes(routes!(crate::ops::events))
+        .routes(routes!(crate::ops::slots))
+        .routes(routes!(metrics))
 }
 
 /// An error reply.
@@ -157,7 +185,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({"error": self.code, "message": self.message})),
+            Json(replies::ErrorReply {
+                error: self.code.into(),
+                message: self.message,
+            }),
         )
             .into_response()
     }
@@ -268,6 +299,41 @@ async fn authenticate(
         parts.extensions.insert(caller);
         return Ok(next.run(Request::from_parts(parts, body)).await);
     }
+    let headers: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    let message = Message {
+        method: parts.method.as_str(),
+        // HTTP/1.1 carries the authority in Host, not in the target.
+        authority: parts
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| parts.headers.get("host").and_then(|v| v.to_str().ok())),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &headers,
+    };
+    if parts.method == Method::POST && parts.uri.path() == INSTALL_PATH {
+        // The body may be large: it is held to the signed digest as it
+        // streams (crate::install), never buffered here.
+        let (caller, claimed) = match state
+            .verifier
+            .verify_streamed(&message, need, (state.now)())
+        {
+            Ok(c) => c,
+            Err(r) => {
+                state.metrics.refused(r.code());
+                return Err(refusal(&r, &parts.method, parts.uri.path()));
+            }
+        };
+        drop(headers);
+        parts.extensions.insert(caller);
+        parts.extensions.insert(claimed.stream());
+        return Ok(next.run(Request::from_parts(parts, body)).await);
+    }
     let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY));
     let bytes: Bytes = match read.await {
         Ok(Ok(b)) => b,
@@ -295,24 +361,8 @@ async fn authenticate(
             ));
         }
     };
-    let headers: Vec<(&str, &str)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
-        .collect();
     let incoming = Incoming {
-        message: Message {
-            method: parts.method.as_str(),
-            // HTTP/1.1 carries the authority in Host, not in the target.
-            authority: parts
-                .uri
-                .authority()
-                .map(|a| a.as_str())
-                .or_else(|| parts.headers.get("host").and_then(|v| v.to_str().ok())),
-            path: parts.uri.path(),
-            query: parts.uri.query(),
-            headers: &headers,
-        },
+        message,
         body: &bytes,
     };
     let caller = match state.verifier.verify(&incoming, need, (state.now)()) {
@@ -359,13 +409,26 @@ async fn not_found() -> ApiError {
     )
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Errors every authenticated route may answer.
+type E = replies::ErrorReply;
+
+/// Is the process serving?
+#[utoipa::path(get, path = "/healthz", tag = "probes", security(()),
+    responses((status = 200, body = replies::Health)))]
+async fn healthz() -> Json<replies::Health> {
+    Json(replies::Health { status: "ok" })
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+/// Does quilt-init answer quiltd's control socket?
+#[utoipa::path(get, path = "/readyz", tag = "probes", security(()),
+    responses((status = 200, body = replies::Ready),
+        (status = 503, description = "`not-ready`: quilt-init does not answer", body = E)))]
+async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<replies::Ready>, ApiError> {
     match state.control.call(Ctl::Ping).await {
-        Ok(Reply::Pong { server }) => Ok(Json(json!({"status": "ready", "quilt_init": server}))),
+        Ok(Reply::Pong { server }) => Ok(Json(replies::Ready {
+            status: "ready",
+            quilt_init: server,
+        })),
         Ok(other) => Err(unexpected(other)),
         Err(e) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -379,20 +442,27 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiEr
     }
 }
 
+/// The supervised services (operator; grant `list`).
+#[utoipa::path(get, path = "/v1/services", tag = "services",
+    responses((status = 200, body = replies::Services), (status = "4XX", body = E), (status = "5XX", body = E)))]
 async fn services(
     State(state): State<Arc<AppState>>,
     Extension(_caller): Extension<Caller>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<replies::Services>, ApiError> {
     match state.control.call(Ctl::List).await? {
-        Reply::Services(list) => {
-            let services: Vec<Value> = list.iter().map(service_json).collect();
-            Ok(Json(json!({ "services": services })))
-        }
+        Reply::Services(list) => Ok(Json(replies::Services {
+            services: list.iter().map(replies::Service::from).collect(),
+        })),
         other => Err(unexpected(other)),
     }
 }
 
-/// `GET /metrics`: the Prometheus text format (crate::metrics).
+/// The board in the Prometheus text format 0.0.4 (agent, or the scrape
+/// token as `Authorization: Bearer`).
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    security(("signature" = []), ("scrape_token" = [])),
+    responses((status = 200, content_type = "text/plain; version=0.0.4", body = String),
+        (status = "4XX", body = E)))]
 async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let (services, bundles) = tokio::join!(
         state.control.call(Ctl::List),
@@ -426,19 +496,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiErro
         .into_response())
 }
 
-/// One service as the API shows it.
-pub fn service_json(s: &quilt_proto::ServiceInfo) -> Value {
-    json!({
-        "name": s.name, "state": s.state, "pid": s.pid,
-        "restarts": s.restarts, "uptime_ms": s.uptime_ms,
-        "memory_bytes": s.memory_bytes, "bundle": s.bundle,
-        "cpu_usec": s.cpu_usec, "pids": s.pids,
-    })
-}
-
-/// `GET /v1/tools`: every installed bundle's tools, from their signed
-/// manifests, with their MCP names.
-async fn tools(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+/// Every installed bundle's tools, from their signed manifests, with
+/// their MCP names (agent).
+#[utoipa::path(get, path = "/v1/tools", tag = "tools",
+    responses((status = 200, body = replies::Tools), (status = "4XX", body = E), (status = "5XX", body = E)))]
+async fn tools(State(state): State<Arc<AppState>>) -> Result<Json<replies::Tools>, ApiError> {
     let tools = state.tools.tools().map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -446,37 +508,34 @@ async fn tools(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiErr
             format!("the board's tool index: {}", chain(&e)),
         )
     })?;
-    let list: Vec<Value> = tools
+    let schema = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);
+    let list = tools
         .iter()
-        .map(|t| {
-            let schema = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-            json!({
-                "bundle": t.bundle, "version": t.version, "name": t.name,
-                "mcp_name": t.mcp_name, "description": t.description,
-                "input_schema": schema(&t.input),
-                "output_schema": t.output.as_deref().map(schema),
-            })
+        .map(|t| replies::Tool {
+            bundle: t.bundle.clone(),
+            version: t.version,
+            name: t.name.clone(),
+            mcp_name: t.mcp_name.clone(),
+            description: t.description.clone(),
+            input_schema: schema(&t.input),
+            output_schema: t.output.as_deref().map(schema),
         })
         .collect();
-    Ok(Json(json!({ "tools": list })))
+    Ok(Json(replies::Tools { tools: list }))
 }
 
-/// `POST /v1/tokens` body.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenAsk {
-    /// Lifetime in seconds (default [`crate::tokens::DEFAULT_TTL`]).
-    pub ttl_s: Option<i64>,
-}
-
-/// `POST /v1/tokens`: a bearer token for the signing client, for `/mcp`.
+/// A short-lived bearer token for the signing client, for `/mcp` only
+/// (agent).
+#[utoipa::path(post, path = "/v1/tokens", tag = "mcp",
+    request_body(content = Option<replies::TokenAsk>, description = "`{\"ttl_s\": N}` or nothing"),
+    responses((status = 200, body = replies::Token), (status = "4XX", body = E), (status = 503, body = E)))]
 async fn mint_token(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let ask: TokenAsk = if body.iter().all(u8::is_ascii_whitespace) {
-        TokenAsk::default()
+) -> Result<Json<replies::Token>, ApiError> {
+    let ask: replies::TokenAsk = if body.iter().all(u8::is_ascii_whitespace) {
+        replies::TokenAsk::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
             ApiError::new(
@@ -503,32 +562,30 @@ async fn mint_token(
         caller.role.as_str(),
         m.expires_at
     );
-    Ok(Json(json!({
-        "token": m.token, "expires_at": m.expires_at,
-        "client": caller.name, "role": caller.role.as_str(), "use_on": MCP_PATH,
-    })))
+    Ok(Json(replies::Token {
+        token: m.token,
+        expires_at: m.expires_at,
+        client: caller.name,
+        role: caller.role.as_str(),
+        use_on: MCP_PATH,
+    }))
 }
 
-async fn bundles(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+/// The installed bundles (agent; grant `bundles`).
+#[utoipa::path(get, path = "/v1/bundles", tag = "bundles",
+    responses((status = 200, body = replies::Bundles), (status = "4XX", body = E), (status = "5XX", body = E)))]
+async fn bundles(State(state): State<Arc<AppState>>) -> Result<Json<replies::Bundles>, ApiError> {
     match state.control.call(Ctl::Bundles).await? {
-        Reply::Bundles { bundles, .. } => {
-            let bundles: Vec<Value> = bundles
-                .into_iter()
-                .map(|b| {
-                    json!({
-                        "name": b.name, "version": b.version, "root": b.root,
-                        "tokens": b.tokens, "files": b.files, "total_size": b.total_size,
-                    })
-                })
-                .collect();
-            Ok(Json(json!({ "bundles": bundles })))
-        }
+        Reply::Bundles { bundles, .. } => Ok(Json(replies::Bundles {
+            bundles: bundles.into_iter().map(replies::Bundle::from).collect(),
+        })),
         other => Err(unexpected(other)),
     }
 }
 
 /// `POST /v1/tools/{bundle}/run` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunQuery {
     /// One tool of a bundle built with `quilt build`: the input goes in
     /// the SDK's envelope `{"tool", "input"}` (as `quilt run BUNDLE TOOL`).
@@ -537,15 +594,26 @@ pub struct RunQuery {
     pub timeout_ms: Option<u32>,
 }
 
+/// Run a tool from an installed bundle in a container of its own and
+/// return its result; a tool that fails is still a 200 with its status
+/// (agent; grant `run`).
+#[utoipa::path(post, path = "/v1/tools/{bundle}/run", tag = "tools",
+    params(("bundle" = String, Path, description = "The bundle's name, percent-encoded (`examples%2Fhello`)"), RunQuery),
+    request_body(content = Option<serde_json::Value>, description = "The tool's JSON input (empty: `{}`)"),
+    responses((status = 200, body = replies::Run),
+        (status = 400, description = "`bad-json`", body = E),
+        (status = 404, description = "`not-found`: no such bundle", body = E),
+        (status = 503, description = "`busy`: no run slot", body = E),
+        (status = "4XX", body = E), (status = "5XX", body = E)))]
 async fn run(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(bundle): Path<String>,
     Query(q): Query<RunQuery>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<replies::Run>, ApiError> {
     let t0 = Instant::now();
-    let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
+    let input: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
         serde_json::from_slice(&body).map_err(|e| {
@@ -583,30 +651,13 @@ async fn run(
         "quiltd: event=tool-run client={} bundle={bundle} status={} micros={}",
         caller.name, r.status, r.micros
     );
-    Ok(Json(run_json(&r, t0.elapsed().as_micros())))
-}
-
-/// A run's result as JSON: stdout parsed when it is JSON.
-pub fn run_json(r: &RunResult, gateway_micros: u128) -> Value {
-    let stdout: Option<Value> = serde_json::from_slice(&r.stdout).ok();
-    let tail_from = r.stderr_tail.len().saturating_sub(STDERR_TAIL);
-    let tail = r.stderr_tail.get(tail_from..).unwrap_or_default();
-    json!({
-        "status": r.status,
-        "ok": r.status == 0 && !r.oom_killed && !r.timed_out,
-        "stdout_json": stdout.is_some(),
-        "stdout": stdout.unwrap_or_else(|| Value::String(String::from_utf8_lossy(&r.stdout).into_owned())),
-        "stdout_truncated": r.stdout_truncated,
-        "stderr_tail": String::from_utf8_lossy(tail),
-        "oom_killed": r.oom_killed,
-        "timed_out": r.timed_out,
-        "timings": {"run_micros": r.micros, "gateway_micros": gateway_micros},
-    })
+    Ok(Json(replies::Run::of(&r, t0.elapsed().as_micros())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quilt_proto::RunResult;
 
     #[test]
     fn the_route_table_closes_what_it_does_not_list() {
@@ -626,6 +677,10 @@ mod tests {
         assert_eq!(route_role(&Method::GET, "/v1/tools"), Some(Role::Agent));
         assert_eq!(route_role(&Method::POST, "/v1/tokens"), Some(Role::Agent));
         assert_eq!(route_role(&Method::POST, "/mcp"), Some(Role::Agent));
+        assert_eq!(
+            route_role(&Method::POST, INSTALL_PATH),
+            Some(Role::Operator)
+        );
     }
 
     #[test]
@@ -636,18 +691,21 @@ mod tests {
             timed_out: false,
             stdout: br#"{"total":5}"#.to_vec(),
             stdout_truncated: false,
-            stderr_tail: vec![b'x'; STDERR_TAIL + 10],
+            stderr_tail: vec![b'x'; replies::STDERR_TAIL + 10],
             micros: 42,
         };
-        let v = run_json(&r, 50);
+        let v = serde_json::to_value(replies::Run::of(&r, 50)).unwrap();
         assert_eq!(v["stdout"]["total"], 5);
         assert_eq!(v["stdout_json"], true);
         assert_eq!(v["ok"], true);
-        assert_eq!(v["stderr_tail"].as_str().unwrap().len(), STDERR_TAIL);
+        assert_eq!(
+            v["stderr_tail"].as_str().unwrap().len(),
+            replies::STDERR_TAIL
+        );
         r.stdout = b"plain".to_vec();
         r.oom_killed = true;
         r.status = 137;
-        let v = run_json(&r, 50);
+        let v = serde_json::to_value(replies::Run::of(&r, 50)).unwrap();
         assert_eq!(v["stdout"], "plain");
         assert_eq!(v["ok"], false);
         assert_eq!(v["oom_killed"], true);

@@ -33,10 +33,10 @@ pub struct Caller {
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     /// No signature, or one that does not parse or is outside the subset.
-    #[error("{0}")]
+    #[error(transparent)]
     Signature(#[from] SigError),
     /// The signature misses what the profile needs.
-    #[error("{0}")]
+    #[error(transparent)]
     Profile(#[from] ProfileError),
     /// `created` (or `expires`) is outside the window.
     #[error("signature created at {created} is outside ±{skew} s of the board's clock ({now}); check both clocks")]
@@ -60,13 +60,13 @@ pub enum Refusal {
     #[error("key {0} is not in this board's authorized-clients; add it there (`ROLE NAME ed25519:…` from `quilt key gen --client`)")]
     UnknownKey(String),
     /// `Content-Digest` missing or wrong.
-    #[error("{0}")]
+    #[error(transparent)]
     Digest(#[from] DigestError),
     /// The signature does not verify.
     #[error("signature does not verify for key {0}")]
     BadSignature(String),
     /// Replayed, or the cache is full.
-    #[error("{0}")]
+    #[error(transparent)]
     Nonce(#[from] NonceError),
     /// Authenticated, but the role does not allow this.
     #[error("{name} is {have}; this needs {need}")]
@@ -138,7 +138,32 @@ impl Verifier {
 
     /// Decides who calls; `need` is the route's role, `now` the clock.
     pub fn verify(&self, req: &Incoming<'_>, need: Role, now: i64) -> Result<Caller, Refusal> {
-        let m = &req.message;
+        self.verify_inner(&req.message, Some(req.body), need, now)
+            .map(|(caller, _)| caller)
+    }
+
+    /// As [`Self::verify`] for a request whose body is streamed past the
+    /// check (an install): everything but the body is held to the
+    /// signature now, and the body to the digest the signature covers
+    /// once it has come ([`digest::Claimed::stream`]). The nonce is spent
+    /// now, so a body that turns out not to match cannot be retried with
+    /// the same signature either.
+    pub fn verify_streamed(
+        &self,
+        m: &Message<'_>,
+        need: Role,
+        now: i64,
+    ) -> Result<(Caller, digest::Claimed), Refusal> {
+        self.verify_inner(m, None, need, now)
+    }
+
+    fn verify_inner(
+        &self,
+        m: &Message<'_>,
+        body: Option<&[u8]>,
+        need: Role,
+        now: i64,
+    ) -> Result<(Caller, digest::Claimed), Refusal> {
         let find = |name: &'static str| {
             m.headers
                 .iter()
@@ -164,7 +189,10 @@ impl Verifier {
             .clients
             .get(claims.keyid)
             .ok_or_else(|| Refusal::UnknownKey(claims.keyid.to_owned()))?;
-        digest::check(find(profile::CONTENT_DIGEST)?, req.body)?;
+        let claimed = digest::Claimed::parse(find(profile::CONTENT_DIGEST)?)?;
+        if let Some(body) = body {
+            claimed.check(body)?;
+        }
         sig.verify(m, &client.public).map_err(|e| match e {
             SigError::Invalid => Refusal::BadSignature(claims.keyid.to_owned()),
             other => Refusal::Signature(other),
@@ -180,10 +208,13 @@ impl Verifier {
                 need: need.as_str(),
             });
         }
-        Ok(Caller {
-            name: client.name.clone(),
-            role: client.role,
-        })
+        Ok((
+            Caller {
+                name: client.name.clone(),
+                role: client.role,
+            },
+            claimed,
+        ))
     }
 }
 
@@ -299,6 +330,49 @@ mod tests {
         // Refusals before verification leave the nonce usable.
         let h = signed(&AGENT, NOW, N1, b"");
         check(&v, &h, b"", Role::Agent).unwrap();
+    }
+
+    #[test]
+    fn a_streamed_body_is_held_to_the_signed_digest_after_the_headers() {
+        let v = verifier();
+        let body = b"a bundle's bytes";
+        let h = signed(&OPERATOR, NOW, N1, body);
+        let headers = [
+            ("Signature-Input", h.signature_input.as_str()),
+            ("Signature", h.signature.as_str()),
+            ("Content-Digest", h.content_digest.as_str()),
+        ];
+        let m = Message {
+            method: "POST",
+            authority: Some("board"),
+            path: "/v1/tools/hello/run",
+            query: None,
+            headers: &headers,
+        };
+        let (caller, claimed) = v.verify_streamed(&m, Role::Operator, NOW).unwrap();
+        assert_eq!(caller.name, "op");
+        let mut s = claimed.clone().stream();
+        s.update(body);
+        s.finish().unwrap();
+        let mut s = claimed.stream();
+        s.update(b"other bytes");
+        assert!(s.finish().is_err());
+        // The nonce was spent with the headers.
+        let e = v.verify_streamed(&m, Role::Operator, NOW).unwrap_err();
+        assert_eq!(e.code(), "replayed");
+        // And an agent may not stream to an operator's route.
+        let h = signed(&AGENT, NOW, N2, body);
+        let headers = [
+            ("Signature-Input", h.signature_input.as_str()),
+            ("Signature", h.signature.as_str()),
+            ("Content-Digest", h.content_digest.as_str()),
+        ];
+        let m = Message {
+            headers: &headers,
+            ..m
+        };
+        let e = v.verify_streamed(&m, Role::Operator, NOW).unwrap_err();
+        assert_eq!(e.code(), "forbidden-role");
     }
 
     #[test]

@@ -79,6 +79,27 @@ impl Control {
             .map_err(ControlError::Client)
     }
 
+    /// `InstallFd` with `fd` (a sealed memfd holding a bundle): the
+    /// reply comes when quilt-install has finished with it.
+    pub async fn install_fd(&self, fd: rustix::fd::OwnedFd) -> Result<Reply, ControlError> {
+        let _permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|_| ControlError::Closed)?;
+        let socket = Arc::clone(&self.socket);
+        tokio::task::spawn_blocking(move || {
+            quilt_control_client::call_with_fd(
+                &socket,
+                &Request::InstallFd,
+                rustix::fd::AsFd::as_fd(&fd),
+            )
+        })
+        .await
+        .map_err(ControlError::Task)?
+        .map_err(ControlError::Client)
+    }
+
     /// A request answered by many replies (`Logs` with follow, `Events`):
     /// they arrive on the receiver until quilt-init hangs up or fails
     /// (the last item is then the error), or the receiver is dropped.

@@ -9,17 +9,22 @@
 //! the executor), [`api`] (routes and JSON), [`server`] (connections),
 //! [`tools`] (the installed tools, named for MCP), [`mcp`] (the MCP
 //! server), [`tokens`] (bearer tokens for MCP clients), [`ops`] (service
-//! control, logs and events as Server-Sent Events).
+//! control, logs and events as Server-Sent Events), [`install`] (bundles
+//! streamed from a request body to the installer), [`replies`] (the JSON
+//! bodies as types), [`openapi`] (the OpenAPI document made from them).
 
 mod api;
 mod auth;
 mod clients;
 mod control;
 mod identity;
+mod install;
 mod mcp;
 mod metrics;
 mod nonce;
+mod openapi;
 mod ops;
+mod replies;
 mod server;
 mod tls;
 mod tokens;
@@ -74,7 +79,25 @@ enum Cmd {
         /// scrape /metrics; without it /metrics needs a signed request.
         #[arg(long, value_name = "FILE")]
         metrics_token_file: Option<PathBuf>,
+        /// Largest bundle `POST /v1/bundles` takes, in bytes. The body is
+        /// held in a memfd (memory charged to quiltd's cgroup) until the
+        /// installer has read it, so keep this below the service's memory
+        /// limit.
+        #[arg(long, value_name = "BYTES", default_value_t = install::DEFAULT_MAX_INSTALL)]
+        max_install_bytes: u64,
+        /// Also serve the API over this serial line (a tty, or a virtio
+        /// console port), for boards without a network: `quilt mcp
+        /// --serial` and `quilt call --serial` on the other end, with the
+        /// same TLS, pin and signatures. Nothing else may use the line.
+        #[arg(long, value_name = "DEVICE")]
+        serial: Option<PathBuf>,
+        /// The serial line's rate.
+        #[arg(long, default_value_t = 115_200)]
+        serial_baud: u32,
     },
+    /// Print the API's OpenAPI 3.1 document (JSON), generated from the
+    /// code; a running quiltd serves the same at /v1/openapi.json.
+    Openapi,
     /// Print the node key's fingerprint (what clients pin), making the key
     /// if there is none yet.
     Identity {
@@ -97,6 +120,8 @@ enum StartError {
     MetricsToken { path: PathBuf, why: String },
     #[error("--skew must be 1..=3600 seconds, not {0}")]
     Skew(i64),
+    #[error("writing the OpenAPI document")]
+    Openapi(#[source] serde_json::Error),
     #[error("starting the async runtime")]
     Runtime(#[source] std::io::Error),
     #[error("listening on {addr}")]
@@ -110,6 +135,9 @@ enum StartError {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
+        Cmd::Openapi => serde_json::to_string_pretty(&openapi::document())
+            .map(|text| println!("{text}"))
+            .map_err(StartError::Openapi),
         Cmd::Identity { state_dir } => identity::Identity::load_or_create(&state_dir)
             .map(|(id, _)| println!("{}", id.fingerprint()))
             .map_err(StartError::from),
@@ -121,6 +149,9 @@ fn main() -> ExitCode {
             skew,
             tool_index,
             metrics_token_file,
+            max_install_bytes,
+            serial,
+            serial_baud,
         } => serve(
             Paths {
                 state_dir,
@@ -128,9 +159,11 @@ fn main() -> ExitCode {
                 control,
                 tool_index,
                 metrics_token: metrics_token_file,
+                serial: serial.map(|p| (p, serial_baud)),
             },
             listen,
             skew,
+            max_install_bytes,
         ),
     };
     match result {
@@ -156,6 +189,8 @@ struct Paths {
     control: PathBuf,
     tool_index: PathBuf,
     metrics_token: Option<PathBuf>,
+    /// A serial line to serve too, and its rate.
+    serial: Option<(PathBuf, u32)>,
 }
 
 /// The scrape token: a secret only quiltd's uid can read.
@@ -182,13 +217,14 @@ fn read_metrics_token(path: &std::path::Path) -> Result<String, StartError> {
     Ok(token.to_owned())
 }
 
-fn serve(paths: Paths, listen: SocketAddr, skew: i64) -> Result<(), StartError> {
+fn serve(paths: Paths, listen: SocketAddr, skew: i64, max_install: u64) -> Result<(), StartError> {
     let Paths {
         state_dir,
         clients: clients_path,
         control,
         tool_index,
         metrics_token,
+        serial,
     } = paths;
     if !(1..=3600).contains(&skew) {
         return Err(StartError::Skew(skew));
@@ -234,8 +270,22 @@ fn serve(paths: Paths, listen: SocketAddr, skew: i64) -> Result<(), StartError> 
             tokens: tokens::Tokens::default(),
             metrics: metrics::Metrics::default(),
             metrics_token,
+            max_install,
+            installing: tokio::sync::Semaphore::new(1),
         });
         let app = api::router(state);
+        if let Some((path, baud)) = serial {
+            eprintln!(
+                "quiltd: event=serial-listening path={} baud={baud}",
+                path.display()
+            );
+            tokio::spawn(server::serve_serial(
+                path,
+                baud,
+                Arc::clone(&tls),
+                app.clone(),
+            ));
+        }
         // quilt-init stops a service with SIGTERM; an operator at a
         // terminal with ^C.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -248,7 +248,7 @@ impl Board {
         if name == SERVICES {
             return match self.control(Ctl::List).await? {
                 Reply::Services(list) => Ok(CallToolResult::structured(json!({
-                    "services": list.iter().map(crate::api::service_json).collect::<Vec<_>>()
+                    "services": list.iter().map(crate::replies::Service::from).collect::<Vec<_>>()
                 }))),
                 Reply::Error { code, message } => Ok(refused(code, &message)),
                 other => Err(McpError::internal_error(

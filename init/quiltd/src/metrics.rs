@@ -67,6 +67,7 @@ pub struct Metrics {
     runs: Family<Labels, Counter>,
     run_seconds: Family<Labels, Histogram>,
     refusals: Family<Labels, Counter>,
+    installs: Family<Labels, Counter>,
 }
 
 fn run_histogram() -> Histogram {
@@ -81,6 +82,7 @@ impl Default for Metrics {
             runs: Family::default(),
             run_seconds: Family::new_with_constructor(run_histogram),
             refusals: Family::default(),
+            installs: Family::default(),
         }
     }
 }
@@ -110,6 +112,14 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// A bundle install through the gateway ended as `outcome` (`Ok` or
+    /// `Refused` by the board).
+    pub fn install(&self, outcome: Outcome) {
+        self.installs
+            .get_or_create(&vec![("outcome", outcome.as_str().to_owned())])
+            .inc();
+    }
+
     /// A request refused for `reason` (the API's error code).
     pub fn refused(&self, reason: &'static str) {
         self.refusals
@@ -134,6 +144,11 @@ impl Metrics {
             "quilt_gateway_refusals",
             "Requests the gateway refused, by reason",
             self.refusals.clone(),
+        );
+        r.register(
+            "quilt_gateway_installs",
+            "Bundles installed through the gateway, by outcome (ok, refused by the board)",
+            self.installs.clone(),
         );
         let up = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
         up.set(i64::from(board.services.is_some()));
@@ -227,6 +242,7 @@ mod tests {
         m.run("rest", Outcome::Ok, 0.02);
         m.run("mcp", Outcome::Oom, 1.5);
         m.refused("stale");
+        m.install(Outcome::Refused);
         let board = Board {
             services: Some(vec![ServiceInfo {
                 name: "quiltd".into(),
@@ -248,6 +264,7 @@ mod tests {
             "quilt_gateway_runs_total{via=\"mcp\",outcome=\"oom\"} 1",
             "quilt_gateway_run_duration_seconds_bucket{via=\"rest\",le=\"0.04\"} 1",
             "quilt_gateway_refusals_total{reason=\"stale\"} 1",
+            "quilt_gateway_installs_total{outcome=\"refused\"} 1",
             "quilt_init_up 1",
             "quilt_service_restarts_total{service=\"quiltd\"} 2",
             "quilt_service_cpu_seconds_total{service=\"quiltd\"} 1.5",

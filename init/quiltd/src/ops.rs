@@ -6,6 +6,7 @@
 
 use crate::api::{chain, refused, unexpected, ApiError, AppState};
 use crate::control::ControlError;
+use crate::replies;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -13,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use quilt_proto::{Reply, Request as Ctl, ServiceVerb};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,11 +25,20 @@ use tokio_stream::StreamExt;
 /// (so a refusal is an HTTP error, not an event).
 const FIRST_REPLY: Duration = Duration::from_millis(500);
 
-/// `POST /v1/services/{name}/{start|stop|restart}`.
+/// Errors every operator route may answer.
+type E = crate::replies::ErrorReply;
+
+/// Start, stop or restart a service (operator; grant `services`).
+#[utoipa::path(post, path = "/v1/services/{name}/{action}", tag = "services",
+    params(("name" = String, Path, description = "The service's name"),
+        ("action" = String, Path, description = "`start`, `stop` or `restart`")),
+    responses((status = 200, description = "The state after the request", body = replies::ServiceState),
+        (status = 404, description = "`not-found` or `no-such-endpoint`", body = E),
+        (status = "4XX", body = E), (status = "5XX", body = E)))]
 pub async fn service(
     State(state): State<Arc<AppState>>,
     Path((name, action)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<replies::ServiceState>, ApiError> {
     let verb = match action.as_str() {
         "start" => ServiceVerb::Start,
         "stop" => ServiceVerb::Stop,
@@ -42,39 +52,47 @@ pub async fn service(
         }
     };
     match state.control.call(Ctl::Service { name, verb }).await? {
-        Reply::ServiceState { name, state } => Ok(Json(json!({"name": name, "state": state}))),
+        Reply::ServiceState { name, state } => Ok(Json(replies::ServiceState { name, state })),
         other => Err(unexpected(other)),
     }
 }
 
-/// `GET /v1/slots`: the A/B boot state (grant `slots`).
-pub async fn slots(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+/// The A/B boot state (operator; grant `slots`).
+#[utoipa::path(get, path = "/v1/slots", tag = "firmware",
+    responses((status = 200, body = replies::Slots), (status = "4XX", body = E), (status = "5XX", body = E)))]
+pub async fn slots(State(state): State<Arc<AppState>>) -> Result<Json<replies::Slots>, ApiError> {
     match state.control.call(Ctl::Slots).await? {
-        Reply::Slots(s) => Ok(Json(json!({
-            "booted": s.booted, "trial": s.trial,
-            "primary": s.primary, "primary_version": s.primary_version,
-            "trying": s.trying, "trying_version": s.trying_version,
-            "tries_left": s.tries_left, "failed_version": s.failed_version,
-            "fallbacks": s.fallbacks,
-        }))),
+        Reply::Slots(s) => Ok(Json(s.into())),
         other => Err(unexpected(other)),
     }
 }
 
 /// `GET /v1/services/{name}/logs` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// Keep the response open and send new output as it comes (SSE).
     #[serde(default)]
     pub follow: bool,
 }
 
-fn log_json(missed: u64, data: &[u8]) -> Value {
-    json!({"missed": missed, "text": String::from_utf8_lossy(data)})
+fn log(name: Option<String>, missed: u64, data: &[u8]) -> replies::Log {
+    replies::Log {
+        name,
+        missed,
+        text: String::from_utf8_lossy(data).into_owned(),
+    }
 }
 
-/// `GET /v1/services/{name}/logs[?follow=true]`: the retained output as
-/// JSON, or with `follow` an SSE stream of `log` events.
+/// A service's output: what its log ring holds, or with `follow=true` a
+/// Server-Sent Events stream of `log` events (data: the same object
+/// without `name`) until the client hangs up (operator; grant `logs`).
+#[utoipa::path(get, path = "/v1/services/{name}/logs", tag = "services",
+    params(("name" = String, Path, description = "The service's name"), LogsQuery),
+    responses((status = 200, body = replies::Log),
+        (status = 200, content_type = "text/event-stream", description = "with follow=true: `event: log`, `data: {\"missed\",\"text\"}`"),
+        (status = 503, description = "`busy`: too many streams open", body = E),
+        (status = "4XX", body = E), (status = "5XX", body = E)))]
 pub async fn logs(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -86,11 +104,7 @@ pub async fn logs(
     };
     if !q.follow {
         return match state.control.call(req).await? {
-            Reply::Log { missed, data } => {
-                let mut v = log_json(missed, &data);
-                v["name"] = json!(name);
-                Ok(Json(v).into_response())
-            }
+            Reply::Log { missed, data } => Ok(Json(log(Some(name), missed, &data)).into_response()),
             other => Err(unexpected(other)),
         };
     }
@@ -98,21 +112,25 @@ pub async fn logs(
         Reply::Log { missed, data } => Some(
             Event::default()
                 .event("log")
-                .json_data(log_json(missed, &data)),
+                .json_data(log(None, missed, &data)),
         ),
         _ => None,
     })
     .await
 }
 
-/// `GET /v1/events`: quilt-init's event lines from now on, as an SSE
-/// stream of `event` events (`{"line": "quilt: t=… event=…"}`).
+/// quilt-init's event lines from now on, as a Server-Sent Events stream of
+/// `event` events (operator; grant `events`).
+#[utoipa::path(get, path = "/v1/events", tag = "services",
+    responses((status = 200, content_type = "text/event-stream", description = "`event: event`, data: an EventLine", body = replies::EventLine),
+        (status = 503, description = "`busy`: too many streams open", body = E),
+        (status = "4XX", body = E), (status = "5XX", body = E)))]
 pub async fn events(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     sse(state.control.stream(Ctl::Events)?, |r| match r {
         Reply::Event { line } => Some(
             Event::default()
                 .event("event")
-                .json_data(json!({ "line": line })),
+                .json_data(replies::EventLine { line }),
         ),
         _ => None,
     })

@@ -1,12 +1,19 @@
 //! Accepting connections: TCP, a TLS handshake with a deadline, then
 //! HTTP/1.1 with a header-read deadline (slow clients are cut), at most
-//! [`MAX_CONNECTIONS`] at once (more wait in the listen backlog).
+//! [`MAX_CONNECTIONS`] at once (more wait in the listen backlog). A
+//! connection that ends with a request body unread (refused before it
+//! was read: a bad signature on an upload, a body over the cap) is closed
+//! the way nginx's lingering close does it: the reply is sent, the write
+//! side shut, and what the client still sends read and dropped for up to
+//! [`LINGER`], so its TCP stack does not answer the unread bytes with a
+//! reset that destroys the reply before the client has read it.
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -17,6 +24,8 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline for a request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection's unread input is drained.
+pub const LINGER: Duration = Duration::from_secs(10);
 
 /// Serves `app` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router) {
@@ -54,10 +63,136 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(tls), svc);
-            if let Err(e) = conn.await {
-                eprintln!("quiltd: event=connection-error peer={peer} error=\"{e}\"");
+                .serve_connection(TokioIo::new(tls), svc)
+                .without_shutdown();
+            match conn.await {
+                Ok(parts) => linger(parts.io.into_inner()).await,
+                Err(e) => eprintln!("quiltd: event=connection-error peer={peer} error=\"{e}\""),
             }
         });
+    }
+}
+
+/// Shuts the write side, then reads and drops input until the client
+/// closes or [`LINGER`] has passed.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 16 << 10];
+    let _ = tokio::time::timeout(LINGER, async {
+        while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// A serial session longer than this is ended (a client that went away
+/// mid-request on a line that cannot say so).
+pub const SERIAL_SESSION: Duration = Duration::from_secs(300);
+/// Pause before a serial line is opened again after a session ended in
+/// an error or the line hung up.
+const SERIAL_RETRY: Duration = Duration::from_secs(1);
+
+/// How long a serial line must stay silent after a failed session before
+/// the next one is accepted.
+const SERIAL_QUIET: Duration = Duration::from_millis(300);
+
+/// Drops what is left of a failed session on the line: input is read
+/// until the line has been silent for [`SERIAL_QUIET`]. `None` if the
+/// line failed meanwhile.
+async fn quiet(mut line: quilt_serial_line::SerialLine) -> Option<quilt_serial_line::SerialLine> {
+    let mut sink = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(SERIAL_QUIET, line.read(&mut sink)).await {
+            Err(_) => return Some(line),
+            Ok(Ok(n)) if n > 0 => continue,
+            Ok(_) => return None,
+        }
+    }
+}
+
+/// How long the end of a serial session waits for the client's TLS
+/// `close_notify`, the line's mark that the session's bytes are over.
+const SERIAL_CLOSE: Duration = Duration::from_secs(3);
+
+/// Serves `app` over the serial line at `path` (see
+/// `quilt_serial_line::open`), one TLS session at a time. Clients over
+/// serial send `Connection: close` and end their session with a TLS
+/// `close_notify` once the reply is read; quiltd waits for it, then keeps
+/// the line for the next session (it sends none of its own: a line has
+/// no connection to close, and its bytes would reach the next client).
+/// A session that fails (garbage on the line, a hang-up, a handshake
+/// past its deadline) is followed by a quiet spell: what is left of it on
+/// the line is read and dropped until the line is silent. A line that
+/// fails or hangs up is opened afresh, its stale input flushed.
+pub async fn serve_serial(
+    path: std::path::PathBuf,
+    baud: u32,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let mut kept: Option<quilt_serial_line::SerialLine> = None;
+    loop {
+        let line = match kept.take() {
+            Some(l) => l,
+            None => match quilt_serial_line::open(&path, baud) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!(
+                        "quiltd: event=serial-failed path={} error=\"{e}\"",
+                        path.display()
+                    );
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    continue;
+                }
+            },
+        };
+        // Idle until a client speaks; then the handshake has its deadline.
+        if line.readable().await.is_err() {
+            tokio::time::sleep(SERIAL_RETRY).await;
+            continue;
+        }
+        let accept = acceptor.accept(line).into_fallible();
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+            Ok(Ok(s)) => s,
+            // A hung-up line reads as end of file: open it again later.
+            Ok(Err((e, _))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                tokio::time::sleep(SERIAL_RETRY).await;
+                continue;
+            }
+            // A client that gave up (a wrong pin) or garbage: the line is
+            // kept (a client may already be sending), once it is quiet.
+            Ok(Err((e, line))) => {
+                eprintln!("quiltd: event=tls-failed peer=serial error=\"{e}\"");
+                kept = quiet(line).await;
+                continue;
+            }
+            Err(_) => {
+                eprintln!("quiltd: event=tls-timeout peer=serial");
+                continue;
+            }
+        };
+        let svc = TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(tls), svc)
+            .without_shutdown();
+        match tokio::time::timeout(SERIAL_SESSION, conn).await {
+            Ok(Ok(parts)) => {
+                let mut tls = parts.io.into_inner();
+                let mut sink = [0u8; 1024];
+                let closed = tokio::time::timeout(SERIAL_CLOSE, async {
+                    while matches!(tls.read(&mut sink).await, Ok(n) if n > 0) {}
+                })
+                .await;
+                if closed.is_ok() {
+                    kept = Some(tls.into_inner().0);
+                }
+            }
+            Ok(Err(e)) => eprintln!("quiltd: event=connection-error peer=serial error=\"{e}\""),
+            Err(_) => eprintln!("quiltd: event=serial-session-too-long"),
+        }
     }
 }

@@ -65,6 +65,11 @@ fn gen_client(dir: &Path, name: &str) -> (PathBuf, String) {
 }
 
 fn start() -> (Board, PathBuf, PathBuf) {
+    start_with(&[])
+}
+
+/// As [`start`], with more `quiltd serve` flags.
+fn start_with(flags: &[&str]) -> (Board, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let (op_key, op_pub) = gen_client(dir.path(), "op");
     let (bot_key, bot_pub) = gen_client(dir.path(), "bot");
@@ -104,6 +109,7 @@ fn start() -> (Board, PathBuf, PathBuf) {
         .arg(&tool_index)
         .arg("--metrics-token-file")
         .arg(&metrics_token)
+        .args(flags)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -191,6 +197,362 @@ fn quilt_call_signs_pins_and_is_held_to_its_role() {
     let (code, _, err) = call(&b, &op, &wrong, &["GET", "/v1/bundles"]);
     assert_eq!(code, 1);
     assert!(err.contains(&pin) && err.contains(&wrong), "{err}");
+}
+
+/// `quilt push`: (exit code, JSON reply, stderr).
+fn push(b: &Board, key: &Path, file: &Path) -> (i32, serde_json::Value, String) {
+    let out = Command::new(quilt())
+        .args(["push", "--json", "--quiet", "--board", &b.url, "--key"])
+        .arg(key)
+        .args(["--board-key", &b.pin.to_string()])
+        .arg(file)
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (
+        out.status.code().unwrap(),
+        v,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `len` bytes that do not compress or repeat.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn bundles_stream_to_the_installer_held_to_the_signed_digest() {
+    const MAX: usize = 8 << 20;
+    let (b, op, bot) = start_with(&["--max-install-bytes", &MAX.to_string()]);
+    let file = b.dir.path().join("big.qb");
+    let bytes = noise(6 << 20);
+    std::fs::write(&file, &bytes).unwrap();
+    // The operator's push arrives whole, in a sealed memfd (the stand-in
+    // names what it read).
+    let (code, v, err) = push(&b, &op, &file);
+    assert_eq!(code, 0, "{v} {err}");
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect();
+    assert_eq!(v["name"], format!("bytes-{}-{hex}", bytes.len()), "{v}");
+    // An agent may not install.
+    let (code, v, _) = push(&b, &bot, &file);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (3, Some("forbidden-role")),
+        "{v}"
+    );
+    // The board's refusal comes back with its reason.
+    let refused = b.dir.path().join("refused.qb");
+    std::fs::write(&refused, b"REFUSE this one").unwrap();
+    let (code, v, err) = push(&b, &op, &refused);
+    assert_eq!((code, v["error"].as_str()), (3, Some("failed")), "{v}");
+    assert!(err.contains("422") && err.contains("unknown key"), "{err}");
+    // Larger than --max-install-bytes: refused on its Content-Length.
+    let big = b.dir.path().join("too-big.qb");
+    std::fs::write(&big, noise(MAX + 1)).unwrap();
+    let (code, v, err) = push(&b, &op, &big);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (3, Some("too-large")),
+        "{v} {err}"
+    );
+    if curl_missing() {
+        return;
+    }
+    // A body other than the one signed is refused once it has come, and
+    // never reaches the installer; so is one that grows past the cap
+    // without a Content-Length (chunked).
+    let seed = {
+        let text = std::fs::read_to_string(&op).unwrap();
+        quilt_gateway_auth::keys::parse_secret(&text).unwrap()
+    };
+    let send = |signed: &[u8], sent: &Path, chunked: bool, nonce: &str| {
+        let h = sign_request(
+            &seed,
+            &Outgoing {
+                method: "POST",
+                path: "/v1/bundles",
+                query: None,
+                body: signed,
+                created: now(),
+                nonce,
+            },
+        )
+        .unwrap();
+        let hs = [
+            format!("content-digest: {}", h.content_digest),
+            format!("signature-input: {}", h.signature_input),
+            format!("signature: {}", h.signature),
+        ];
+        let data = format!("@{}", sent.display());
+        let mut args = vec!["-X", "POST", "--data-binary", &data];
+        for x in &hs {
+            args.extend(["-H", x.as_str()]);
+        }
+        if chunked {
+            args.extend(["-H", "transfer-encoding: chunked"]);
+        }
+        curl(&b, &b.pin.base64(), &args, "/v1/bundles")
+    };
+    let mut tampered = bytes.clone();
+    tampered[3 << 20] ^= 1;
+    let other = b.dir.path().join("tampered.qb");
+    std::fs::write(&other, &tampered).unwrap();
+    let (status, v) = send(&bytes, &other, false, "nonce-tampered-0001");
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (401, Some("content-digest")),
+        "{v}"
+    );
+    let big_bytes = std::fs::read(&big).unwrap();
+    let (status, v) = send(&big_bytes, &big, true, "nonce-chunked-00001");
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (413, Some("too-large")),
+        "{v}"
+    );
+    // Refused installs leave quiltd serving, and are counted.
+    let (code, v, err) = push(&b, &op, &file);
+    assert_eq!(code, 0, "{v} {err}");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-k",
+            "--pinnedpubkey",
+            &format!("sha256//{}", b.pin.base64()),
+        ])
+        .args(["-H", &format!("authorization: Bearer {METRICS_TOKEN}")])
+        .arg(format!("{}/metrics", b.url))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "quilt_gateway_installs_total{outcome=\"ok\"} 2",
+        "quilt_gateway_installs_total{outcome=\"refused\"} 1",
+        "quilt_gateway_refusals_total{reason=\"too-large\"} 2",
+        "quilt_gateway_refusals_total{reason=\"content-digest\"} 1",
+    ] {
+        assert!(text.contains(want), "{want} not in\n{text}");
+    }
+}
+
+/// The OpenAPI document quiltd serves is the one `quiltd openapi` prints,
+/// a valid OpenAPI 3.1 document (openapi-spec-validator, from PyPI), and
+/// every operation in it is served: signed as an operator, none answers
+/// `no-such-endpoint` or 405.
+#[test]
+fn the_openapi_document_is_valid_and_every_operation_in_it_is_served() {
+    let (b, op, _) = start();
+    if curl_missing() {
+        return;
+    }
+    let printed = Command::new(quiltd()).arg("openapi").output().unwrap();
+    assert!(printed.status.success(), "{printed:?}");
+    let printed: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let (status, served) = curl(&b, &b.pin.base64(), &[], "/v1/openapi.json");
+    assert_eq!(status, 200, "unauthenticated, like the probes");
+    assert_eq!(served, printed);
+    let file = b.dir.path().join("openapi.json");
+    std::fs::write(&file, served.to_string()).unwrap();
+    let v = Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "openapi-spec-validator (tools/setup.sh installs it): {}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let seed =
+        quilt_gateway_auth::keys::parse_secret(&std::fs::read_to_string(&op).unwrap()).unwrap();
+    let mut n = 0;
+    for (path, ops) in served["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{bundle}", "hello")
+                .replace("{name}", "tick")
+                .replace("{action}", "restart");
+            let method = method.to_uppercase();
+            let body: &[u8] = if method == "POST" && path == "/mcp" {
+                b"{}"
+            } else {
+                b""
+            };
+            n += 1;
+            let h = sign_request(
+                &seed,
+                &Outgoing {
+                    method: &method,
+                    path: &concrete,
+                    query: None,
+                    body,
+                    created: now(),
+                    nonce: &format!("openapi-walk-{n:08}"),
+                },
+            )
+            .unwrap();
+            let out = Command::new("curl")
+                .args(["-sS", "-k", "--max-time", "3", "--pinnedpubkey"])
+                .arg(format!("sha256//{}", b.pin.base64()))
+                .args(["-o", "-", "-w", "\n%{http_code}", "-X", &method])
+                .args(["-H", &format!("content-digest: {}", h.content_digest)])
+                .args(["-H", &format!("signature-input: {}", h.signature_input)])
+                .args(["-H", &format!("signature: {}", h.signature)])
+                .args(["-H", "accept: application/json, text/event-stream"])
+                .args(["-H", "content-type: application/json"])
+                .args(["--data-binary", std::str::from_utf8(body).unwrap()])
+                .arg(format!("{}{concrete}", b.url))
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let (reply, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+            let code: u16 = code.trim().parse().unwrap_or(0);
+            assert!(
+                code != 0 && code != 405,
+                "{method} {concrete}: {code} {reply}"
+            );
+            assert!(
+                !reply.contains("no-such-endpoint"),
+                "{method} {concrete} is documented but not served: {reply}"
+            );
+        }
+    }
+    assert!(n >= 14, "only {n} operations documented");
+}
+
+/// A null-modem cable between two ptys: the board end's and the host
+/// end's slave paths are real ttys (raw mode, reopened, flushed, as
+/// `/dev/ttyUSB0` would be); the test relays bytes between the masters
+/// both ways for the rest of the test. Returns (board end, host end).
+fn null_modem() -> (PathBuf, PathBuf) {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let end = || {
+        let m = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+        grantpt(&m).unwrap();
+        unlockpt(&m).unwrap();
+        let name = ptsname(&m, Vec::new()).unwrap();
+        (
+            std::sync::Arc::new(m),
+            PathBuf::from(name.to_str().unwrap()),
+        )
+    };
+    let ((a, a_path), (b, b_path)) = (end(), end());
+    let pipe = |from: std::sync::Arc<rustix::fd::OwnedFd>,
+                to: std::sync::Arc<rustix::fd::OwnedFd>| {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                // EIO while no one holds the slave open: wait for one.
+                match rustix::io::read(&*from, &mut buf) {
+                    Ok(n) if n > 0 => {
+                        let mut at = 0;
+                        while at < n {
+                            match rustix::io::write(&*to, &buf[at..n]) {
+                                Ok(k) => at += k,
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        });
+    };
+    pipe(std::sync::Arc::clone(&a), std::sync::Arc::clone(&b));
+    pipe(b, a);
+    (a_path, b_path)
+}
+
+#[test]
+fn quilt_call_and_the_mcp_sdk_reach_the_board_over_a_serial_line() {
+    let (board_end, host_end) = null_modem();
+    let (b, op, bot) = start_with(&["--serial", board_end.to_str().unwrap()]);
+    let pin = b.pin.to_string();
+    let serial = |key: &Path, args: &[&str]| {
+        let out = Command::new(quilt())
+            .args(["call", "--serial"])
+            .arg(&host_end)
+            .args(["--board-key", &pin, "--key"])
+            .arg(key)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // quiltd opens the line as it starts: retry the first call a while.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (code, v, err) = serial(&op, &["GET", "/v1/services"]);
+        if code == 0 {
+            assert_eq!(v["services"][0]["name"], "tick");
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{v} {err}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    // Session after session on the same line, roles and pins as on TCP.
+    let (code, v, err) = serial(
+        &bot,
+        &[
+            "POST",
+            "/v1/tools/hello/run?tool=greet",
+            "--data",
+            r#"{"x":1}"#,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["stdout"]["echo"]["input"]["x"], 1);
+    let (code, v, _) = serial(&bot, &["GET", "/v1/services"]);
+    assert_eq!((code, v["error"].as_str()), (3, Some("forbidden-role")));
+    let wrong = Fingerprint::of_ed25519(&[0; 32]).to_string();
+    let out = Command::new(quilt())
+        .args(["call", "--serial"])
+        .arg(&host_end)
+        .args(["--board-key", &wrong, "--key"])
+        .arg(&op)
+        .args(["GET", "/v1/services"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&pin));
+    // The official MCP SDK through `quilt mcp --serial`.
+    let Some(client) = mcp_client() else { return };
+    let line = format!("serial:{}", host_end.display());
+    let calls = r#"[{"name":"hello__greet","arguments":{"who":"serial"}}]"#;
+    let v = mcp(
+        &client,
+        &[
+            "stdio",
+            quilt().to_str().unwrap(),
+            &line,
+            op.to_str().unwrap(),
+            &pin,
+            calls,
+        ],
+    );
+    assert!(v["tools"].to_string().contains("hello__greet"), "{v}");
+    assert_eq!(v["calls"][0]["result"]["isError"], false, "{v}");
+    // And the board still serves TCP meanwhile.
+    let (code, _, err) = call(&b, &op, &pin, &["GET", "/v1/services"]);
+    assert_eq!(code, 0, "{err}");
 }
 
 fn curl_missing() -> bool {
@@ -755,9 +1117,11 @@ fn stalled_bodies_are_cut_so_they_cannot_hold_every_connection_slot() {
             else {
                 break;
             };
-            s.write_all(b"POST /v1/bundles HTTP/1.1\r\nhost: b\r\ncontent-length: 1000\r\n\r\nab")
-                .await
-                .unwrap();
+            s.write_all(
+                b"POST /v1/tools/hello/run HTTP/1.1\r\nhost: b\r\ncontent-length: 1000\r\n\r\nab",
+            )
+            .await
+            .unwrap();
             held.push(s);
         }
         assert_eq!(held.len(), 256, "quiltd's slots (MAX_CONNECTIONS)");

@@ -14,8 +14,21 @@ pub const REFUSED: u8 = 3;
 #[derive(Args, Clone)]
 pub struct BoardArgs {
     /// The gateway, e.g. https://127.0.0.1:8443.
-    #[arg(long, value_name = "URL")]
-    pub board: String,
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "serial",
+        conflicts_with = "serial"
+    )]
+    pub board: Option<String>,
+    /// Or the serial line to a board whose quiltd runs with --serial (a
+    /// tty such as /dev/ttyUSB0, or QEMU's chardev socket): the same TLS,
+    /// pin and signatures, one request at a time.
+    #[arg(long, value_name = "DEVICE", required_unless_present = "board")]
+    pub serial: Option<PathBuf>,
+    /// The serial line's rate.
+    #[arg(long, default_value_t = 115_200, requires = "serial")]
+    pub baud: u32,
     /// Client secret key (BASE.key from `quilt key gen --client`).
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
@@ -27,7 +40,11 @@ pub struct BoardArgs {
 impl BoardArgs {
     /// The board these name.
     pub fn open(&self) -> anyhow::Result<Board> {
-        Board::new(&self.board, &self.key, &self.board_key)
+        match (&self.board, &self.serial) {
+            (_, Some(line)) => Board::serial(line, self.baud, &self.key, &self.board_key),
+            (Some(url), None) => Board::new(url, &self.key, &self.board_key),
+            (None, None) => anyhow::bail!("say where the board is: --board URL or --serial DEVICE"),
+        }
     }
 }
 

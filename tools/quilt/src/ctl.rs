@@ -5,7 +5,6 @@
 use anyhow::{bail, Context};
 use quilt_control_client::{ClientError, Connection};
 use quilt_proto::{Reply, Request};
-use rustix::net::SendFlags;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -94,21 +93,8 @@ pub fn install(socket: &Path, file: &Path) -> anyhow::Result<ExitCode> {
             .into()
     };
     let mut conn = connect(socket)?;
-    let frame = quilt_proto::encode_request(&Request::InstallFd)
-        .map_err(|e| anyhow::anyhow!("request: {e}"))?;
-    let fds = [rustix::fd::AsFd::as_fd(&fd)];
-    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
-    if !anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)) {
-        bail!("no room for the fd in the message");
-    }
-    rustix::net::sendmsg(
-        conn.fd(),
-        &[std::io::IoSlice::new(&frame)],
-        &mut anc,
-        SendFlags::NOSIGNAL,
-    )
-    .context("sending the bundle's fd")?;
+    conn.send_with_fd(&Request::InstallFd, rustix::fd::AsFd::as_fd(&fd))
+        .context("sending the bundle's fd")?;
     match conn.next_reply()? {
         Reply::Installed {
             name,

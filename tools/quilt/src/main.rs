@@ -12,6 +12,7 @@ mod fsck;
 mod image_cmd;
 mod key;
 mod mcp_proxy;
+mod push;
 mod sdk;
 mod send;
 
@@ -318,6 +319,19 @@ enum Cmd {
     /// pinned one (the reason is on stderr, the client's server log).
     #[command(verbatim_doc_comment)]
     Mcp(mcp_proxy::McpArgs),
+    /// Install a signed bundle on a board through its gateway (quiltd).
+    ///
+    /// The file streams to the board as it is read (a progress bar shows
+    /// it), signed and pinned as `quilt call` is; the board holds it to the
+    /// signed digest, then installs it through its trust store exactly as
+    /// `quilt install` on the board would: signatures, threshold, version
+    /// and architecture are checked there, and a refused bundle leaves the
+    /// board as it was. Needs an operator key and a quiltd whose grant
+    /// includes `install`. Exit 0 when installed (or already installed),
+    /// 3 when the board refused (its reason is printed), 1 when it could
+    /// not be reached. Air-gapped boards: `quilt send` over serial.
+    #[command(verbatim_doc_comment)]
+    Push(push::PushArgs),
     /// Mint a short-lived bearer token for the board's MCP endpoint.
     ///
     /// For MCP clients that speak Streamable HTTP with bearer auth only:
@@ -362,6 +376,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Call(a) => call::run(&a),
         Cmd::Mcp(a) => mcp_proxy::run(&a),
         Cmd::Token(a) => call::token(&a),
+        Cmd::Push(a) => push::run(&a),
         Cmd::New {
             name,
             template,

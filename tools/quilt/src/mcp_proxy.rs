@@ -169,7 +169,7 @@ pub fn run(a: &McpArgs) -> anyhow::Result<ExitCode> {
         );
         eprintln!(
             "quilt mcp: connected to {} (key pinned); serving MCP on stdio",
-            a.board.board
+            board.describe()
         );
         let proxy = Arc::new(Proxy {
             board,

@@ -50,9 +50,24 @@ pub fn serve(path: &Path) {
         };
         std::thread::spawn(move || {
             let mut buf = vec![0u8; quilt_proto::MAX_REQUEST + 1];
-            let Ok((_, n)) = rustix::net::recv(&conn, &mut buf[..], RecvFlags::TRUNC) else {
+            let mut space =
+                [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);
+            let Ok(got) = rustix::net::recvmsg(
+                &conn,
+                &mut [std::io::IoSliceMut::new(&mut buf[..])],
+                &mut anc,
+                RecvFlags::TRUNC,
+            ) else {
                 return;
             };
+            let n = got.bytes;
+            let mut fd = None;
+            for msg in anc.drain() {
+                if let rustix::net::RecvAncillaryMessage::ScmRights(mut fds) = msg {
+                    fd = fds.next();
+                }
+            }
             let req = quilt_proto::decode_request(&buf[..n.min(buf.len())]);
             let send = |reply: &Reply| {
                 let frame = quilt_proto::encode_reply(reply).unwrap();
@@ -77,6 +92,9 @@ pub fn serve(path: &Path) {
                 Ok(Request::Events) => stream(&|i| Reply::Event {
                     line: format!("quilt: t={i}.0 event=stand-in n={i}"),
                 }),
+                Ok(Request::InstallFd) => {
+                    send(&install(fd));
+                }
                 Ok(req) => {
                     send(&answer(req));
                 }
@@ -89,6 +107,55 @@ pub fn serve(path: &Path) {
             }
         });
     });
+}
+
+/// `InstallFd`: not an installer. It insists on a sealed memfd, as
+/// quilt-init's installer reads only fds that cannot change under it, and
+/// answers with what it read: `name` is `bytes-<len>-<sha256 hex>`, so a
+/// test can see the body arrived whole. A body starting `REFUSE` is
+/// refused as a bad signature would be.
+fn install(fd: Option<rustix::fd::OwnedFd>) -> Reply {
+    use rustix::fs::SealFlags;
+    use sha2::Digest;
+    use std::io::Read;
+    let Some(fd) = fd else {
+        return Reply::Error {
+            code: ErrorCode::Malformed,
+            message: "InstallFd came without an fd".into(),
+        };
+    };
+    let sealed = rustix::fs::fcntl_get_seals(&fd).unwrap_or(SealFlags::empty());
+    if !sealed.contains(SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW) {
+        return Reply::Error {
+            code: ErrorCode::Failed,
+            message: format!("not a sealed memfd: seals {sealed:?}"),
+        };
+    }
+    let mut bytes = Vec::new();
+    // Read from the start whatever the sender's offset.
+    let mut f = std::fs::File::open(format!(
+        "/proc/self/fd/{}",
+        rustix::fd::AsRawFd::as_raw_fd(&fd)
+    ))
+    .unwrap();
+    f.read_to_end(&mut bytes).unwrap();
+    if bytes.starts_with(b"REFUSE") {
+        return Reply::Error {
+            code: ErrorCode::Failed,
+            message: "bundle refused: signature by an unknown key".into(),
+        };
+    }
+    let hex: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Reply::Installed {
+        name: format!("bytes-{}-{hex}", bytes.len()),
+        version: 1,
+        chunks: 1,
+        chunks_written: 1,
+        already_installed: false,
+    }
 }
 
 fn answer(req: Request) -> Reply {
