@@ -89,42 +89,29 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
 /// A serial session longer than this is ended (a client that went away
 /// mid-request on a line that cannot say so).
 pub const SERIAL_SESSION: Duration = Duration::from_secs(300);
-/// Pause before a serial line is opened again after a session ended in
-/// an error or the line hung up.
-const SERIAL_RETRY: Duration = Duration::from_secs(1);
+/// How often a line with nobody at the other end is looked at.
+const SERIAL_IDLE: Duration = Duration::from_millis(200);
 
-/// How long a serial line must stay silent after a failed session before
-/// the next one is accepted.
-const SERIAL_QUIET: Duration = Duration::from_millis(300);
-
-/// Drops what is left of a failed session on the line: input is read
-/// until the line has been silent for [`SERIAL_QUIET`]. `None` if the
-/// line failed meanwhile.
-async fn quiet(mut line: quilt_serial_line::SerialLine) -> Option<quilt_serial_line::SerialLine> {
-    let mut sink = [0u8; 1024];
-    loop {
-        match tokio::time::timeout(SERIAL_QUIET, line.read(&mut sink)).await {
-            Err(_) => return Some(line),
-            Ok(Ok(n)) if n > 0 => continue,
-            Ok(_) => return None,
-        }
-    }
-}
+/// Pause after a failed serial session: a line full of garbage is not
+/// read (and logged) as fast as it comes.
+const SERIAL_FAILED: Duration = Duration::from_millis(50);
 
 /// How long the end of a serial session waits for the client's TLS
 /// `close_notify`, the line's mark that the session's bytes are over.
 const SERIAL_CLOSE: Duration = Duration::from_secs(3);
 
 /// Serves `app` over the serial line at `path` (see
-/// `quilt_serial_line::open`), one TLS session at a time. Clients over
+/// `quilt_serial_line::open`), one TLS session at a time, each begun by
+/// the client's marker line (`quilt_serial_line::answer`). Clients over
 /// serial send `Connection: close` and end their session with a TLS
 /// `close_notify` once the reply is read; quiltd waits for it, then keeps
 /// the line for the next session (it sends none of its own: a line has
 /// no connection to close, and its bytes would reach the next client).
 /// A session that fails (garbage on the line, a hang-up, a handshake
-/// past its deadline) is followed by a quiet spell: what is left of it on
-/// the line is read and dropped until the line is silent. A line that
-/// fails or hangs up is opened afresh, its stale input flushed.
+/// past its deadline) leaves the line as it is: a ClientHello may be on
+/// its way already. The line stays open while nobody is at the other end
+/// (a virtio console port drops what comes while it is closed); only a
+/// line that fails is opened afresh (a tty's stale input flushed).
 pub async fn serve_serial(
     path: std::path::PathBuf,
     baud: u32,
@@ -150,22 +137,60 @@ pub async fn serve_serial(
         };
         // Idle until a client speaks; then the handshake has its deadline.
         if line.readable().await.is_err() {
-            tokio::time::sleep(SERIAL_RETRY).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
+        }
+        // The session's marker first: whatever precedes it on the line
+        // (an old session's tail, noise) is dropped.
+        let mut line = line;
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, quilt_serial_line::answer(&mut line)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(quilt_serial_line::SyncError::Io(e)))
+                if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                kept = Some(line);
+                tokio::time::sleep(SERIAL_IDLE).await;
+                continue;
+            }
+            Ok(Err(quilt_serial_line::SyncError::Io(e))) => {
+                eprintln!(
+                    "quiltd: event=serial-failed path={} error=\"{e}\"",
+                    path.display()
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Ok(Err(e)) => {
+                eprintln!("quiltd: event=serial-noise error=\"{e}\"");
+                kept = Some(line);
+                tokio::time::sleep(SERIAL_FAILED).await;
+                continue;
+            }
+            Err(_) => {
+                kept = Some(line);
+                continue;
+            }
         }
         let accept = acceptor.accept(line).into_fallible();
         let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
             Ok(Ok(s)) => s,
-            // A hung-up line reads as end of file: open it again later.
-            Ok(Err((e, _))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                tokio::time::sleep(SERIAL_RETRY).await;
+            // Nobody at the other end (a console port whose host side is
+            // closed reads as end of file, and polls ready): look again
+            // soon, with the line kept open - a virtio console port drops
+            // what arrives while the guest has it closed.
+            Ok(Err((e, line))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                kept = Some(line);
+                tokio::time::sleep(SERIAL_IDLE).await;
                 continue;
             }
             // A client that gave up (a wrong pin) or garbage: the line is
-            // kept (a client may already be sending), once it is quiet.
+            // kept as it is. Nothing is drained or flushed: the next
+            // client may be sending already, and garbage just fails the
+            // next handshake too.
             Ok(Err((e, line))) => {
                 eprintln!("quiltd: event=tls-failed peer=serial error=\"{e}\"");
-                kept = quiet(line).await;
+                kept = Some(line);
+                tokio::time::sleep(SERIAL_FAILED).await;
                 continue;
             }
             Err(_) => {

@@ -5,6 +5,13 @@
 //! other side went away: `EIO`, or end of file) reads as end of stream.
 //! Shared by `quiltd --serial` and `quilt mcp --serial`, which speak the
 //! gateway's TLS and HTTP over it.
+//!
+//! A line has no connection boundary: what the board sent for one client
+//! may still be arriving when the next opens the line. So each session
+//! starts with a marker exchange, [`greet`] and [`answer`]: the client
+//! sends `QUILT-SERIAL <nonce>\n` and reads until the board echoes that very
+//! line, dropping whatever came before it; the board skips anything that
+//! is not such a line. Only then does TLS start.
 
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::termios::{self, OptionalActions};
@@ -123,6 +130,118 @@ impl AsyncWrite for SerialLine {
     }
 }
 
+/// What starts a session's marker line.
+pub const MARK: &[u8] = b"QUILT-SERIAL ";
+/// A marker line's nonce: this many hex digits.
+const NONCE_HEX: usize = 32;
+/// Bytes dropped while looking for a marker before giving up on the
+/// attempt (a line full of garbage).
+const MAX_SKIP: usize = 64 << 10;
+
+/// Why a session's marker exchange failed.
+#[derive(Debug)]
+pub enum SyncError {
+    /// The line failed or hung up.
+    Io(io::Error),
+    /// Too much came that was not the marker.
+    Garbage(usize),
+}
+
+impl std::fmt::Display for SyncError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncError::Io(e) => write!(f, "the serial line: {e}"),
+            SyncError::Garbage(n) => {
+                write!(f, "{n} bytes on the serial line were not a session marker")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SyncError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SyncError::Io(e) => Some(e),
+            SyncError::Garbage(_) => None,
+        }
+    }
+}
+
+/// Reads until a whole marker line (`want`: that exact nonce, or any)
+/// has come; returns its nonce. What came before it is dropped.
+async fn find_mark<R: AsyncRead + Unpin>(
+    line: &mut R,
+    want: Option<&[u8]>,
+) -> Result<Vec<u8>, SyncError> {
+    use tokio::io::AsyncReadExt;
+    let mut window: Vec<u8> = Vec::with_capacity(MARK.len() + NONCE_HEX + 1);
+    let mut skipped = 0usize;
+    let mut byte = [0u8; 1];
+    loop {
+        // One byte at a time: nothing after the marker may be taken from
+        // the line (TLS follows it).
+        let n = line.read(&mut byte).await.map_err(SyncError::Io)?;
+        if n == 0 {
+            return Err(SyncError::Io(io::ErrorKind::UnexpectedEof.into()));
+        }
+        window.push(byte[0]);
+        let full = MARK.len() + NONCE_HEX + 1;
+        let ok_so_far = window.iter().enumerate().all(|(i, &b)| match i {
+            i if i < MARK.len() => MARK.get(i) == Some(&b),
+            i if i < MARK.len() + NONCE_HEX => b.is_ascii_hexdigit(),
+            _ => b == b'\n',
+        });
+        if !ok_so_far {
+            // Start again at the next position that could begin a marker.
+            skipped += 1;
+            let from = window
+                .iter()
+                .skip(1)
+                .position(|&b| b == MARK[0])
+                .map(|p| p + 1);
+            window = from.map(|f| window.split_off(f)).unwrap_or_default();
+            if skipped > MAX_SKIP {
+                return Err(SyncError::Garbage(skipped));
+            }
+            continue;
+        }
+        if window.len() == full {
+            let nonce = window[MARK.len()..MARK.len() + NONCE_HEX].to_vec();
+            if want.is_none_or(|w| w == nonce.as_slice()) {
+                return Ok(nonce);
+            }
+            skipped += window.len();
+            window.clear();
+        }
+    }
+}
+
+/// The client's side: sends a marker with a fresh `nonce` (32 hex digits)
+/// and waits for the board to echo it.
+pub async fn greet<L: AsyncRead + AsyncWrite + Unpin>(
+    line: &mut L,
+    nonce: &str,
+) -> Result<(), SyncError> {
+    use tokio::io::AsyncWriteExt;
+    debug_assert_eq!(nonce.len(), NONCE_HEX);
+    let mut mark = MARK.to_vec();
+    mark.extend_from_slice(nonce.as_bytes());
+    mark.push(b'\n');
+    line.write_all(&mark).await.map_err(SyncError::Io)?;
+    find_mark(line, Some(nonce.as_bytes())).await.map(|_| ())
+}
+
+/// The board's side: waits for a client's marker, skipping anything else,
+/// and echoes it.
+pub async fn answer<L: AsyncRead + AsyncWrite + Unpin>(line: &mut L) -> Result<(), SyncError> {
+    use tokio::io::AsyncWriteExt;
+    let nonce = find_mark(line, None).await?;
+    let mut mark = MARK.to_vec();
+    mark.extend_from_slice(&nonce);
+    mark.push(b'\n');
+    line.write_all(&mark).await.map_err(SyncError::Io)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +266,43 @@ mod tests {
         line.read_to_end(&mut back).await.unwrap();
         assert_eq!(back, b"hi", "data, then end of stream when the peer goes");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn sessions_start_in_step_whatever_the_line_held_before() {
+        use tokio::io::AsyncWriteExt;
+        let (mut board, mut client) = tokio::io::duplex(4096);
+        const N: &str = "0123456789abcdef0123456789abcdef";
+        // Stale bytes both ways: an old session's tail, a near-miss marker
+        // and an older marker with another nonce.
+        board
+            .write_all(b"\x17\x03\x03old tailQUILT-SERIAL ffffffffffffffffffffffffffffffff\n")
+            .await
+            .unwrap();
+        client.write_all(b"QUILT-SERIAL 12\x00junk").await.unwrap();
+        let b = tokio::spawn(async move {
+            answer(&mut board).await.unwrap();
+            board
+        });
+        greet(&mut client, N).await.unwrap();
+        let mut board = b.await.unwrap();
+        // After the markers, the line carries the session's bytes intact.
+        client.write_all(b"\x16ClientHello").await.unwrap();
+        let mut got = [0u8; 12];
+        board.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"\x16ClientHello");
+    }
+
+    #[tokio::test]
+    async fn garbage_without_a_marker_is_given_up_on() {
+        use tokio::io::AsyncWriteExt;
+        let (mut board, mut client) = tokio::io::duplex(1 << 20);
+        let junk = vec![b'x'; MAX_SKIP + 10];
+        client.write_all(&junk).await.unwrap();
+        assert!(matches!(
+            answer(&mut board).await,
+            Err(SyncError::Garbage(_))
+        ));
     }
 
     #[tokio::test]

@@ -169,6 +169,9 @@ pub struct Board {
 /// close`, once its TLS `close_notify` is sent).
 type Conn = tokio::task::JoinHandle<Result<(), hyper::Error>>;
 
+/// How long a session marker's echo is waited for before another is sent.
+const SERIAL_MARK: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// How long a TLS handshake over a serial line may take.
 const SERIAL_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -274,13 +277,26 @@ impl Board {
                 self.http(stream).await
             }
             Transport::Serial { path, baud, .. } => {
-                let line = quilt_serial_line::open(path, *baud).with_context(|| {
+                let mut line = quilt_serial_line::open(path, *baud).with_context(|| {
                     format!(
                         "opening the serial line {} (is the board connected, and quiltd on it started with --serial?)",
                         path.display()
                     )
                 })?;
-                tokio::time::timeout(SERIAL_HANDSHAKE, self.handshake(line))
+                tokio::time::timeout(SERIAL_HANDSHAKE, async {
+                    // A marker can be lost (the board was still failing a
+                    // session that read it): send a fresh one until one is
+                    // echoed.
+                    loop {
+                        let session = nonce()?;
+                        let greet = quilt_serial_line::greet(&mut line, &session);
+                        match tokio::time::timeout(SERIAL_MARK, greet).await {
+                            Ok(r) => break r.context("starting a session on the serial line")?,
+                            Err(_) => continue,
+                        }
+                    }
+                    self.handshake(line).await
+                })
                     .await
                     .map_err(|_| {
                         anyhow::anyhow!(
