@@ -33,6 +33,27 @@ pub struct SignedBundle {
     pub key: PathBuf,
 }
 
+/// A tool project at `dir` named `name` that prints `{"big": N}`, the size
+/// of the `len` incompressible bytes (from `seed`) it carries in
+/// `data.bin`: a bundle whose install hashes and writes every chunk.
+pub fn data_tool(dir: &Path, name: &str, len: usize, seed: u64) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    let io = |e: std::io::Error| HarnessError::io("writing", dir)(e);
+    std::fs::create_dir_all(dir).map_err(&io)?;
+    std::fs::write(
+        dir.join("quilt.toml"),
+        format!("name = \"{name}\"\nversion = 1\nentry = \"index.ts\"\nruntime = \"bun\"\n"),
+    )
+    .map_err(&io)?;
+    std::fs::write(
+        dir.join("index.ts"),
+        "console.log(JSON.stringify({ big: require(\"node:fs\").statSync(import.meta.dir + \"/data.bin\").size }));\n",
+    )
+    .map_err(&io)?;
+    std::fs::write(dir.join("data.bin"), noise(len, seed)).map_err(&io)?;
+    Ok(())
+}
+
 /// `len` incompressible bytes from an xorshift generator started at `seed`
 /// (never 0): payload for tools whose transfers must take a while.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {

@@ -63,8 +63,8 @@ pub use build::{
     BuiltKernel, Kernel,
 };
 pub use bundles::{
-    example_dir, is_sdk_project, noise, pack_or_build, quilt, quilt_bun, quilt_cli, quilt_send,
-    signed_bundle, signed_example, test_key, SignedBundle,
+    data_tool, example_dir, is_sdk_project, noise, pack_or_build, quilt, quilt_bun, quilt_cli,
+    quilt_send, signed_bundle, signed_example, test_key, SignedBundle,
 };
 pub use error::HarnessError;
 pub use events::{quilt_events, Event};

@@ -10,7 +10,7 @@
 //! trust store and runs; a tampered one is refused and changes nothing.
 
 use quilt_system_tests::{
-    client_key, gateway_config, gateway_image, host_binary, mcp_client, noise, quilt_call,
+    client_key, data_tool, gateway_config, gateway_image, host_binary, mcp_client, quilt_call,
     signed_bundle, signed_example, work_dir, Gateway, VmOpts,
 };
 use serde_json::json;
@@ -150,19 +150,7 @@ fn push(url: &str, key: &Path, pin: &str, file: &Path) -> (i32, serde_json::Valu
 /// incompressible data it carries.
 fn tool_dir(name: &str, len: usize) -> PathBuf {
     let dir = work_dir().unwrap().join("gateway-push").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("quilt.toml"),
-        format!("name = \"{name}\"\nversion = 1\nentry = \"index.ts\"\nruntime = \"bun\"\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("index.ts"),
-        "console.log(JSON.stringify({ big: require(\"node:fs\").statSync(import.meta.dir + \"/data.bin\").size }));\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("data.bin"), noise(len, 0x9a7e_0050 + len as u64)).unwrap();
+    data_tool(&dir, name, len, 0x9a7e_0050 + len as u64).unwrap();
     dir
 }
 

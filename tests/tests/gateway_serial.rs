@@ -5,10 +5,10 @@
 //! the same TLS pinning and signed requests as over the network.
 
 use quilt_system_tests::{
-    guest_binary, host_binary, mcp_client, work_dir, ImageBuilder, Vm, VmOpts,
+    client_key, guest_binary, host_binary, mcp_client, work_dir, ImageBuilder, Vm, VmOpts,
 };
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -30,19 +30,6 @@ gid = 900
 after = ["prep"]
 control = ["list", "run", "bundles"]
 "#;
-
-/// A client key from the host's `quilt key gen --client`: (key file, public line).
-fn client_key(dir: &Path, name: &str) -> (PathBuf, String) {
-    let base = dir.join(name);
-    let out = Command::new(host_binary("quilt", "quilt").unwrap())
-        .args(["key", "gen", "--client", "--out"])
-        .arg(&base)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let public = std::fs::read_to_string(base.with_extension("pub")).unwrap();
-    (base.with_extension("key"), public.trim().to_owned())
-}
 
 /// `quilt call --serial`: (exit code, JSON reply, stderr).
 fn call(line: &Path, key: &Path, pin: &str, args: &[&str]) -> (i32, serde_json::Value, String) {
@@ -67,8 +54,8 @@ fn a_board_without_a_network_is_an_mcp_server_over_its_serial_line() {
     let dir = work_dir().unwrap().join("gateway-serial");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (op_key, op_pub) = client_key(&dir, "op");
-    let (bot_key, bot_pub) = client_key(&dir, "bot");
+    let (op_key, op_pub) = client_key(&dir, "op").unwrap();
+    let (bot_key, bot_pub) = client_key(&dir, "bot").unwrap();
     let img = ImageBuilder::new()
         .busybox()
         .modules(&["virtio_mmio", "virtio_console"])

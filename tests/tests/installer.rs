@@ -6,7 +6,8 @@
 //! Real kernel, real quilt-init, real Bun, real signatures.
 
 use quilt_system_tests::{
-    guest_binary, noise, signed_bundle, signed_example, work_dir, ImageBuilder, Vm, VmOpts,
+    data_tool, guest_binary, noise, signed_bundle, signed_example, work_dir, ImageBuilder, Vm,
+    VmOpts,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,23 +18,7 @@ const BOOT: Duration = Duration::from_secs(420);
 /// hashes and writes every chunk, seconds of work under emulation.
 fn big(name: &str, mib: usize) -> PathBuf {
     let dir = work_dir().unwrap().join("installer-tools").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("quilt.toml"),
-        format!("name = \"{name}\"\nversion = 1\nentry = \"index.ts\"\nruntime = \"bun\"\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("index.ts"),
-        "console.log(JSON.stringify({ big: require(\"node:fs\").statSync(import.meta.dir + \"/data.bin\").size }));\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("data.bin"),
-        noise(mib << 20, 0x5eed_0015 + mib as u64),
-    )
-    .unwrap();
+    data_tool(&dir, name, mib << 20, 0x5eed_0015 + mib as u64).unwrap();
     signed_bundle(&dir).unwrap().qb
 }
 
