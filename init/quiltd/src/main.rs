@@ -85,8 +85,8 @@ enum Cmd {
         /// limit.
         #[arg(long, value_name = "BYTES", default_value_t = install::DEFAULT_MAX_INSTALL)]
         max_install_bytes: u64,
-        /// Also serve the API over this serial line (a tty, or a virtio
-        /// console port), for boards without a network: `quilt mcp
+        /// Also serve the API over this serial line (a tty: a UART or a
+        /// USB gadget port), for boards without a network: `quilt mcp
         /// --serial` and `quilt call --serial` on the other end, with the
         /// same TLS, pin and signatures. Nothing else may use the line.
         #[arg(long, value_name = "DEVICE")]
