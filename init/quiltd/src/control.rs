@@ -67,37 +67,39 @@ impl Control {
 
     /// One request, one reply.
     pub async fn call(&self, req: Request) -> Result<Reply, ControlError> {
-        let _permit = self
-            .gate
-            .acquire()
+        self.blocking(move |socket| quilt_control_client::call(socket, &req))
             .await
-            .map_err(|_| ControlError::Closed)?;
-        let socket = Arc::clone(&self.socket);
-        tokio::task::spawn_blocking(move || quilt_control_client::call(&socket, &req))
-            .await
-            .map_err(ControlError::Task)?
-            .map_err(ControlError::Client)
     }
 
     /// `InstallFd` with `fd` (a sealed memfd holding a bundle): the
     /// reply comes when quilt-install has finished with it.
     pub async fn install_fd(&self, fd: rustix::fd::OwnedFd) -> Result<Reply, ControlError> {
+        self.blocking(move |socket| {
+            quilt_control_client::call_with_fd(
+                socket,
+                &Request::InstallFd,
+                rustix::fd::AsFd::as_fd(&fd),
+            )
+        })
+        .await
+    }
+
+    /// `f` on the blocking pool with the socket's path, once one of the
+    /// [`MAX_IN_FLIGHT`] places is free.
+    async fn blocking<F>(&self, f: F) -> Result<Reply, ControlError>
+    where
+        F: FnOnce(&std::path::Path) -> Result<Reply, ClientError> + Send + 'static,
+    {
         let _permit = self
             .gate
             .acquire()
             .await
             .map_err(|_| ControlError::Closed)?;
         let socket = Arc::clone(&self.socket);
-        tokio::task::spawn_blocking(move || {
-            quilt_control_client::call_with_fd(
-                &socket,
-                &Request::InstallFd,
-                rustix::fd::AsFd::as_fd(&fd),
-            )
-        })
-        .await
-        .map_err(ControlError::Task)?
-        .map_err(ControlError::Client)
+        tokio::task::spawn_blocking(move || f(&socket))
+            .await
+            .map_err(ControlError::Task)?
+            .map_err(ControlError::Client)
     }
 
     /// A request answered by many replies (`Logs` with follow, `Events`):
