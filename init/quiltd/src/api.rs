@@ -319,16 +319,10 @@ async fn authenticate(
     if parts.method == Method::POST && parts.uri.path() == INSTALL_PATH {
         // The body may be large: it is held to the signed digest as it
         // streams (crate::install), never buffered here.
-        let (caller, claimed) = match state
+        let (caller, claimed) = state
             .verifier
             .verify_streamed(&message, need, (state.now)())
-        {
-            Ok(c) => c,
-            Err(r) => {
-                state.metrics.refused(r.code());
-                return Err(refusal(&r, &parts.method, parts.uri.path()));
-            }
-        };
+            .map_err(|r| refusal(&state, &r, &parts.method, parts.uri.path()))?;
         drop(headers);
         parts.extensions.insert(caller);
         parts.extensions.insert(claimed.stream());
@@ -365,13 +359,10 @@ async fn authenticate(
         message,
         body: &bytes,
     };
-    let caller = match state.verifier.verify(&incoming, need, (state.now)()) {
-        Ok(c) => c,
-        Err(r) => {
-            state.metrics.refused(r.code());
-            return Err(refusal(&r, &parts.method, parts.uri.path()));
-        }
-    };
+    let caller = state
+        .verifier
+        .verify(&incoming, need, (state.now)())
+        .map_err(|r| refusal(&state, &r, &parts.method, parts.uri.path()))?;
     drop(headers);
     parts.extensions.insert(caller);
     Ok(next
@@ -391,7 +382,9 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn refusal(r: &Refusal, method: &Method, path: &str) -> ApiError {
+/// A refused request: counted, logged, and its reply.
+fn refusal(state: &AppState, r: &Refusal, method: &Method, path: &str) -> ApiError {
+    state.metrics.refused(r.code());
     eprintln!(
         "quiltd: event=auth-refused reason={} method={method} path={path} detail=\"{}\"",
         r.code(),
