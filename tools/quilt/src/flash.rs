@@ -169,22 +169,7 @@ pub fn run(a: &FlashArgs) -> anyhow::Result<ExitCode> {
         f
     };
 
-    let bar = |what: &str| {
-        let pb = if a.quiet {
-            indicatif::ProgressBar::hidden()
-        } else {
-            indicatif::ProgressBar::new(len)
-        };
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg:7} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        pb.set_message(what.to_owned());
-        pb
-    };
+    let bar = |what: &str| bytes_bar(len, a.quiet, what);
 
     let started = std::time::Instant::now();
     let pb = bar("write");
@@ -260,6 +245,25 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// A progress bar over `len` bytes labelled `what` (hidden when `quiet`),
+/// as `quilt flash` and `quilt push` show it.
+pub fn bytes_bar(len: u64, quiet: bool, what: &str) -> indicatif::ProgressBar {
+    let pb = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(len)
+    };
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:7} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_message(what.to_owned());
+    pb
 }
 
 #[cfg(test)]

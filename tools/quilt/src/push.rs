@@ -32,19 +32,7 @@ pub fn run(a: &PushArgs) -> anyhow::Result<ExitCode> {
     let len = std::fs::metadata(&a.file)
         .with_context(|| format!("{}: cannot read the bundle", a.file.display()))?
         .len();
-    let pb = if a.quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(len)
-    };
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:7} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    pb.set_message("send");
+    let pb = crate::flash::bytes_bar(len, a.quiet, "send");
     let t0 = Instant::now();
     let progress = pb.clone();
     let answer = runtime()?.block_on(board.upload("/v1/bundles", &a.file, move |n| {
