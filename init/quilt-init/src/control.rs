@@ -53,7 +53,9 @@ pub struct Control {
     buf: Box<[u8]>,
     /// fds to watch, drained by the event loop.
     pub watch: heapless::Vec<(i32, u64), MAX_CLIENTS>,
-    /// Clients that hung up (their runs are cancelled by the loop).
+    /// Clients that hung up (their runs are cancelled by the loop). Their
+    /// slots are not given to new clients until the loop has cleared this
+    /// (see [`Control::free_slot`]).
     pub gone: heapless::Vec<usize, MAX_CLIENTS>,
     /// Run ids of containers whose socket closed (their resources go back).
     pub gone_containers: Vec<u64>,
@@ -133,7 +135,7 @@ impl Control {
             let Some(fd) = self.accept_on(granted) else {
                 break;
             };
-            let Some(slot) = self.clients.iter().position(Option::is_none) else {
+            let Some(slot) = self.free_slot() else {
                 event!(
                     "event=control-refused reason=too-many-clients max={}",
                     MAX_CLIENTS
@@ -152,6 +154,19 @@ impl Control {
             };
             self.install(slot, fd, caller);
         }
+    }
+
+    /// A slot with no client that is not in [`Control::gone`]. A slot
+    /// freed this turn stays out until the loop has cancelled what its
+    /// client left running: a stale readiness for it (a file still open in
+    /// a child that has not exec'd yet keeps its epoll entry) could
+    /// otherwise read a new client's request there, whose run the
+    /// cancellation would then kill, leaving that client without a reply.
+    fn free_slot(&self) -> Option<usize> {
+        self.clients
+            .iter()
+            .enumerate()
+            .position(|(i, c)| c.is_none() && !self.gone.contains(&i))
     }
 
     /// One pending connection on the root socket or service `i`'s.
@@ -184,8 +199,7 @@ impl Control {
     /// Serve a container's own socket (PID 1's end of its socketpair).
     /// False when the table is full (the container then has no socket).
     pub fn adopt(&mut self, fd: OwnedFd, spawner: Spawner) -> bool {
-        let free = self.clients.iter().position(Option::is_none);
-        match free {
+        match self.free_slot() {
             Some(slot) if !self.watch.is_full() => {
                 let _ = rustix::io::ioctl_fionbio(&fd, true);
                 self.install(slot, fd, Caller::Container(Box::new(spawner)));
@@ -373,5 +387,84 @@ fn refuse(code: ErrorCode, message: &str) -> Reply {
     Reply::Error {
         code,
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server on a socket of its own in a fresh directory.
+    fn server(name: &str) -> (Control, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("quilt-control-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let ctl = Control {
+            listen: listen_at(&path).unwrap(),
+            granted: Vec::new(),
+            clients: (0..MAX_CLIENTS).map(|_| None).collect(),
+            buf: vec![0u8; quilt_proto::MAX_REQUEST + 1].into_boxed_slice(),
+            watch: heapless::Vec::new(),
+            gone: heapless::Vec::new(),
+            gone_containers: Vec::new(),
+        };
+        (ctl, path)
+    }
+
+    fn connect(path: &std::path::Path) -> OwnedFd {
+        let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
+        rustix::net::connect(&fd, &SocketAddrUnix::new(path).unwrap()).unwrap();
+        fd
+    }
+
+    /// The slot of the one client installed since `watch` was last taken.
+    fn accepted(ctl: &mut Control) -> usize {
+        let w = core::mem::take(&mut ctl.watch);
+        assert_eq!(w.len(), 1, "one client accepted");
+        (w[0].1 - crate::tokens::CONTROL_CLIENT) as usize
+    }
+
+    /// In one loop turn: a client hangs up, a new one connects and has
+    /// sent its request already, and a stale readiness for the old
+    /// client's slot comes after the accept. The new client must not be
+    /// read in the old slot until the loop has cancelled the old client's
+    /// runs: that cancellation would kill the new client's run and leave
+    /// it waiting for a reply for ever (the gateway's load test saw it).
+    #[test]
+    fn a_slot_freed_this_turn_is_not_given_out_before_its_runs_are_cancelled() {
+        let (mut ctl, path) = server("reuse");
+        let old = connect(&path);
+        ctl.on_listen(None);
+        let old_slot = accepted(&mut ctl);
+
+        drop(old);
+        let new = connect(&path);
+        let frame = quilt_proto::encode_request(&Request::Ping).unwrap();
+        rustix::net::send(&new, &frame, SendFlags::empty()).unwrap();
+
+        // The turn's events: the old client's hang-up, the listener, then
+        // the stale readiness of the old slot.
+        assert!(ctl.read(old_slot).is_none(), "the hang-up is read");
+        assert_eq!(ctl.gone.as_slice(), &[old_slot]);
+        ctl.on_listen(None);
+        let new_slot = accepted(&mut ctl);
+        assert_ne!(new_slot, old_slot, "a slot in `gone` was given out");
+        assert!(
+            ctl.read(old_slot).is_none(),
+            "a request was read in a slot whose runs are about to be cancelled"
+        );
+        match ctl.read(new_slot) {
+            Some(Incoming::Request { client, .. }) => assert_eq!(client, new_slot),
+            _ => panic!("the new client's request is read in its own slot"),
+        }
+
+        // Once the loop has cancelled and cleared, the slot is free again.
+        ctl.gone.clear();
+        let again = connect(&path);
+        ctl.on_listen(None);
+        assert_eq!(accepted(&mut ctl), old_slot);
+        drop((new, again));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

@@ -788,6 +788,11 @@ impl Runs {
             if run.client == client {
                 run.client = usize::MAX;
                 if run.exit.is_none() {
+                    event!(
+                        "event=run-cancelled id={} pid={} reason=client-gone",
+                        run.id,
+                        run.pid
+                    );
                     cgroup::kill_all(&run.cgroup);
                 }
             }
