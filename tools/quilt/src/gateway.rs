@@ -377,17 +377,17 @@ impl Board {
         Ok(stream)
     }
 
-    /// An idle connection that is still open, or a new one.
-    async fn sender(&self) -> anyhow::Result<SendRequest<ReqBody>> {
+    /// An idle connection that is still open (`true`), or a new one.
+    async fn sender(&self) -> anyhow::Result<(SendRequest<ReqBody>, bool)> {
         loop {
             let next = self.idle.lock().ok().and_then(|mut v| v.pop());
             match next {
                 Some(mut s) => {
                     if s.ready().await.is_ok() {
-                        return Ok(s);
+                        return Ok((s, true));
                     }
                 }
-                None => return Ok(self.connect().await?.0),
+                None => return Ok((self.connect().await?.0, false)),
             }
         }
     }
@@ -528,16 +528,29 @@ impl Board {
             req = req.header("connection", "close");
         }
         let req = req.body(body).context("building the request")?;
-        let (mut sender, conn) = if serial.is_some() {
+        let (mut sender, conn, kept) = if serial.is_some() {
             let (s, c) = self.connect().await?;
-            (s, Some(c))
+            (s, Some(c), false)
         } else {
-            (self.sender().await?, None)
+            let (s, kept) = self.sender().await?;
+            (s, None, kept)
         };
-        let resp = sender
-            .send_request(req)
-            .await
-            .context("sending the request")?;
+        let resp = match sender.try_send_request(req).await {
+            Ok(r) => r,
+            // A kept connection the board closed (idle past its header
+            // deadline) just as this request was handed to it: none of it
+            // was written, so the board never saw its nonce. The same
+            // signed request goes once more on a new connection.
+            Err(mut e) if kept && e.message().is_some() => {
+                let req = e.take_message().context("the unsent request")?;
+                sender = self.connect().await?.0;
+                sender
+                    .send_request(req)
+                    .await
+                    .context("sending the request")?
+            }
+            Err(e) => return Err(anyhow::Error::new(e.into_error()).context("sending the request")),
+        };
         let status = resp.status();
         let content_type = resp
             .headers()
