@@ -46,6 +46,7 @@ restart = "never"
 [[service]]
 name = "quiltd"
 exec = ["/usr/bin/quiltd", "serve", "--state-dir", "/run/quiltd"{flag}]
+env = ["GLIBC_TUNABLES=glibc.malloc.arena_max=1"]
 uid = 900
 gid = 900
 after = ["net", "prep"]

@@ -79,7 +79,12 @@ impl Control {
     /// Bind and listen; only root can connect (mode 0600).
     pub fn open() -> std::io::Result<Control> {
         let _ = std::fs::create_dir_all("/run/quilt");
-        let fd = listen_at(std::path::Path::new(PATH))?;
+        Control::at(std::path::Path::new(PATH))
+    }
+
+    /// Listening at `path`, with no clients yet.
+    fn at(path: &std::path::Path) -> std::io::Result<Control> {
+        let fd = listen_at(path)?;
         Ok(Control {
             listen: fd,
             granted: Vec::new(),
@@ -400,16 +405,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("control.sock");
-        let ctl = Control {
-            listen: listen_at(&path).unwrap(),
-            granted: Vec::new(),
-            clients: (0..MAX_CLIENTS).map(|_| None).collect(),
-            buf: vec![0u8; quilt_proto::MAX_REQUEST + 1].into_boxed_slice(),
-            watch: heapless::Vec::new(),
-            gone: heapless::Vec::new(),
-            gone_containers: Vec::new(),
-        };
-        (ctl, path)
+        (Control::at(&path).unwrap(), path)
     }
 
     fn connect(path: &std::path::Path) -> OwnedFd {
