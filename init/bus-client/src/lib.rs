@@ -31,6 +31,7 @@
 )]
 
 mod endpoints;
+pub mod figures;
 mod reqrep;
 mod sys;
 

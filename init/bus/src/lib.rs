@@ -86,6 +86,7 @@ extern crate std;
 mod error;
 mod layout;
 mod ring;
+pub mod stats;
 
 pub use error::BusError;
 pub use layout::{

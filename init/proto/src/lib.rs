@@ -144,6 +144,9 @@ pub enum Request {
     /// Operator: the A/B boot state ([`Reply::Slots`]): which slot runs,
     /// what is on trial, which version last fell back.
     Slots,
+    /// Operator: quilt-init's own figures and its counters since boot
+    /// ([`Reply::Stats`]), for metrics.
+    Stats,
 }
 
 /// What `Service` does.
@@ -324,6 +327,45 @@ pub enum Reply {
     Pods(Vec<(String, Vec<String>, Vec<String>)>),
     /// Answer to `Slots`.
     Slots(SlotsInfo),
+    /// Answer to `Stats`.
+    Stats(BoardStats),
+}
+
+/// What quilt-init measures and counts, as `Stats` shows it. Counters run
+/// from boot; each list is (label, count) in a stable order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardStats {
+    /// quilt-init's resident memory, bytes (`/proc/self/statm`).
+    pub init_rss_bytes: u64,
+    /// quilt-init's open file descriptors.
+    pub init_fds: u32,
+    /// Ephemeral runs and execs that ended, by outcome: `ok`, `failed`
+    /// (a non-zero exit, also a run killed because its client went),
+    /// `oom`, `timeout`.
+    pub runs: Vec<(String, u64)>,
+    /// Install jobs that ended, by outcome: `installed`, `unchanged`
+    /// (already installed), `removed`, or `refused-<code>` by the
+    /// installer's error code (`refused-denied`, `refused-failed`, ...).
+    pub installs: Vec<(String, u64)>,
+    /// Per service: OOM kills in its cgroup (`memory.events` `oom_kill`).
+    pub service_oom_kills: Vec<(String, u64)>,
+    /// The bus channels.
+    pub bus: Vec<ChannelStats>,
+}
+
+/// One bus channel as `Stats` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStats {
+    /// Its topic.
+    pub topic: String,
+    /// Messages published since boot.
+    pub published: u64,
+    /// Subscriber slots held now.
+    pub subscribers: u32,
+    /// Messages the furthest-behind subscriber has still to read.
+    pub lag_max: u64,
+    /// Messages subscribers lost to overwrites (drop-oldest).
+    pub lost: u64,
 }
 
 /// The A/B boot state as `Slots` shows it.

@@ -56,6 +56,25 @@ fn role_name(r: BusRole) -> &'static str {
 }
 
 impl Bus {
+    /// Each channel's figures, read from its regions' header words.
+    pub fn stats(&self) -> Vec<quilt_proto::ChannelStats> {
+        self.chans
+            .iter()
+            .filter_map(|c| {
+                let subs: Vec<BorrowedFd<'_>> = c.subs.iter().map(AsFd::as_fd).collect();
+                let f = quilt_bus_client::figures::channel(c.data.as_fd(), &subs)?;
+                Some(quilt_proto::ChannelStats {
+                    topic: c.topic.as_str().to_owned(),
+                    published: f.published,
+                    subscribers: u32::try_from(f.subscribers.iter().filter(|s| s.active).count())
+                        .unwrap_or(u32::MAX),
+                    lag_max: f.lag_max(),
+                    lost: f.lost(),
+                })
+            })
+            .collect()
+    }
+
     /// Create the configured channels; one that cannot be made is logged
     /// and left out (containers asking for it are then refused).
     pub fn bring_up(cfg: &[Channel]) -> Bus {

@@ -409,6 +409,9 @@ impl Loop {
     /// An install job (or the serial receiver) finished: run what it
     /// installed from now on, stage firmware, answer the client.
     fn install_done(&mut self, done: installs::Done, now: Millis) {
+        for r in &done.reports {
+            self.installs.counts.add(r);
+        }
         let changed = done.reports.iter().any(|r| {
             matches!(
                 r,

@@ -373,6 +373,8 @@ pub struct Installs {
     done: Vec<Done>,
     /// Fds to add to epoll, with their tokens.
     pub watch: Vec<(RawFd, u64)>,
+    /// Finished jobs' reports since boot, by outcome.
+    pub counts: crate::stats::InstallCounts,
 }
 
 impl Installs {
@@ -396,6 +398,7 @@ impl Installs {
             serial_restart: Millis(0),
             done: Vec::new(),
             watch: Vec::new(),
+            counts: crate::stats::InstallCounts::default(),
         }
     }
 

@@ -49,6 +49,7 @@ mod runs;
 mod signals;
 mod slots;
 mod spawn;
+mod stats;
 mod supervisor;
 mod tokens;
 mod uevent;

@@ -251,6 +251,8 @@ pub struct Runs {
     done: Vec<Done>,
     /// Runs started since boot.
     pub started: u64,
+    /// Runs ended since boot, by outcome.
+    pub ended: crate::stats::RunCounts,
     /// Warm pools not refilled until then (their containers died parked).
     pool_pause: HashMap<String, Millis>,
     /// Results of spawned runs nobody waited for yet: (id, owner, result).
@@ -279,6 +281,7 @@ impl Runs {
             watch: heapless::Vec::new(),
             done: Vec::new(),
             started: 0,
+            ended: crate::stats::RunCounts::default(),
             pool_pause: HashMap::new(),
             kept: Vec::new(),
             adopt: Vec::new(),
@@ -858,6 +861,7 @@ impl Runs {
             stderr_tail: [a, b].concat(),
             micros: crate::clock::boot_micros().saturating_sub(run.started_us),
         };
+        self.ended.add(&result);
         if !run.detached {
             self.done.push(Done {
                 client: run.client,

@@ -167,6 +167,7 @@ pub fn authorize(caller: &Caller, request: Request, fd: Option<OwnedFd>) -> Resu
         | Request::Pods
         | Request::Slots
         | Request::Resources
+        | Request::Stats
             if container.is_some() =>
         {
             Err(Denied::OperatorOnly)
@@ -182,6 +183,7 @@ pub fn authorize(caller: &Caller, request: Request, fd: Option<OwnedFd>) -> Resu
         Request::Pods => Ok(Call::Pods),
         Request::Slots => Ok(Call::Slots),
         Request::Resources => Ok(Call::Resources),
+        Request::Stats => Ok(Call::Stats),
         Request::Run {
             bundle,
             input,
@@ -237,7 +239,7 @@ pub fn authorize(caller: &Caller, request: Request, fd: Option<OwnedFd>) -> Resu
 fn verb_of(request: &Request) -> Option<Verb> {
     Some(match request {
         Request::Ping | Request::Acquire { .. } | Request::Release { .. } => return None,
-        Request::List | Request::Pods | Request::Resources => Verb::List,
+        Request::List | Request::Pods | Request::Resources | Request::Stats => Verb::List,
         Request::Run { .. }
         | Request::Spawn { .. }
         | Request::Wait { .. }
@@ -424,6 +426,7 @@ mod tests {
     #[test]
     fn list_is_the_operators() {
         operator_only(Request::List, |c| matches!(c, Call::List));
+        operator_only(Request::Stats, |c| matches!(c, Call::Stats));
     }
 
     #[test]
@@ -678,6 +681,7 @@ mod tests {
         let ask = |r: Request| authorize(&gw, r, None);
         assert!(matches!(ask(Request::Ping), Ok(Call::Ping)));
         assert!(matches!(ask(Request::List), Ok(Call::List)));
+        assert!(matches!(ask(Request::Stats), Ok(Call::Stats)));
         assert!(matches!(ask(Request::Pods), Ok(Call::Pods)));
         assert!(matches!(
             ask(Request::Run {

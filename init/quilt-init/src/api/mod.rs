@@ -77,6 +77,8 @@ pub enum Call {
         resource: String,
         units: u32,
     },
+    /// quilt-init's figures and counters.
+    Stats,
     /// List counted resources.
     Resources,
     /// List pods.
@@ -216,6 +218,17 @@ impl Api {
             ),
             // Subscribed as it came in (see `receive`).
             Call::Events => {}
+            Call::Stats => {
+                let stats = quilt_proto::BoardStats {
+                    init_rss_bytes: crate::stats::own_rss_bytes(),
+                    init_fds: crate::stats::own_fds(),
+                    runs: parts.runs.ended.list(),
+                    installs: parts.installs.counts.list(),
+                    service_oom_kills: parts.sup.oom_kills(),
+                    bus: parts.sup.bus().stats(),
+                };
+                ctl.send(client, &Reply::Stats(stats));
+            }
             Call::List => {
                 let mut all = parts.sup.info(now);
                 all.extend(parts.runs.info(now));

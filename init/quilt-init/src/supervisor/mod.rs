@@ -224,6 +224,18 @@ impl Supervisor {
         Some((i, missed, data, next))
     }
 
+    /// Per service, the OOM kills in its cgroup so far.
+    pub fn oom_kills(&self) -> Vec<(String, u64)> {
+        self.config()
+            .services
+            .iter()
+            .map(|c| {
+                let n = cgroup::read_key(&c.name, "memory.events", "oom_kill").unwrap_or(0);
+                (c.name.as_str().to_owned(), n)
+            })
+            .collect()
+    }
+
     /// Services as the control API's `List` shows them.
     pub fn info(&self, now: Millis) -> Vec<quilt_proto::ServiceInfo> {
         self.config()
