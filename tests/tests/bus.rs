@@ -85,6 +85,7 @@ fn two_bun_containers_exchange_ten_thousand_requests_and_tokens_fence_the_rest()
     let probe = r#"
 echo '{"requests":10000,"size":64}' > /tmp/in.json
 echo "client=$(quilt run examples/bus-client measure --json --timeout-ms 400000 --input /tmp/in.json)" > /dev/ttyS1
+echo "stats=$(quilt stats --json | tr -d '\n')" > /dev/ttyS1
 echo "intruder=$(quilt run bus-intruder --json)" > /dev/ttyS1
 echo "checker=$(quilt run checker --json)" > /dev/ttyS1
 "#;
@@ -109,6 +110,24 @@ echo "checker=$(quilt run checker --json)" > /dev/ttyS1
     assert_eq!(client["received"], 10_000, "{client}");
     assert_eq!(client["in_order"], true, "{client}");
     assert_eq!(client["mismatches"], 0, "{client}");
+    // quilt-init's own counters saw the traffic: both channels carried
+    // the 10,000 messages (`quilt stats`, what quiltd's /metrics serves).
+    let stats = json_line(&ch, "stats=");
+    for topic in ["calc.req", "calc.rep"] {
+        let c = stats["bus"]
+            .as_array()
+            .and_then(|b| b.iter().find(|c| c["topic"] == topic))
+            .unwrap_or_else(|| panic!("no {topic} in {stats}"));
+        assert!(
+            c["published"].as_u64().is_some_and(|n| n >= 10_000),
+            "{stats}"
+        );
+    }
+    assert!(
+        stats["runs"]["ok"].as_u64().is_some_and(|n| n >= 1),
+        "{stats}"
+    );
+    assert!(stats["init_fds"].as_u64().is_some_and(|n| n > 3), "{stats}");
     let intruder = tool_json(&ch, "intruder=");
     for (check, ok) in intruder["checks"].as_object().unwrap() {
         assert_eq!(ok, true, "intruder check {check} failed: {intruder}");

@@ -120,6 +120,49 @@ fn an_operator_and_an_agent_reach_quiltd_through_the_network_with_signed_pinned_
     mcp_through_the_gateway(&url, &pin, &op_key, &bot_key);
     prometheus_scrapes_the_board(&url, &pin, &bot_key);
     a_large_bundle_streams_in_and_runs(&url, &pin, &op_key, &bot_key);
+    installs_are_counted_by_outcome(&url);
+}
+
+/// `/metrics` as a scraper gets it (the scrape token, the board unpinned).
+fn scrape(url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sSk", "--max-time", "30", "-H"])
+        .arg(format!("Authorization: Bearer {METRICS_TOKEN}"))
+        .arg(format!("{url}/metrics"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A sample's value in a scrape: the line that starts with `series `.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// After the pushes (the 50 MiB bundle installed, the tampered one
+/// refused by the trust store), quilt-init's own install counters, which
+/// count every job on the board, show both; and nothing was OOM-killed.
+fn installs_are_counted_by_outcome(url: &str) {
+    let text = scrape(url);
+    let installed = sample(&text, r#"quilt_installs_total{outcome="installed"}"#);
+    assert!(installed.is_some_and(|n| n >= 1.0), "{text}");
+    let refused: f64 = text
+        .lines()
+        .filter(|l| l.starts_with(r#"quilt_installs_total{outcome="refused-"#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(refused >= 1.0, "no refused install counted:\n{text}");
+    assert_eq!(
+        sample(&text, r#"quilt_service_oom_kills_total{service="quiltd"}"#),
+        Some(0.0),
+        "{text}"
+    );
 }
 
 /// `quilt push`: (exit code, JSON reply, stderr).
@@ -292,13 +335,15 @@ fn prometheus_scrapes_the_board(url: &str, pin: &str, bot_key: &Path) {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
     };
-    // Scraped at all: the board's quilt-init is up.
+    // Scraped at all: the board's quilt-init is up. Two run counters:
+    // quiltd's own (gateway runs) and quilt-init's (every run).
     let runs_q = r#"sum(quilt_gateway_runs_total{via="rest"})"#;
+    let board_q = r#"sum(quilt_runs_total{outcome="ok"})"#;
     let until = Instant::now() + Duration::from_secs(90);
-    let before = loop {
+    let (before, board_before) = loop {
         if query("quilt_init_up") == Some(1.0) {
-            if let Some(n) = query(runs_q) {
-                break n;
+            if let (Some(n), Some(b)) = (query(runs_q), query(board_q)) {
+                break (n, b);
             }
         }
         assert!(
@@ -322,8 +367,8 @@ fn prometheus_scrapes_the_board(url: &str, pin: &str, bot_key: &Path) {
     assert_eq!(code, 0, "{v} {err}");
     let until = Instant::now() + Duration::from_secs(60);
     loop {
-        match query(runs_q) {
-            Some(after) if after > before => break,
+        match (query(runs_q), query(board_q)) {
+            (Some(after), Some(board)) if after > before && board > board_before => break,
             _ => {}
         }
         assert!(
@@ -333,6 +378,11 @@ fn prometheus_scrapes_the_board(url: &str, pin: &str, bot_key: &Path) {
         );
         std::thread::sleep(Duration::from_secs(1));
     }
+    // quilt-init's own figures are there and plausible.
+    let rss = query("quilt_init_resident_bytes").unwrap_or(0.0);
+    assert!(rss > 100e3 && rss < 64e6, "quilt-init RSS {rss}");
+    let fds = query("quilt_init_open_fds").unwrap_or(0.0);
+    assert!(fds > 3.0 && fds < 1024.0, "quilt-init fds {fds}");
     let _ = server.kill();
     let _ = server.wait();
 }

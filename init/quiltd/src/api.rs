@@ -457,9 +457,10 @@ async fn services(
     responses((status = 200, content_type = "text/plain; version=0.0.4", body = String),
         (status = "4XX", body = E)))]
 async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let (services, bundles) = tokio::join!(
+    let (services, bundles, stats) = tokio::join!(
         state.control.call(Ctl::List),
-        state.control.call(Ctl::Bundles)
+        state.control.call(Ctl::Bundles),
+        state.control.call(Ctl::Stats)
     );
     let board = crate::metrics::Board {
         services: match services {
@@ -471,6 +472,10 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiErro
             _ => None,
         },
         tools: state.tools.tools().ok().map(|t| t.len()),
+        stats: match stats {
+            Ok(Reply::Stats(s)) => Some(s),
+            _ => None,
+        },
     };
     let text = state.metrics.render(&board).map_err(|_| {
         ApiError::new(

@@ -5,17 +5,19 @@
 //! tool runs through the gateway (REST and MCP) by outcome, their latency
 //! as a histogram, and refused requests by reason. And what quilt-init
 //! reports, asked at every scrape through the control socket (`List`,
-//! `Bundles`): per service its state, restarts, CPU, memory and tasks
-//! (its cgroup's figures), and the installed bundles and their bytes.
-//! A scrape therefore costs two control calls; quilt-init being down is
-//! `quilt_init_up 0`, not a failed scrape.
+//! `Bundles`, `Stats`): per service its state, restarts, CPU, memory,
+//! tasks and OOM kills (its cgroup's figures), the installed bundles and
+//! their bytes, every run and install job on the board by outcome, the
+//! bus channels' messages, subscribers, lag and losses, and quilt-init's
+//! own RSS and open fds. A scrape therefore costs three control calls;
+//! quilt-init being down is `quilt_init_up 0`, not a failed scrape.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use quilt_proto::{BundleInfo, ServiceInfo};
+use quilt_proto::{BoardStats, BundleInfo, ServiceInfo};
 use std::sync::atomic::AtomicU64;
 
 /// Labels as name/value pairs.
@@ -96,6 +98,8 @@ pub struct Board {
     pub bundles: Option<Vec<BundleInfo>>,
     /// Tools in the tool index.
     pub tools: Option<usize>,
+    /// `Stats`.
+    pub stats: Option<BoardStats>,
 }
 
 impl Metrics {
@@ -173,6 +177,9 @@ impl Metrics {
                 bytes,
             );
         }
+        if let Some(stats) = &board.stats {
+            stats_metrics(&mut r, stats);
+        }
         if let Some(tools) = board.tools {
             let n = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
             n.set(i64::try_from(tools).unwrap_or(i64::MAX));
@@ -182,6 +189,82 @@ impl Metrics {
         prometheus_client::encoding::prometheus_text::encode(&mut out, &r)?;
         Ok(out)
     }
+}
+
+/// A gauge set to `v`.
+fn gauge(v: u64) -> Gauge {
+    let g = Gauge::default();
+    g.set(i64::try_from(v).unwrap_or(i64::MAX));
+    g
+}
+
+/// A family of counters with one label, each set to its count.
+fn counters(label: &'static str, counts: &[(String, u64)]) -> Family<Labels, Counter> {
+    let f: Family<Labels, Counter> = Family::default();
+    for (v, n) in counts {
+        f.get_or_create(&vec![(label, v.clone())]).inc_by(*n);
+    }
+    f
+}
+
+fn stats_metrics(r: &mut Registry, s: &BoardStats) {
+    r.register(
+        "quilt_init_resident_bytes",
+        "quilt-init's resident memory (VmRSS)",
+        gauge(s.init_rss_bytes),
+    );
+    r.register(
+        "quilt_init_open_fds",
+        "quilt-init's open file descriptors",
+        gauge(u64::from(s.init_fds)),
+    );
+    r.register(
+        "quilt_runs",
+        "Tool runs and execs on the board that ended, by outcome (all clients, not only the gateway)",
+        counters("outcome", &s.runs),
+    );
+    r.register(
+        "quilt_installs",
+        "Install jobs on the board that ended, by outcome (refused-<code> for the installer's refusals)",
+        counters("outcome", &s.installs),
+    );
+    r.register(
+        "quilt_service_oom_kills",
+        "OOM kills in the service's cgroup",
+        counters("service", &s.service_oom_kills),
+    );
+    let messages: Family<Labels, Counter> = Family::default();
+    let lost: Family<Labels, Counter> = Family::default();
+    let subscribers: Family<Labels, Gauge> = Family::default();
+    let lag: Family<Labels, Gauge> = Family::default();
+    for c in &s.bus {
+        let l = vec![("topic", c.topic.clone())];
+        messages.get_or_create(&l).inc_by(c.published);
+        lost.get_or_create(&l).inc_by(c.lost);
+        subscribers.get_or_create(&l).set(i64::from(c.subscribers));
+        lag.get_or_create(&l)
+            .set(i64::try_from(c.lag_max).unwrap_or(i64::MAX));
+    }
+    r.register(
+        "quilt_bus_messages",
+        "Messages published on the bus channel",
+        messages,
+    );
+    r.register(
+        "quilt_bus_lost_messages",
+        "Messages the channel's subscribers lost to overwrites (drop-oldest)",
+        lost,
+    );
+    r.register(
+        "quilt_bus_subscribers",
+        "Subscribers holding the channel now",
+        subscribers,
+    );
+    r.register(
+        "quilt_bus_lag_messages",
+        "Messages the furthest-behind subscriber of the channel has still to read",
+        lag,
+    );
 }
 
 fn service_metrics(r: &mut Registry, services: &[ServiceInfo]) {
@@ -257,6 +340,20 @@ mod tests {
             }]),
             bundles: None,
             tools: Some(4),
+            stats: Some(BoardStats {
+                init_rss_bytes: 2_097_152,
+                init_fds: 31,
+                runs: vec![("ok".into(), 5), ("oom".into(), 1)],
+                installs: vec![("installed".into(), 2), ("refused-denied".into(), 1)],
+                service_oom_kills: vec![("quiltd".into(), 0)],
+                bus: vec![quilt_proto::ChannelStats {
+                    topic: "sensors".into(),
+                    published: 10,
+                    subscribers: 2,
+                    lag_max: 3,
+                    lost: 1,
+                }],
+            }),
         };
         let text = m.render(&board).unwrap();
         for want in [
@@ -270,6 +367,16 @@ mod tests {
             "quilt_service_cpu_seconds_total{service=\"quiltd\"} 1.5",
             "quilt_service_memory_bytes{service=\"quiltd\"} 4096",
             "quilt_tools 4",
+            "quilt_init_resident_bytes 2097152",
+            "quilt_init_open_fds 31",
+            "quilt_runs_total{outcome=\"ok\"} 5",
+            "quilt_runs_total{outcome=\"oom\"} 1",
+            "quilt_installs_total{outcome=\"refused-denied\"} 1",
+            "quilt_service_oom_kills_total{service=\"quiltd\"} 0",
+            "quilt_bus_messages_total{topic=\"sensors\"} 10",
+            "quilt_bus_lost_messages_total{topic=\"sensors\"} 1",
+            "quilt_bus_subscribers{topic=\"sensors\"} 2",
+            "quilt_bus_lag_messages{topic=\"sensors\"} 3",
         ] {
             assert!(text.contains(want), "{want} not in\n{text}");
         }

@@ -175,6 +175,57 @@ pub fn bundles(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `quilt stats [--json]`: quilt-init's figures and counters.
+pub fn stats(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let s = match call(socket, &Request::Stats)? {
+        Reply::Stats(s) => s,
+        other => return refused(other),
+    };
+    let map = |l: &[(String, u64)]| -> serde_json::Map<String, serde_json::Value> {
+        l.iter().map(|(k, n)| (k.clone(), (*n).into())).collect()
+    };
+    if json {
+        let v = serde_json::json!({
+            "init_rss_bytes": s.init_rss_bytes,
+            "init_fds": s.init_fds,
+            "runs": map(&s.runs),
+            "installs": map(&s.installs),
+            "service_oom_kills": map(&s.service_oom_kills),
+            "bus": s.bus.iter().map(|c| serde_json::json!({
+                "topic": c.topic, "published": c.published, "subscribers": c.subscribers,
+                "lag_max": c.lag_max, "lost": c.lost,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let line = |l: &[(String, u64)]| {
+        l.iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "quilt-init: {} kB resident, {} open fds",
+        s.init_rss_bytes / 1024,
+        s.init_fds
+    );
+    println!("runs ended: {}", line(&s.runs));
+    println!("install jobs: {}", line(&s.installs));
+    println!("OOM kills: {}", line(&s.service_oom_kills));
+    println!(
+        "{:<24} {:>12} {:>11} {:>8} {:>8}",
+        "CHANNEL", "PUBLISHED", "SUBSCRIBERS", "LAG", "LOST"
+    );
+    for c in &s.bus {
+        println!(
+            "{:<24} {:>12} {:>11} {:>8} {:>8}",
+            c.topic, c.published, c.subscribers, c.lag_max, c.lost
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `quilt tokens [--json]`: counted resources in use, and the tokens each
 /// installed bundle holds.
 pub fn tokens(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {

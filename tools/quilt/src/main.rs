@@ -232,6 +232,18 @@ enum Cmd {
         #[arg(long, default_value = "/run/quilt/control.sock")]
         socket: std::path::PathBuf,
     },
+    /// quilt-init's own figures (RSS, open fds) and its counters since
+    /// boot: runs and install jobs by outcome, OOM kills per service, and
+    /// each bus channel's messages, subscribers, lag and losses. quiltd's
+    /// `/metrics` serves the same figures.
+    Stats {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// quilt-init's control socket.
+        #[arg(long, default_value = "/run/quilt/control.sock")]
+        socket: std::path::PathBuf,
+    },
     /// Counted resources (capacity, units in use, waiters) and the tokens
     /// each installed bundle holds.
     Tokens {
@@ -445,6 +457,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Remove { name, socket } => ctl::remove(&socket, &name),
         Cmd::Bundles { json, socket } => ctl::bundles(&socket, json),
         Cmd::Tokens { json, socket } => ctl::tokens(&socket, json),
+        Cmd::Stats { json, socket } => ctl::stats(&socket, json),
         Cmd::Pods { json, socket } => ctl::pods(&socket, json),
         Cmd::Slots { json, socket } => ctl::slots(&socket, json),
         Cmd::Fsck(a) => fsck::run(&a),
