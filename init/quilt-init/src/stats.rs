@@ -9,31 +9,18 @@ use quilt_proto::{ErrorCode, RunResult};
 /// How a run ended, as counted.
 const RUN_OUTCOMES: [&str; 4] = ["ok", "failed", "oom", "timeout"];
 
-/// Every error code, in the order the install counters keep them.
-const CODES: [ErrorCode; 8] = [
-    ErrorCode::Malformed,
-    ErrorCode::TooLarge,
-    ErrorCode::Version,
-    ErrorCode::Denied,
-    ErrorCode::NotFound,
-    ErrorCode::Busy,
-    ErrorCode::Failed,
-    ErrorCode::Deadlock,
+/// Every error code, in the order the install counters keep them, with
+/// its name in a metric label.
+const CODES: [(ErrorCode, &str); 8] = [
+    (ErrorCode::Malformed, "malformed"),
+    (ErrorCode::TooLarge, "too-large"),
+    (ErrorCode::Version, "version"),
+    (ErrorCode::Denied, "denied"),
+    (ErrorCode::NotFound, "not-found"),
+    (ErrorCode::Busy, "busy"),
+    (ErrorCode::Failed, "failed"),
+    (ErrorCode::Deadlock, "deadlock"),
 ];
-
-/// An error code's name in a metric label.
-fn code_name(c: ErrorCode) -> &'static str {
-    match c {
-        ErrorCode::Malformed => "malformed",
-        ErrorCode::TooLarge => "too-large",
-        ErrorCode::Version => "version",
-        ErrorCode::Denied => "denied",
-        ErrorCode::NotFound => "not-found",
-        ErrorCode::Busy => "busy",
-        ErrorCode::Failed => "failed",
-        ErrorCode::Deadlock => "deadlock",
-    }
-}
 
 /// Runs that ended, by outcome.
 #[derive(Debug, Default)]
@@ -87,7 +74,7 @@ impl InstallCounts {
             Report::Installed { .. } => self.unchanged += 1,
             Report::Removed { .. } => self.removed += 1,
             Report::Refused { code, .. } => {
-                if let Some(i) = CODES.iter().position(|c| c == code) {
+                if let Some(i) = CODES.iter().position(|(c, _)| c == code) {
                     if let Some(n) = self.refused.get_mut(i) {
                         *n += 1;
                     }
@@ -110,7 +97,7 @@ impl InstallCounts {
                 .iter()
                 .zip(self.refused)
                 .filter(|(_, n)| *n > 0)
-                .map(|(c, n)| (format!("refused-{}", code_name(*c)), n)),
+                .map(|((_, name), n)| (format!("refused-{name}"), n)),
         );
         out
     }
