@@ -467,7 +467,8 @@ done
     vm.wait_for_console("event=usb-removed", STEP).unwrap();
 
     // Pulled out as soon as it is mounted, in the middle of a 16 MiB
-    // install (or, if the install won the race, just after it): PID 1
+    // install (or before its directory was read, or, if the install won
+    // the race, just after it): PID 1
     // goes on, the store keeps what it had, and the same stick plugged
     // again installs the bundle whole.
     let removed = count(&vm, "usb-removed");
@@ -481,9 +482,11 @@ done
         .iter()
         .any(|e| e.name() == Some("usb-install") && e.get("name") == Some("bigtool"));
     if !finished {
+        // Refused mid-stream, or, pulled before the listing, unreadable:
+        // either way the user is told why.
         let refused = batch
             .iter()
-            .find(|e| e.name() == Some("usb-refused"))
+            .find(|e| matches!(e.name(), Some("usb-refused" | "usb-unreadable")))
             .unwrap_or_else(|| panic!("neither installed nor refused: {names:?}"));
         eprintln!("refused: {}", refused.line);
     }

@@ -107,7 +107,20 @@ pub fn stick(board: &Board, dev: &str, disk: bool) -> Result<Vec<Report>, Refusa
         fstype,
         mountpoint
     );
-    let (files, over) = bundle_files(Path::new(mountpoint));
+    let (files, over) = match bundle_files(Path::new(mountpoint)) {
+        Ok(listed) => listed,
+        Err(e) => {
+            // Pulled between the mount and the listing, or a filesystem
+            // that fails to read: nothing was offered, and the user hears
+            // why rather than seeing an empty stick.
+            event!(
+                "event=usb-unreadable dev={} reason=\"reading its top directory failed: {}; plug it in again, or check it on a computer\"",
+                dev,
+                out::unquoted(&e.to_string())
+            );
+            (Vec::new(), 0)
+        }
+    };
     let (mut new, mut refused, mut already) = (0u32, 0u32, 0u32);
     let mut reports = Vec::new();
     for (i, file) in files.iter().enumerate() {
@@ -273,15 +286,15 @@ fn has_partitions(dev: &str) -> bool {
 /// The `*.qb` names of the top directory, the first [`MAX_FILES`] by
 /// name (in order), and how many more were passed over: past the limit,
 /// with names over [`MAX_NAME`] bytes, or not regular files (a symlink
-/// is never followed off the stick).
-fn bundle_files(dir: &Path) -> (Vec<std::ffi::OsString>, usize) {
+/// is never followed off the stick). A directory that cannot be read,
+/// at its opening or at any entry, is an error: a partial listing would
+/// pass bundles over without a word.
+fn bundle_files(dir: &Path) -> std::io::Result<(Vec<std::ffi::OsString>, usize)> {
     use std::os::unix::ffi::OsStrExt;
     let mut names: Vec<std::ffi::OsString> = Vec::new();
     let mut over = 0;
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return (names, over);
-    };
-    for e in rd.take(MAX_ENTRIES).flatten() {
+    for e in std::fs::read_dir(dir)?.take(MAX_ENTRIES) {
+        let e = e?;
         let name = e.file_name();
         match pick(name.as_bytes()) {
             Pick::Skip => {}
@@ -300,7 +313,7 @@ fn bundle_files(dir: &Path) -> (Vec<std::ffi::OsString>, usize) {
             }
         }
     }
-    (names, over)
+    Ok((names, over))
 }
 
 #[cfg(test)]
@@ -343,7 +356,7 @@ mod tests {
         std::fs::write(dir.join("notes.txt"), b"x").unwrap();
         std::fs::write(dir.join(format!("{}.qb", "y".repeat(MAX_NAME))), b"x").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.join("a-link.qb")).unwrap();
-        let (files, over) = bundle_files(&dir);
+        let (files, over) = bundle_files(&dir).unwrap();
         let names: Vec<String> = files.iter().map(|f| f.to_string_lossy().into()).collect();
         let want: Vec<String> = (0..MAX_FILES).map(|i| format!("b{i:03}.qb")).collect();
         assert_eq!(names, want);
@@ -351,5 +364,8 @@ mod tests {
         // followed; it would sort first) and the long name.
         assert_eq!(over, 6);
         std::fs::remove_dir_all(&dir).unwrap();
+        // Gone (a stick pulled after its mount): an error, not an empty
+        // stick.
+        assert!(bundle_files(&dir).is_err());
     }
 }
