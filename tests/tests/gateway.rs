@@ -147,17 +147,23 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 /// After the pushes (the 50 MiB bundle installed, the tampered one
 /// refused by the trust store), quilt-init's own install counters, which
-/// count every job on the board, show both; and nothing was OOM-killed.
+/// count every job on the board, show both, the refusal under the check
+/// that made it; the store's size counts the 50 MiB; and nothing was
+/// OOM-killed.
 fn installs_are_counted_by_outcome(url: &str) {
     let text = scrape(url);
     let installed = sample(&text, r#"quilt_installs_total{outcome="installed"}"#);
     assert!(installed.is_some_and(|n| n >= 1.0), "{text}");
-    let refused: f64 = text
-        .lines()
-        .filter(|l| l.starts_with(r#"quilt_installs_total{outcome="refused-"#))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert!(refused >= 1.0, "no refused install counted:\n{text}");
+    let refused = sample(&text, r#"quilt_installs_total{outcome="refused"}"#);
+    assert!(
+        refused.is_some_and(|n| n >= 1.0),
+        "no refused install counted:\n{text}"
+    );
+    let tampered = sample(&text, r#"quilt_install_refusals_total{reason="tampered"}"#);
+    assert_eq!(tampered, Some(1.0), "{text}");
+    let store = sample(&text, "quilt_store_bytes").unwrap_or(0.0);
+    assert!(store >= (50u64 << 20) as f64, "{text}");
+    eprintln!("store after the pushes: {store} bytes");
     assert_eq!(
         sample(&text, r#"quilt_service_oom_kills_total{service="quiltd"}"#),
         Some(0.0),

@@ -5,6 +5,7 @@
 use crate::lock::{self, StoreLock};
 use quilt_bundle::Context;
 use quilt_config::BootConfig;
+use quilt_proto::installer::RefusalReason;
 use quilt_proto::ErrorCode;
 use quilt_store::Store;
 use std::path::Path;
@@ -17,6 +18,8 @@ const MAX_CONFIG: usize = 64 * 1024;
 pub struct Refusal {
     /// For the client.
     pub code: ErrorCode,
+    /// Which check refused it, as counted.
+    pub reason: RefusalReason,
     /// What and why, and what to do next.
     pub message: String,
 }
@@ -26,7 +29,17 @@ impl Refusal {
     pub fn failed(message: impl Into<String>) -> Refusal {
         Refusal {
             code: ErrorCode::Failed,
+            reason: RefusalReason::Other,
             message: message.into(),
+        }
+    }
+
+    /// The store refused: its reason, counted by kind.
+    pub fn store(code: ErrorCode, e: &quilt_store::StoreError) -> Refusal {
+        Refusal {
+            code,
+            reason: crate::reason::of_store(e),
+            message: e.to_string(),
         }
     }
 }
@@ -80,6 +93,7 @@ impl Board {
         let trust =
             quilt_store::trustdir::load(Path::new(b.trust.as_str())).map_err(|e| Refusal {
                 code: ErrorCode::NotFound,
+                reason: RefusalReason::Trust,
                 message: format!(
                     "this board has no usable trust store ({}: {e}), so no bundles",
                     b.trust

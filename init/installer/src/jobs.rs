@@ -34,7 +34,7 @@ pub fn install_from(
                 label,
                 out::unquoted(&e.to_string())
             );
-            Refusal::failed(e.to_string())
+            Refusal::store(ErrorCode::Failed, &e)
         })?;
     if !r.already_installed {
         event!(
@@ -110,10 +110,9 @@ pub fn fd(board: &Board) -> Result<Vec<Report>, Refusal> {
 pub fn remove(board: &Board, name: &str) -> Result<Vec<Report>, Refusal> {
     let (mut store, _lock) = board.store()?;
     let version = store.get(name).map(|i| i.version);
-    store.remove(name).map_err(|e| Refusal {
-        code: ErrorCode::NotFound,
-        message: e.to_string(),
-    })?;
+    store
+        .remove(name)
+        .map_err(|e| Refusal::store(ErrorCode::NotFound, &e))?;
     if let Some(v) = version {
         let _ = std::fs::remove_dir_all(quilt_store::paths::tree(Path::new(TREES), name, v));
     }

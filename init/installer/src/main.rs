@@ -30,6 +30,7 @@ mod catalog;
 mod jobs;
 mod lock;
 mod out;
+mod reason;
 mod sandbox;
 mod serial;
 mod stage;
@@ -77,6 +78,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if job.first().is_some_and(|j| j != "stage") {
+        out::store_usage(std::path::Path::new(board.cfg.bundles.store.as_str()));
+    }
     match done {
         Ok(reports) => {
             for r in &reports {
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
 fn refuse(r: board::Refusal) -> ExitCode {
     out::report(&Report::Refused {
         code: r.code,
+        reason: r.reason,
         message: r.message,
     });
     ExitCode::from(1)

@@ -3,7 +3,7 @@
 //! acts on them). Both are pipes PID 1 reads without blocking; a job that
 //! writes faster than PID 1 reads waits here, never PID 1.
 
-use quilt_proto::installer::{encode_report, Report, REPORT_FD};
+use quilt_proto::installer::{encode_report, Report, StoreUsage, REPORT_FD};
 use std::io::Write;
 
 /// Write one event line (`event=... key=value ...`).
@@ -21,6 +21,22 @@ pub fn event(args: core::fmt::Arguments<'_>) {
 #[macro_export]
 macro_rules! event {
     ($($arg:tt)*) => { $crate::out::event(format_args!($($arg)*)) };
+}
+
+/// Report what the store at `root` holds now (its chunk files' metadata
+/// only), for PID 1's `Stats`; a store that cannot be measured is left
+/// unreported, with a line saying why.
+pub fn store_usage(root: &std::path::Path) {
+    match quilt_store::usage(root) {
+        Ok(u) => report(&Report::Store(StoreUsage {
+            chunks: u.chunks,
+            bytes: u.bytes,
+        })),
+        Err(e) => event!(
+            "event=store-usage-unknown error=\"{}\"",
+            unquoted(&e.to_string())
+        ),
+    }
 }
 
 /// Send a report to PID 1 (dropped, with a line saying so, if it would not

@@ -72,8 +72,13 @@ pub fn run(board: &Board) -> std::process::ExitCode {
             let ctx = board.context();
             let mut storage = quilt_link::store::StoreStorage::new(&mut store, ctx);
             rx.feed(buf.get(..n).unwrap_or(&[]), now(), &mut storage);
-            for (name, chunks_written) in log_events(&mut rx, cfg.port.as_str()) {
+            let installed = log_events(&mut rx, cfg.port.as_str());
+            let any = !installed.is_empty();
+            for (name, chunks_written) in installed {
                 finish(&store, name, chunks_written);
+            }
+            if any {
+                crate::out::store_usage(dir);
             }
         }
         rx.tick(now());

@@ -178,6 +178,12 @@ pub fn stick(board: &Board, dev: &str, disk: bool) -> Result<Vec<Report>, Refusa
                     name,
                     out::unquoted(&why.message)
                 );
+                // Counted by PID 1; a stick has no client to answer.
+                reports.push(Report::Refused {
+                    code: why.code,
+                    reason: why.reason,
+                    message: why.message,
+                });
             }
         }
     }

@@ -70,13 +70,110 @@ pub enum Report {
         /// The config asks for a reboot into it.
         reboot: bool,
     },
-    /// The job's request was refused or failed: nothing changed.
+    /// The job's request, or one bundle of a stick, was refused or
+    /// failed: nothing changed.
     Refused {
         /// For the client.
         code: ErrorCode,
+        /// Which check refused it, as counted.
+        reason: RefusalReason,
         /// What and why, and what to do next.
         message: String,
     },
+    /// What the store holds after the job (PID 1 keeps the last for
+    /// `Stats`: it never walks the store itself).
+    Store(StoreUsage),
+}
+
+/// The store's content on disk: its chunk files, each held once however
+/// many bundles share it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreUsage {
+    /// Chunk files.
+    pub chunks: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Why an install was refused, in few enough kinds to count (the message
+/// says the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalReason {
+    /// No signature at all.
+    Unsigned,
+    /// Signed only by keys the trust store does not hold.
+    UnknownSigner,
+    /// A signature that does not verify (or a signer twice).
+    BadSignature,
+    /// Fewer trusted signatures than the policy's threshold.
+    BelowThreshold,
+    /// Content that does not hash to what was signed.
+    Tampered,
+    /// Bytes that do not parse as a bundle, or break its rules.
+    Malformed,
+    /// Over a format cap.
+    TooLarge,
+    /// Built for another architecture or board, or firmware where a tool
+    /// was expected (or the reverse).
+    WrongDevice,
+    /// Not yet valid, or expired.
+    Expired,
+    /// Version rules: rollback, a jump too far, a reused version, a
+    /// downgrade permit that does not fit.
+    Version,
+    /// The board's trust store is missing or refuses its own files.
+    Trust,
+    /// No such bundle (a removal).
+    NotFound,
+    /// Reading the input or the store failed.
+    Io,
+    /// Anything else (the message says what).
+    Other,
+}
+
+impl RefusalReason {
+    /// Every reason, in the order counters keep them.
+    pub const ALL: [RefusalReason; 14] = [
+        RefusalReason::Unsigned,
+        RefusalReason::UnknownSigner,
+        RefusalReason::BadSignature,
+        RefusalReason::BelowThreshold,
+        RefusalReason::Tampered,
+        RefusalReason::Malformed,
+        RefusalReason::TooLarge,
+        RefusalReason::WrongDevice,
+        RefusalReason::Expired,
+        RefusalReason::Version,
+        RefusalReason::Trust,
+        RefusalReason::NotFound,
+        RefusalReason::Io,
+        RefusalReason::Other,
+    ];
+
+    /// Its name in a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            RefusalReason::Unsigned => "unsigned",
+            RefusalReason::UnknownSigner => "unknown-signer",
+            RefusalReason::BadSignature => "bad-signature",
+            RefusalReason::BelowThreshold => "below-threshold",
+            RefusalReason::Tampered => "tampered",
+            RefusalReason::Malformed => "malformed",
+            RefusalReason::TooLarge => "too-large",
+            RefusalReason::WrongDevice => "wrong-device",
+            RefusalReason::Expired => "expired",
+            RefusalReason::Version => "version",
+            RefusalReason::Trust => "trust",
+            RefusalReason::NotFound => "not-found",
+            RefusalReason::Io => "io",
+            RefusalReason::Other => "other",
+        }
+    }
+
+    /// Its place in [`RefusalReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// An installed bundle as PID 1 runs it.
@@ -190,6 +287,17 @@ pub fn decode_catalog(b: &[u8]) -> Option<Catalog> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_refusal_reason_is_listed_once_at_its_index_with_its_own_label() {
+        for (i, r) in RefusalReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+        }
+        let mut labels: Vec<&str> = RefusalReason::ALL.iter().map(|r| r.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), RefusalReason::ALL.len());
+    }
     use alloc::string::ToString;
     use alloc::vec;
 
@@ -200,6 +308,7 @@ mod tests {
         };
         let b = Report::Refused {
             code: ErrorCode::Failed,
+            reason: RefusalReason::Tampered,
             message: "no".to_string(),
         };
         let mut stream = encode_report(&a).unwrap();

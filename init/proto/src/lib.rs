@@ -343,10 +343,14 @@ pub struct BoardStats {
     /// (a non-zero exit, also a run killed because its client went),
     /// `oom`, `timeout`.
     pub runs: Vec<(String, u64)>,
-    /// Install jobs that ended, by outcome: `installed`, `unchanged`
-    /// (already installed), `removed`, or `refused-<code>` by the
-    /// installer's error code (`refused-denied`, `refused-failed`, ...).
+    /// Bundles offered, by outcome: `installed`, `unchanged` (already
+    /// installed), `removed`, `refused` (each bundle of a stick counts).
     pub installs: Vec<(String, u64)>,
+    /// Refusals by reason ([`installer::RefusalReason::label`]), the
+    /// reasons that occurred.
+    pub refusals: Vec<(String, u64)>,
+    /// What the store held after the last install job, if one ran.
+    pub store: Option<installer::StoreUsage>,
     /// Per service: OOM kills in its cgroup (`memory.events` `oom_kill`).
     pub service_oom_kills: Vec<(String, u64)>,
     /// The bus channels.

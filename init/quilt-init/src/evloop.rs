@@ -467,7 +467,7 @@ impl Loop {
                         self.sup.begin_shutdown(PowerAction::Reboot, now);
                     }
                 }
-                Report::Removed { .. } | Report::Refused { .. } => {}
+                Report::Removed { .. } | Report::Refused { .. } | Report::Store(_) => {}
             }
         }
         if done.origin == Origin::Resume && self.hold_services {

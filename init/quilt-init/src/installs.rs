@@ -210,13 +210,13 @@ impl Done {
                 Report::Removed { name } => {
                     return quilt_proto::Reply::Removed { name: name.clone() }
                 }
-                Report::Refused { code, message } => {
+                Report::Refused { code, message, .. } => {
                     return quilt_proto::Reply::Error {
                         code: *code,
                         message: message.clone(),
                     }
                 }
-                Report::Pending { .. } | Report::Staged { .. } => {}
+                Report::Pending { .. } | Report::Staged { .. } | Report::Store(_) => {}
             }
         }
         quilt_proto::Reply::Error {

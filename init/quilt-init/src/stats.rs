@@ -3,24 +3,11 @@
 //! jobs ended, and this process's resident memory and open fds. Counting
 //! is a few additions; the figures are two small reads of `/proc/self`.
 
-use quilt_proto::installer::Report;
-use quilt_proto::{ErrorCode, RunResult};
+use quilt_proto::installer::{RefusalReason, Report, StoreUsage};
+use quilt_proto::RunResult;
 
 /// How a run ended, as counted.
 const RUN_OUTCOMES: [&str; 4] = ["ok", "failed", "oom", "timeout"];
-
-/// Every error code, in the order the install counters keep them, with
-/// its name in a metric label.
-const CODES: [(ErrorCode, &str); 8] = [
-    (ErrorCode::Malformed, "malformed"),
-    (ErrorCode::TooLarge, "too-large"),
-    (ErrorCode::Version, "version"),
-    (ErrorCode::Denied, "denied"),
-    (ErrorCode::NotFound, "not-found"),
-    (ErrorCode::Busy, "busy"),
-    (ErrorCode::Failed, "failed"),
-    (ErrorCode::Deadlock, "deadlock"),
-];
 
 /// Runs that ended, by outcome.
 #[derive(Debug, Default)]
@@ -53,13 +40,15 @@ impl RunCounts {
     }
 }
 
-/// Install jobs' reports, by outcome.
+/// Install jobs' reports, by outcome, and the store's size they last
+/// reported.
 #[derive(Debug, Default)]
 pub struct InstallCounts {
     installed: u64,
     unchanged: u64,
     removed: u64,
-    refused: [u64; CODES.len()],
+    refused: [u64; RefusalReason::ALL.len()],
+    store: Option<StoreUsage>,
 }
 
 impl InstallCounts {
@@ -73,33 +62,39 @@ impl InstallCounts {
             } => self.installed += 1,
             Report::Installed { .. } => self.unchanged += 1,
             Report::Removed { .. } => self.removed += 1,
-            Report::Refused { code, .. } => {
-                if let Some(i) = CODES.iter().position(|(c, _)| c == code) {
-                    if let Some(n) = self.refused.get_mut(i) {
-                        *n += 1;
-                    }
+            Report::Refused { reason, .. } => {
+                if let Some(n) = self.refused.get_mut(reason.index()) {
+                    *n += 1;
                 }
             }
+            Report::Store(u) => self.store = Some(*u),
             Report::Pending { .. } | Report::Staged { .. } => {}
         }
     }
 
-    /// (outcome, count): the three kinds of success, then a refusal per
-    /// error code that occurred.
+    /// (outcome, count): the three kinds of success and refusals.
     pub fn list(&self) -> Vec<(String, u64)> {
-        let mut out = vec![
+        vec![
             ("installed".to_owned(), self.installed),
             ("unchanged".to_owned(), self.unchanged),
             ("removed".to_owned(), self.removed),
-        ];
-        out.extend(
-            CODES
-                .iter()
-                .zip(self.refused)
-                .filter(|(_, n)| *n > 0)
-                .map(|((_, name), n)| (format!("refused-{name}"), n)),
-        );
-        out
+            ("refused".to_owned(), self.refused.iter().sum()),
+        ]
+    }
+
+    /// (reason, count) for each reason that occurred.
+    pub fn refusals(&self) -> Vec<(String, u64)> {
+        RefusalReason::ALL
+            .iter()
+            .zip(self.refused)
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (r.label().to_owned(), n))
+            .collect()
+    }
+
+    /// What the store held after the last job that reported it.
+    pub fn store(&self) -> Option<StoreUsage> {
+        self.store
     }
 }
 
@@ -168,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn installs_are_counted_by_outcome_and_refusals_by_code() {
+    fn installs_are_counted_by_outcome_and_refusals_by_reason() {
         let mut c = InstallCounts::default();
         let installed = |already| Report::Installed {
             name: "b".into(),
@@ -180,13 +175,33 @@ mod tests {
         c.add(&installed(false));
         c.add(&installed(true));
         c.add(&Report::Removed { name: "b".into() });
-        for code in [ErrorCode::Denied, ErrorCode::Denied, ErrorCode::Failed] {
+        for reason in [
+            RefusalReason::UnknownSigner,
+            RefusalReason::UnknownSigner,
+            RefusalReason::Tampered,
+        ] {
             c.add(&Report::Refused {
-                code,
+                code: quilt_proto::ErrorCode::Failed,
+                reason,
                 message: String::new(),
             });
         }
         c.add(&Report::Pending { name: "fw".into() });
+        assert_eq!(c.store(), None);
+        for bytes in [10, 7] {
+            c.add(&Report::Store(StoreUsage { chunks: 1, bytes }));
+        }
+        assert_eq!(
+            c.store(),
+            Some(StoreUsage {
+                chunks: 1,
+                bytes: 7
+            })
+        );
+        assert_eq!(
+            c.refusals(),
+            vec![("unknown-signer".to_owned(), 2), ("tampered".to_owned(), 1)]
+        );
         let l = c.list();
         assert_eq!(
             l,
@@ -194,8 +209,7 @@ mod tests {
                 ("installed".to_owned(), 1),
                 ("unchanged".to_owned(), 1),
                 ("removed".to_owned(), 1),
-                ("refused-denied".to_owned(), 2),
-                ("refused-failed".to_owned(), 1)
+                ("refused".to_owned(), 3)
             ]
         );
     }

@@ -225,9 +225,26 @@ fn stats_metrics(r: &mut Registry, s: &BoardStats) {
     );
     r.register(
         "quilt_installs",
-        "Install jobs on the board that ended, by outcome (refused-<code> for the installer's refusals)",
+        "Bundles offered to the board's store, by outcome (all ways in: gateway, quilt install, sticks)",
         counters("outcome", &s.installs),
     );
+    r.register(
+        "quilt_install_refusals",
+        "Bundles the board refused, by the check that refused them",
+        counters("reason", &s.refusals),
+    );
+    if let Some(u) = s.store {
+        r.register(
+            "quilt_store_bytes",
+            "Bytes of the bundle store's chunk files (each shared chunk once), as of the last install job",
+            gauge(u.bytes),
+        );
+        r.register(
+            "quilt_store_chunks",
+            "Chunk files in the bundle store, as of the last install job",
+            gauge(u.chunks),
+        );
+    }
     r.register(
         "quilt_service_oom_kills",
         "OOM kills in the service's cgroup",
@@ -344,7 +361,12 @@ mod tests {
                 init_rss_bytes: 2_097_152,
                 init_fds: 31,
                 runs: vec![("ok".into(), 5), ("oom".into(), 1)],
-                installs: vec![("installed".into(), 2), ("refused-denied".into(), 1)],
+                installs: vec![("installed".into(), 2), ("refused".into(), 1)],
+                refusals: vec![("unknown-signer".into(), 1)],
+                store: Some(quilt_proto::installer::StoreUsage {
+                    chunks: 12,
+                    bytes: 52_428_800,
+                }),
                 service_oom_kills: vec![("quiltd".into(), 0)],
                 bus: vec![quilt_proto::ChannelStats {
                     topic: "sensors".into(),
@@ -371,7 +393,10 @@ mod tests {
             "quilt_init_open_fds 31",
             "quilt_runs_total{outcome=\"ok\"} 5",
             "quilt_runs_total{outcome=\"oom\"} 1",
-            "quilt_installs_total{outcome=\"refused-denied\"} 1",
+            "quilt_installs_total{outcome=\"refused\"} 1",
+            "quilt_install_refusals_total{reason=\"unknown-signer\"} 1",
+            "quilt_store_bytes 52428800",
+            "quilt_store_chunks 12",
             "quilt_service_oom_kills_total{service=\"quiltd\"} 0",
             "quilt_bus_messages_total{topic=\"sensors\"} 10",
             "quilt_bus_lost_messages_total{topic=\"sensors\"} 1",

@@ -152,6 +152,50 @@ fn same_contents(path: &Path, want: &[u8], scratch: &mut Vec<u8>) -> bool {
         && scratch.as_slice() == want
 }
 
+/// Every file under `root/chunks/`, with the id its name gives (if valid).
+fn chunk_files(root: &Path) -> Result<Vec<(Option<Hash>, PathBuf)>, StoreError> {
+    let chunks = root.join("chunks");
+    let mut out = Vec::new();
+    for fan in fs::read_dir(&chunks).map_err(io_err("listing", &chunks))? {
+        let fan = fan.map_err(io_err("listing", &chunks))?.path();
+        for e in fs::read_dir(&fan).map_err(io_err("listing", &fan))? {
+            let p = e.map_err(io_err("listing", &fan))?.path();
+            let id = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(quilt_bundle::hex::decode_array::<32>)
+                .map(Hash);
+            out.push((id, p));
+        }
+    }
+    Ok(out)
+}
+
+/// What the store's chunk files take: how many, and their bytes (each
+/// chunk is held once however many bundles share it). Reads metadata
+/// only, never content. A store not made yet holds nothing.
+pub fn usage(root: &Path) -> Result<Usage, StoreError> {
+    let mut u = Usage::default();
+    if !root.join("chunks").is_dir() {
+        return Ok(u);
+    }
+    for (_, path) in chunk_files(root)? {
+        let m = fs::symlink_metadata(&path).map_err(io_err("measuring", &path))?;
+        u.chunks += 1;
+        u.bytes += m.len();
+    }
+    Ok(u)
+}
+
+/// See [`usage`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Chunk files.
+    pub chunks: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `root`. `image_trust` is the
     /// trust dir shipped in the image; a rotation persisted in the state
@@ -602,21 +646,7 @@ impl Store {
 
     /// Every file under `chunks/`, with the id its name gives (if valid).
     fn chunk_files(&self) -> Result<Vec<(Option<Hash>, PathBuf)>, StoreError> {
-        let chunks = self.root.join("chunks");
-        let mut out = Vec::new();
-        for fan in fs::read_dir(&chunks).map_err(io_err("listing", &chunks))? {
-            let fan = fan.map_err(io_err("listing", &chunks))?.path();
-            for e in fs::read_dir(&fan).map_err(io_err("listing", &fan))? {
-                let p = e.map_err(io_err("listing", &fan))?.path();
-                let id = p
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(quilt_bundle::hex::decode_array::<32>)
-                    .map(Hash);
-                out.push((id, p));
-            }
-        }
-        Ok(out)
+        chunk_files(&self.root)
     }
 
     /// Removes chunks and records no installed bundle references.

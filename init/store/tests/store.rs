@@ -95,6 +95,16 @@ fn install_dedups_and_materializes_the_exact_tree() {
         .install(&tool("agents/b", 1, 9, &[&k])[..], &ctx(), None)
         .unwrap();
     assert!(r3.bytes_reused >= 600_000);
+    // The store's usage counts each shared chunk once.
+    let u = quilt_store::usage(d.path()).unwrap();
+    assert_eq!(
+        u.chunks,
+        u64::from(r1.chunks_written + r2.chunks_written + r3.chunks_written)
+    );
+    assert_eq!(
+        u.bytes,
+        r1.bytes_written + r2.bytes_written + r3.bytes_written
+    );
 
     let out = d.path().join("out");
     s.materialize("agents/a", &out).unwrap();

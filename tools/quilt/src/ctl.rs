@@ -190,6 +190,8 @@ pub fn stats(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
             "init_fds": s.init_fds,
             "runs": map(&s.runs),
             "installs": map(&s.installs),
+            "refusals": map(&s.refusals),
+            "store": s.store.map(|u| serde_json::json!({"chunks": u.chunks, "bytes": u.bytes})),
             "service_oom_kills": map(&s.service_oom_kills),
             "bus": s.bus.iter().map(|c| serde_json::json!({
                 "topic": c.topic, "published": c.published, "subscribers": c.subscribers,
@@ -211,7 +213,14 @@ pub fn stats(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
         s.init_fds
     );
     println!("runs ended: {}", line(&s.runs));
-    println!("install jobs: {}", line(&s.installs));
+    println!("bundles offered: {}", line(&s.installs));
+    if !s.refusals.is_empty() {
+        println!("refused because: {}", line(&s.refusals));
+    }
+    match s.store {
+        Some(u) => println!("store: {} chunks, {} kB", u.chunks, u.bytes.div_ceil(1024)),
+        None => println!("store: not measured yet (no install job has run)"),
+    }
     println!("OOM kills: {}", line(&s.service_oom_kills));
     println!(
         "{:<24} {:>12} {:>11} {:>8} {:>8}",

@@ -224,6 +224,8 @@ impl Api {
                     init_fds: crate::stats::own_fds(),
                     runs: parts.runs.ended.list(),
                     installs: parts.installs.counts.list(),
+                    refusals: parts.installs.counts.refusals(),
+                    store: parts.installs.counts.store(),
                     service_oom_kills: parts.sup.oom_kills(),
                     bus: parts.sup.bus().stats(),
                 };
