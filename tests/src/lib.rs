@@ -48,6 +48,7 @@
 pub mod bench;
 mod build;
 mod bundles;
+mod curl;
 mod error;
 mod events;
 mod gateway;
@@ -66,6 +67,7 @@ pub use bundles::{
     data_tool, example_dir, is_sdk_project, noise, pack_or_build, quilt, quilt_bun, quilt_cli,
     quilt_send, signed_bundle, signed_example, test_key, SignedBundle,
 };
+pub use curl::{unix_now, Curl, Signed, Signer};
 pub use error::HarnessError;
 pub use events::{quilt_events, Event};
 pub use gateway::{
