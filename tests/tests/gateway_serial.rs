@@ -14,15 +14,18 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(300);
 
+/// The boot config: `prep` (/etc/prep-line, [`Line::prep`]) finds the
+/// line, hands it to quiltd's uid and links it at /run/quiltd/line, where
+/// quiltd serves it.
 const CONFIG: &str = r#"
 [[service]]
 name = "prep"
-exec = ["/bin/sh", "-c", "mkdir -p /run/quiltd && chown 900:900 /run/quiltd /dev/ttyS2"]
+exec = ["/bin/sh", "/etc/prep-line"]
 restart = "never"
 
 [[service]]
 name = "quiltd"
-exec = ["/usr/bin/quiltd", "serve", "--state-dir", "/run/quiltd", "--serial", "/dev/ttyS2"]
+exec = ["/usr/bin/quiltd", "serve", "--state-dir", "/run/quiltd", "--serial", "/run/quiltd/line"]
 uid = 900
 gid = 900
 after = ["prep"]
@@ -47,9 +50,76 @@ fn call(line: &Path, key: &Path, pin: &str, args: &[&str]) -> (i32, serde_json::
     )
 }
 
+/// A line between the host and the board.
+enum Line {
+    /// A third 16550 at the legacy ttyS2 address (IRQ 4, shared with the
+    /// console's).
+    Uart,
+    /// A virtio console port (`virtserialport` named `quilt.gw`).
+    VirtioPort,
+}
+
+impl Line {
+    /// QEMU's device for the chardev `gw`.
+    fn qemu_args(&self) -> Vec<String> {
+        match self {
+            Line::Uart => vec![
+                "-device".into(),
+                "isa-serial,chardev=gw,iobase=0x3e8,irq=4".into(),
+            ],
+            Line::VirtioPort => vec![
+                "-device".into(),
+                "virtio-serial-device".into(),
+                "-device".into(),
+                "virtserialport,chardev=gw,name=quilt.gw".into(),
+            ],
+        }
+    }
+
+    /// Kernel modules it needs (Debian's kernel builds virtio as modules).
+    fn modules(&self) -> &'static [&'static str] {
+        match self {
+            Line::Uart => &[],
+            Line::VirtioPort => &["virtio_mmio", "virtio_console"],
+        }
+    }
+
+    /// The script that finds the guest's node for it and readies it.
+    fn prep(&self) -> String {
+        let find = match self {
+            Line::Uart => "dev=/dev/ttyS2",
+            // By the port's name (no udev makes /dev/virtio-ports here),
+            // waiting up to 10 s for the driver to list it.
+            Line::VirtioPort => {
+                r#"dev=
+for i in $(seq 50); do
+    for p in /sys/class/virtio-ports/*; do
+        [ -e "$p/name" ] && [ "$(cat "$p/name")" = quilt.gw ] && dev="/dev/${p##*/}"
+    done
+    [ -n "$dev" ] && break
+    sleep 0.2
+done
+[ -n "$dev" ] || { ls -l /sys/class /sys/bus/virtio/devices >&2; exit 1; }"#
+            }
+        };
+        format!(
+            "set -e\n{find}\nmkdir -p /run/quiltd\nchown 900:900 /run/quiltd \"$dev\"\nln -sf \"$dev\" /run/quiltd/line\necho \"line: $dev\"\n"
+        )
+    }
+}
+
 #[test]
 fn a_board_without_a_network_is_an_mcp_server_over_its_serial_line() {
-    let dir = work_dir().unwrap().join("gateway-serial");
+    serves_over(Line::Uart, "gateway-serial");
+}
+
+#[test]
+fn a_virtio_console_port_serves_as_the_line() {
+    serves_over(Line::VirtioPort, "gateway-vport");
+}
+
+fn serves_over(kind: Line, name: &str) {
+    let dir = work_dir().unwrap().join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (op_key, op_pub) = client_key(&dir, "op").unwrap();
@@ -69,7 +139,9 @@ fn a_board_without_a_network_is_an_mcp_server_over_its_serial_line() {
             format!("operator op {op_pub}\nagent bot {bot_pub}\n"),
             0o644,
         )
-        .config_toml(CONFIG)
+        .bytes("/etc/prep-line", kind.prep(), 0o755)
+        .modules(kind.modules())
+        .config_toml(&format!("modules = {:?}\n{CONFIG}", kind.modules()))
         .build()
         .unwrap();
     let line = dir.join("line.sock");
@@ -77,14 +149,13 @@ fn a_board_without_a_network_is_an_mcp_server_over_its_serial_line() {
         &img,
         VmOpts {
             timeout: T,
-            // A third 16550 at the legacy ttyS2 address (IRQ 4, shared
-            // with the console's), its other end a Unix socket.
-            extra_args: vec![
-                "-chardev".into(),
+            extra_args: [
+                "-chardev".to_owned(),
                 format!("socket,id=gw,path={},server=on,wait=off", line.display()),
-                "-device".into(),
-                "isa-serial,chardev=gw,iobase=0x3e8,irq=4".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(kind.qemu_args())
+            .collect(),
             ..VmOpts::default()
         },
     )

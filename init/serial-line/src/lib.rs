@@ -6,6 +6,14 @@
 //! Shared by `quiltd --serial` and `quilt mcp --serial`, which speak the
 //! gateway's TLS and HTTP over it.
 //!
+//! A hang-up need not last: a virtio console port reads as hung up while
+//! nobody holds its host side, and is live again when somebody does. tokio
+//! keeps an fd's "closed" readiness for good once it has seen it, so a
+//! line that would block after a hang-up is registered with the reactor
+//! afresh before it is waited on; otherwise every wait would return at
+//! once and the line would spin a CPU (the virtio port's board side did,
+//! and starved the session it served).
+//!
 //! A line has no connection boundary: what the board sent for one client
 //! may still be arriving when the next opens the line. So each session
 //! starts with a marker exchange, [`greet`] and [`answer`]: the client
@@ -15,17 +23,37 @@
 
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::termios::{self, OptionalActions};
+use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 /// One open serial line.
 #[derive(Debug)]
 pub struct SerialLine {
-    fd: AsyncFd<OwnedFd>,
+    /// Always there but for the moment a registration is renewed.
+    fd: Option<AsyncFd<OwnedFd>>,
+    /// When the registration was last renewed after a hang-up.
+    renewed: Option<Instant>,
+    /// The wait before renewing again, while the line stays hung up.
+    backoff: Option<Pin<Box<Sleep>>>,
+}
+
+/// Least time between two renewals of a line that is still hung up (its
+/// writes block until somebody holds the other end): the wait is a poll
+/// at this period rather than a spin.
+const RENEW_GAP: Duration = Duration::from_millis(50);
+
+/// `fd` registered with the reactor.
+fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: an OwnedFd is a valid open fd that stays open, and is the
+    // same fd on every as_raw_fd, for as long as the AsyncFd owns it.
+    unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
 }
 
 /// Opens `path`: a Unix socket is connected to, a tty set to raw mode at
@@ -56,20 +84,57 @@ pub fn open(path: &Path, baud: u32) -> io::Result<SerialLine> {
         termios::tcsetattr(&fd, OptionalActions::Now, &t)?;
         let _ = termios::tcflush(&fd, termios::QueueSelector::IFlush);
     }
-    let flags = rustix::fs::fcntl_getfl(&fd)?;
-    rustix::fs::fcntl_setfl(&fd, flags | OFlags::NONBLOCK)?;
-    // SAFETY: an OwnedFd is a valid open fd that stays open, and is the
-    // same fd on every as_raw_fd, for as long as the AsyncFd owns it.
-    let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
-    Ok(SerialLine { fd })
+    SerialLine::from_fd(fd)
 }
 
 impl SerialLine {
+    /// An open line's fd (made non-blocking here). Call within a tokio
+    /// runtime.
+    pub fn from_fd(fd: OwnedFd) -> io::Result<SerialLine> {
+        let flags = rustix::fs::fcntl_getfl(&fd)?;
+        rustix::fs::fcntl_setfl(&fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+        Ok(SerialLine {
+            fd: Some(register(fd)?),
+            renewed: None,
+            backoff: None,
+        })
+    }
+
+    fn fd(&self) -> io::Result<&AsyncFd<OwnedFd>> {
+        self.fd
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the serial line's registration was lost"))
+    }
+
     /// Waits until the line has input (or has hung up), without reading.
     pub async fn readable(&self) -> io::Result<()> {
-        let mut guard = self.fd.readable().await?;
+        let mut guard = self.fd()?.readable().await?;
         guard.retain_ready();
         Ok(())
+    }
+
+    /// The line would block although the reactor last said it hung up:
+    /// register it afresh, so that the next wait is a real one (at most
+    /// once per [`RENEW_GAP`]: a line still hung up is polled at that
+    /// period).
+    fn poll_renew(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(at) = self.renewed {
+            let due = at + RENEW_GAP;
+            if Instant::now() < due {
+                let sleep = self
+                    .backoff
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                ready!(sleep.as_mut().poll(cx));
+            }
+        }
+        self.backoff = None;
+        let old = self
+            .fd
+            .take()
+            .ok_or_else(|| io::Error::other("the serial line's registration was lost"))?;
+        self.fd = Some(register(old.into_inner())?);
+        self.renewed = Some(Instant::now());
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -79,8 +144,10 @@ impl AsyncRead for SerialLine {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
         loop {
-            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
+            let mut guard = ready!(this.fd()?.poll_read_ready(cx))?;
+            let hung_up = guard.ready().is_read_closed() || guard.ready().is_write_closed();
             let unfilled = buf.initialize_unfilled();
             match guard.try_io(|fd| {
                 rustix::io::read(fd.get_ref().as_fd(), &mut *unfilled).map_err(io::Error::from)
@@ -95,6 +162,7 @@ impl AsyncRead for SerialLine {
                 }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) if hung_up => ready!(this.poll_renew(cx))?,
                 Err(_would_block) => continue,
             }
         }
@@ -107,14 +175,17 @@ impl AsyncWrite for SerialLine {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
         loop {
-            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
+            let mut guard = ready!(this.fd()?.poll_write_ready(cx))?;
+            let hung_up = guard.ready().is_read_closed() || guard.ready().is_write_closed();
             match guard
                 .try_io(|fd| rustix::io::write(fd.get_ref().as_fd(), data).map_err(io::Error::from))
             {
                 Ok(Ok(n)) => return Poll::Ready(Ok(n)),
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) if hung_up => ready!(this.poll_renew(cx))?,
                 Err(_would_block) => continue,
             }
         }
@@ -246,6 +317,57 @@ pub async fn answer<L: AsyncRead + AsyncWrite + Unpin>(line: &mut L) -> Result<(
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn thread_cpu() -> Duration {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+
+    /// A pty's master end as the line: it reads as hung up while its slave
+    /// is closed, and is live again once the slave is open, as a virtio
+    /// console port is while nobody holds, then holds, its host side.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_line_live_again_after_a_hang_up_waits_without_spinning() {
+        use rustix::fs::{Mode, OFlags};
+        use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+        grantpt(&master).unwrap();
+        unlockpt(&master).unwrap();
+        let name = ptsname(&master, Vec::new()).unwrap();
+        let open_slave = || {
+            let fd = rustix::fs::open(
+                name.as_c_str(),
+                OFlags::RDWR | OFlags::NOCTTY,
+                Mode::empty(),
+            )
+            .unwrap();
+            let mut t = termios::tcgetattr(&fd).unwrap();
+            t.make_raw();
+            termios::tcsetattr(&fd, OptionalActions::Now, &t).unwrap();
+            fd
+        };
+        drop(open_slave());
+        let mut line = SerialLine::from_fd(master).unwrap();
+        let mut buf = [0u8; 16];
+        // Hung up: end of stream (and the reactor has seen the hang-up).
+        assert_eq!(line.read(&mut buf).await.unwrap(), 0);
+
+        let slave = open_slave();
+        let before = thread_cpu();
+        let idle = tokio::time::timeout(Duration::from_millis(400), line.read(&mut buf)).await;
+        let spent = thread_cpu() - before;
+        assert!(idle.is_err(), "nothing was sent, yet the read ended");
+        assert!(
+            spent < Duration::from_millis(100),
+            "waiting 400 ms for input took {spent:?} of CPU: the line spins"
+        );
+        rustix::io::write(&slave, b"hi").unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(2), line.read(&mut buf))
+            .await
+            .expect("the line stayed deaf after the hang-up")
+            .unwrap();
+        assert_eq!(buf.get(..n), Some(&b"hi"[..]));
+    }
 
     #[tokio::test]
     async fn a_unix_socket_stands_in_for_a_line_both_ways() {

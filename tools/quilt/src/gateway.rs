@@ -175,6 +175,11 @@ const SERIAL_MARK: std::time::Duration = std::time::Duration::from_millis(1500);
 /// How long a TLS handshake over a serial line may take.
 const SERIAL_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// How long a whole request over a serial line may take: as long as the
+/// board gives a session (quiltd's `SERIAL_SESSION`), so a line that
+/// stops answering fails the command instead of hanging it.
+const SERIAL_SESSION: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// How long the end of a serial session may take.
 const SERIAL_CLOSE: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -528,6 +533,7 @@ impl Board {
             req = req.header("connection", "close");
         }
         let req = req.body(body).context("building the request")?;
+        let deadline = tokio::time::Instant::now() + SERIAL_SESSION;
         let (mut sender, conn, kept) = if serial.is_some() {
             let (s, c) = self.connect().await?;
             (s, Some(c), false)
@@ -535,7 +541,9 @@ impl Board {
             let (s, kept) = self.sender().await?;
             (s, None, kept)
         };
-        let resp = match sender.try_send_request(req).await {
+        let over_serial = serial.is_some();
+        let sent = within(over_serial, deadline, sender.try_send_request(req)).await?;
+        let resp = match sent {
             Ok(r) => r,
             // A kept connection the board closed (idle past its header
             // deadline) just as this request was handed to it: none of it
@@ -558,10 +566,8 @@ impl Board {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
+        let body = within(over_serial, deadline, resp.into_body().collect())
+            .await?
             .context("reading the reply")?
             .to_bytes();
         match conn {
@@ -584,6 +590,24 @@ impl Board {
             body,
         })
     }
+}
+
+/// `fut`, given until `deadline` over a serial line (`bounded`); over TCP
+/// the connection's own deadlines apply.
+async fn within<F: std::future::Future>(
+    bounded: bool,
+    deadline: tokio::time::Instant,
+    fut: F,
+) -> anyhow::Result<F::Output> {
+    if !bounded {
+        return Ok(fut.await);
+    }
+    tokio::time::timeout_at(deadline, fut).await.map_err(|_| {
+        anyhow::anyhow!(
+            "no reply on the serial line within {} s, when the board ends a session: is quiltd on the board still running?",
+            SERIAL_SESSION.as_secs()
+        )
+    })
 }
 
 /// What to do next, by the board's reason code.
