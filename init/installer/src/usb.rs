@@ -108,6 +108,16 @@ pub fn stick(board: &Board, dev: &str, disk: bool) -> Result<Vec<Report>, Refusa
         mountpoint
     );
     let (files, over) = match bundle_files(Path::new(mountpoint)) {
+        // FAT reads a directory block it cannot get as the directory's
+        // end: a stick pulled just after its mount lists as empty, with no
+        // error. Gone by now, it is not an empty stick.
+        Ok((files, _)) if files.is_empty() && !present(dev) => {
+            event!(
+                "event=usb-unreadable dev={} reason=\"the stick went away before its files were read; plug it in again\"",
+                dev
+            );
+            (Vec::new(), 0)
+        }
         Ok(listed) => listed,
         Err(e) => {
             // Pulled between the mount and the listing, or a filesystem
@@ -214,6 +224,12 @@ pub fn stick(board: &Board, dev: &str, disk: bool) -> Result<Vec<Report>, Refusa
         started.elapsed().as_millis()
     );
     Ok(reports)
+}
+
+/// Whether the kernel still has block device `dev` (its sysfs entry goes
+/// when the stick is pulled, mounted or not).
+fn present(dev: &str) -> bool {
+    Path::new("/sys/class/block").join(dev).exists()
 }
 
 /// Mount the node read-only with the first type that takes it.
