@@ -29,7 +29,14 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(300);
 const AGENTS: usize = 64;
-const LOAD: Duration = Duration::from_secs(60);
+/// How long the load lasts: a minute, or `QUILT_LOAD_SECS` for a soak by
+/// hand (the VM lives 900 s, so at most about 12 minutes).
+fn load() -> Duration {
+    std::env::var("QUILT_LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(60), Duration::from_secs)
+}
 /// No request may take this long: a sanity bound far above any queueing
 /// (16 runs at a time, each well under 10 s under TCG), so a hang fails the
 /// test instead of stalling it.
@@ -290,8 +297,9 @@ fn sixty_four_agents_run_tools_for_a_minute_while_pid1_answers_pings_and_quiltd_
     let warmed = next_rss(&gw.vm, guest_now(&gw.vm));
     let agents = boards();
 
-    // The load: every agent loops until LOAD has passed (a request started
-    // before then is awaited).
+    // The load: every agent loops until `load` has passed (a request
+    // started before then is awaited).
+    let load = load();
     let load_from = guest_now(&gw.vm);
     let t0 = Instant::now();
     let results: Vec<Vec<Outcome>> = rt.block_on(async {
@@ -301,7 +309,7 @@ fn sixty_four_agents_run_tools_for_a_minute_while_pid1_answers_pings_and_quiltd_
             set.spawn(async move {
                 let mut out = Vec::new();
                 let mut n = 1;
-                while t0.elapsed() < LOAD {
+                while t0.elapsed() < load {
                     out.push(run(Arc::clone(&b), i, n).await);
                     n += 1;
                 }
@@ -373,6 +381,20 @@ fn sixty_four_agents_run_tools_for_a_minute_while_pid1_answers_pings_and_quiltd_
         during.len(),
         after.2,
     );
+    // Whether it levels off: the highest sample in each minute of load.
+    let by_minute: Vec<u64> = (0..)
+        .map(|m| load_from + 60.0 * f64::from(m))
+        .take_while(|from| *from < load_to)
+        .map(|from| {
+            samples
+                .iter()
+                .filter(|s| s.0 >= from && s.0 < (from + 60.0).min(load_to))
+                .map(|s| s.2)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    println!("quiltd VmRSS, highest in each minute of the load: {by_minute:?} kB");
     println!(
         "growth after the load against after the warm-up: {} kB, {:.2} kB per request",
         after.2 as i64 - warmed.2 as i64,
