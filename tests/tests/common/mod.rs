@@ -151,11 +151,15 @@ pub fn check_crash_loop(vm: &mut Vm, timeout: Duration) {
     assert_eq!(&delays[..5], &[100, 200, 400, 800, 800], "backoff sequence");
     assert!(delays.iter().all(|&d| d <= 800));
     // ...and each delay really separates an exit from the next start
-    // (guest clock). Exit to start, not start to start: a start is logged
-    // when its exec report is read, which can be in the same loop turn as,
-    // and after, the exit the backoff counts from (a run-to-crash shorter
-    // than a turn), so start-to-start gaps may fall short of the delay by
-    // that turn's console writes.
+    // (guest clock), within the jitter of the log's stamps. A line is
+    // stamped when it is written, not when PID 1 decided: a start when its
+    // exec report is read (49 ms after the spawn in one run, 5 ms in the
+    // next), an exit after its output is drained. Under TCG the stamps
+    // have come 5.5 and 8.1 ms short of the delay in CI runs; the exact
+    // timing is held by the supervisor's unit test on a fake clock
+    // (`a_crash_loop_backs_off_doubling_to_the_cap_and_a_healthy_run_resets_it`).
+    // What this catches is a restart with no delay, or the wrong one.
+    const STAMP_JITTER_MS: f64 = 15.0;
     let starts: Vec<f64> = for_service(&ev, "service-start", "crasher")
         .iter()
         .map(|e| t(e))
@@ -167,7 +171,7 @@ pub fn check_crash_loop(vm: &mut Vm, timeout: Duration) {
     for (k, (exit, next)) in exits.iter().zip(starts.iter().skip(1)).enumerate().take(4) {
         let gap_ms = (next - exit) * 1000.0;
         assert!(
-            gap_ms >= delays[k] as f64 - 5.0,
+            gap_ms >= delays[k] as f64 - STAMP_JITTER_MS,
             "restart {k}: {gap_ms} ms after its exit < backoff {}",
             delays[k]
         );
