@@ -488,12 +488,20 @@ fn curl_flood(
         String::from_utf8_lossy(&out.stderr)
     );
     // -w's lines come in completion order; the bodies are per request.
+    // A body that is not JSON keeps its raw bytes in the value (as a
+    // string), so a failure shows what came.
     let mut replies: Vec<(u16, serde_json::Value)> = (0..n)
         .map(|i| {
             let body = std::fs::read(dir.join(format!("{kind}-{i}"))).unwrap_or_default();
             (
                 0,
-                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+                serde_json::from_slice(&body).unwrap_or_else(|_| {
+                    serde_json::Value::String(format!(
+                        "(not JSON, {} bytes: {:?})",
+                        body.len(),
+                        String::from_utf8_lossy(&body)
+                    ))
+                }),
             )
         })
         .collect();
