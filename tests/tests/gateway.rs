@@ -108,53 +108,29 @@ fn every_route_refuses_bad_requests_with_reasons(
                     .unwrap(),
                 (401, "unsigned"),
             );
-            let fresh = nonce();
-            refused(
-                curl.signed(
-                    &signed(stranger, None, unix_now(), &fresh),
-                    &m,
-                    &concrete,
-                    body,
-                    &[],
-                )
-                .unwrap(),
-                (401, "unknown-key"),
-            );
-            let fresh = nonce();
-            refused(
-                curl.signed(
-                    &signed(stranger, Some(op.keyid()), unix_now(), &fresh),
-                    &m,
-                    &concrete,
-                    body,
-                    &[],
-                )
-                .unwrap(),
-                (401, "bad-signature"),
-            );
-            let fresh = nonce();
-            refused(
-                curl.signed(
-                    &signed(op, None, unix_now() - 600, &fresh),
-                    &m,
-                    &concrete,
-                    body,
-                    &[],
-                )
-                .unwrap(),
-                (401, "stale"),
-            );
-            refused(
-                curl.signed(
-                    &signed(op, None, unix_now(), &spent),
-                    &m,
-                    &concrete,
-                    body,
-                    &[],
-                )
-                .unwrap(),
-                (401, "replayed"),
-            );
+            // Each signed the wrong way: (signer, keyid claimed, made at,
+            // a nonce already spent, the refusal).
+            let now = unix_now();
+            for (by, claims, created, reuse, want) in [
+                (stranger, None, now, false, (401, "unknown-key")),
+                (
+                    stranger,
+                    Some(op.keyid()),
+                    now,
+                    false,
+                    (401, "bad-signature"),
+                ),
+                (op, None, now - 600, false, (401, "stale")),
+                (op, None, now, true, (401, "replayed")),
+            ] {
+                let fresh = nonce();
+                let n = if reuse { &spent } else { &fresh };
+                refused(
+                    curl.signed(&signed(by, claims, created, n), &m, &concrete, body, &[])
+                        .unwrap(),
+                    want,
+                );
+            }
             let operator_only = OPERATOR_ROUTES.contains(&(method.as_str(), path.as_str()));
             let fresh = nonce();
             let (s, v) = curl
@@ -171,7 +147,7 @@ fn every_route_refuses_bad_requests_with_reasons(
             } else {
                 assert!(
                     s != 0 && s != 401 && s != 403,
-                    "{what}: an agent is let through: {s} {v}"
+                    "{what}: an agent's signed request was not let through: {s} {v}"
                 );
             }
             swept.push(what);
