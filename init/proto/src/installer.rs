@@ -287,6 +287,8 @@ pub fn decode_catalog(b: &[u8]) -> Option<Catalog> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
+    use alloc::vec;
 
     #[test]
     fn every_refusal_reason_is_listed_once_at_its_index_with_its_own_label() {
@@ -298,8 +300,6 @@ mod tests {
         labels.dedup();
         assert_eq!(labels.len(), RefusalReason::ALL.len());
     }
-    use alloc::string::ToString;
-    use alloc::vec;
 
     #[test]
     fn reports_come_back_whole_and_partial_frames_wait() {

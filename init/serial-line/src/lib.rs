@@ -49,6 +49,11 @@ pub struct SerialLine {
 /// at this period rather than a spin.
 const RENEW_GAP: Duration = Duration::from_millis(50);
 
+/// A line whose fd a failed renewal left unregistered.
+fn lost() -> io::Error {
+    io::Error::other("the serial line's registration was lost")
+}
+
 /// `fd` registered with the reactor.
 fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: an OwnedFd is a valid open fd that stays open, and is the
@@ -101,9 +106,7 @@ impl SerialLine {
     }
 
     fn fd(&self) -> io::Result<&AsyncFd<OwnedFd>> {
-        self.fd
-            .as_ref()
-            .ok_or_else(|| io::Error::other("the serial line's registration was lost"))
+        self.fd.as_ref().ok_or_else(lost)
     }
 
     /// Waits until the line has input (or has hung up), without reading.
@@ -128,10 +131,7 @@ impl SerialLine {
             }
         }
         self.backoff = None;
-        let old = self
-            .fd
-            .take()
-            .ok_or_else(|| io::Error::other("the serial line's registration was lost"))?;
+        let old = self.fd.take().ok_or_else(lost)?;
         self.fd = Some(register(old.into_inner())?);
         self.renewed = Some(Instant::now());
         Poll::Ready(Ok(()))

@@ -595,7 +595,7 @@ impl Store {
         }
         let mut buf = Vec::with_capacity(CHUNK_MAX as usize + 1);
         let mut seen = BTreeSet::new();
-        for (id, path) in self.chunk_files()? {
+        for (id, path) in chunk_files(&self.root)? {
             report.chunks_checked += 1;
             match id {
                 Some(id) => {
@@ -629,7 +629,7 @@ impl Store {
     pub fn repair(&mut self) -> Result<RepairReport, StoreError> {
         let mut report = RepairReport::default();
         let mut buf = Vec::with_capacity(CHUNK_MAX as usize + 1);
-        for (id, path) in self.chunk_files()? {
+        for (id, path) in chunk_files(&self.root)? {
             let sound = id.is_some_and(|id| self.read_chunk(&id, &mut buf).is_ok());
             if !sound {
                 fs::remove_file(&path).map_err(io_err("removing", &path))?;
@@ -642,11 +642,6 @@ impl Store {
             }
         }
         Ok(report)
-    }
-
-    /// Every file under `chunks/`, with the id its name gives (if valid).
-    fn chunk_files(&self) -> Result<Vec<(Option<Hash>, PathBuf)>, StoreError> {
-        chunk_files(&self.root)
     }
 
     /// Removes chunks and records no installed bundle references.
@@ -664,7 +659,7 @@ impl Store {
         // A bundle still arriving over the serial link keeps the chunks it
         // already has, so a gc between a cut and the resume costs nothing.
         keep_chunks.extend(self.staged_chunk_ids()?);
-        for (id, path) in self.chunk_files()? {
+        for (id, path) in chunk_files(&self.root)? {
             if id.is_some_and(|id| keep_chunks.contains(&id)) {
                 continue;
             }

@@ -533,15 +533,15 @@ impl Board {
             req = req.header("connection", "close");
         }
         let req = req.body(body).context("building the request")?;
+        let over_serial = serial.is_some();
         let deadline = tokio::time::Instant::now() + SERIAL_SESSION;
-        let (mut sender, conn, kept) = if serial.is_some() {
+        let (mut sender, conn, kept) = if over_serial {
             let (s, c) = self.connect().await?;
             (s, Some(c), false)
         } else {
             let (s, kept) = self.sender().await?;
             (s, None, kept)
         };
-        let over_serial = serial.is_some();
         let sent = within(over_serial, deadline, sender.try_send_request(req)).await?;
         let resp = match sent {
             Ok(r) => r,
