@@ -472,42 +472,69 @@ fn curl_flood(
     let out = std::process::Command::new("curl")
         .args(["-sS", "-k", "--pinnedpubkey", &format!("sha256//{pin}")])
         .args(["--parallel", "--parallel-max", "32", "--max-time", "120"])
-        .args(["-w", "%{http_code}\\n", "--config"])
+        .args([
+            "-w",
+            "%{urlnum} %{http_code} %{exitcode} %{errormsg}\\n",
+            "--config",
+        ])
         .arg(&config)
         .args(args)
         .output()
         .expect("curl is not installed; tools/setup.sh installs it");
-    let codes: Vec<u16> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
+    // -w's lines come in completion order, each naming its request by
+    // its index in the config; a request curl could not complete keeps
+    // curl's own error in its value, and quiltd's connection events from
+    // the console, so a failure shows what happened on both ends.
+    let mut replies: Vec<Option<(u16, serde_json::Value)>> = vec![None; n];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut w = line.splitn(4, ' ');
+        let (Some(Ok(i)), Some(Ok(code)), Some(Ok(exit))) = (
+            w.next().map(str::parse::<usize>),
+            w.next().map(str::parse::<u16>),
+            w.next().map(str::parse::<u32>),
+        ) else {
+            panic!("curl wrote {line:?}");
+        };
+        let value = if exit != 0 {
+            let quiltd: Vec<String> = gw
+                .vm
+                .console_text()
+                .lines()
+                .filter(|l| {
+                    ["tls-", "connection-", "accept-"]
+                        .iter()
+                        .any(|e| l.contains(&format!("quiltd: event={e}")))
+                })
+                .map(str::to_owned)
+                .collect();
+            serde_json::json!({
+                "curl-exit": exit,
+                "curl-error": w.next().unwrap_or(""),
+                "quiltd": quiltd,
+            })
+        } else {
+            let body = std::fs::read(dir.join(format!("{kind}-{i}"))).unwrap_or_default();
+            // A body that is not JSON keeps its raw bytes (as a string).
+            serde_json::from_slice(&body).unwrap_or_else(|_| {
+                serde_json::Value::String(format!(
+                    "(not JSON, {} bytes: {:?})",
+                    body.len(),
+                    String::from_utf8_lossy(&body)
+                ))
+            })
+        };
+        assert!(
+            i < n && replies[i].replace((code, value)).is_none(),
+            "curl wrote {line:?} twice or out of range"
+        );
+    }
+    let replies: Vec<(u16, serde_json::Value)> = replies.into_iter().flatten().collect();
     assert_eq!(
-        codes.len(),
+        replies.len(),
         n,
         "curl: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // -w's lines come in completion order; the bodies are per request.
-    // A body that is not JSON keeps its raw bytes in the value (as a
-    // string), so a failure shows what came.
-    let mut replies: Vec<(u16, serde_json::Value)> = (0..n)
-        .map(|i| {
-            let body = std::fs::read(dir.join(format!("{kind}-{i}"))).unwrap_or_default();
-            (
-                0,
-                serde_json::from_slice(&body).unwrap_or_else(|_| {
-                    serde_json::Value::String(format!(
-                        "(not JSON, {} bytes: {:?})",
-                        body.len(),
-                        String::from_utf8_lossy(&body)
-                    ))
-                }),
-            )
-        })
-        .collect();
-    for (r, code) in replies.iter_mut().zip(codes) {
-        r.0 = code;
-    }
     replies
 }
 
