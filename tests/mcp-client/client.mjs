@@ -10,6 +10,9 @@
 //   node client.mjs stdio QUILT URL KEY PIN CALLS_JSON
 //     (URL `serial:PATH`: `quilt mcp --serial PATH`, a board's serial line)
 //   node client.mjs http URL TOKEN PIN CALLS_JSON
+//   node client.mjs config CONFIG_JSON NAME CALLS_JSON
+//     (launches the stdio server mcpServers[NAME] of an MCP client's
+//     configuration, e.g. the one docs/gateway.md shows)
 //
 // CALLS_JSON: [{"name": MCP tool name, "arguments": {...}}, ...]
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -67,8 +70,27 @@ if (mode === "stdio") {
     requestInit: { headers: { Authorization: `Bearer ${token}` } },
     fetch: pinnedFetch(pin),
   });
+} else if (mode === "config") {
+  // An MCP client's configuration as clients keep it (Claude Desktop's
+  // claude_desktop_config.json): mcpServers[NAME] launched as it says,
+  // with the SDK's default environment, as such a client does.
+  const [configJson, name, callsJson] = args;
+  const server = JSON.parse(configJson).mcpServers?.[name];
+  if (!server) {
+    console.error(`the configuration has no mcpServers.${name}`);
+    process.exit(2);
+  }
+  calls = JSON.parse(callsJson);
+  transport = new StdioClientTransport({
+    command: server.command,
+    args: server.args ?? [],
+    env: server.env,
+    stderr: "inherit",
+  });
 } else {
-  console.error("usage: client.mjs stdio QUILT URL KEY PIN CALLS | http URL TOKEN PIN CALLS");
+  console.error(
+    "usage: client.mjs stdio QUILT URL KEY PIN CALLS | http URL TOKEN PIN CALLS | config CONFIG_JSON NAME CALLS",
+  );
   process.exit(2);
 }
 

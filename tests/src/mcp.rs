@@ -35,8 +35,9 @@ pub fn mcp_client_script() -> Result<PathBuf> {
         })
 }
 
-/// Runs the client (`stdio QUILT URL KEY PIN CALLS` or `http URL TOKEN
-/// PIN CALLS`, see client.mjs) and returns its JSON report and stderr.
+/// Runs the client (`stdio QUILT URL KEY PIN CALLS`, `http URL TOKEN PIN
+/// CALLS` or `config CONFIG_JSON NAME CALLS`, see client.mjs) and returns
+/// its JSON report and stderr.
 pub fn mcp_client(args: &[&str]) -> Result<(serde_json::Value, String)> {
     let script = mcp_client_script()?;
     let out = Command::new("node")
