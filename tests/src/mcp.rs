@@ -55,3 +55,32 @@ pub fn mcp_client(args: &[&str]) -> Result<(serde_json::Value, String)> {
     })?;
     Ok((v, stderr))
 }
+
+/// The names of the tools a client's report lists, once it has checked
+/// that the client connected and negotiated MCP 2025-11-25 (the newest
+/// revision both official SDKs speak; docs/gateway.md).
+pub fn mcp_listed<'a>(report: &'a serde_json::Value, stderr: &str) -> Vec<&'a str> {
+    assert!(report.get("failed").is_none(), "{report}\n{stderr}");
+    assert_eq!(report["protocol"], "2025-11-25", "{report}");
+    report["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools listed: {report}"))
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect()
+}
+
+/// A call of `examples/text-tools`' `count` on a known text…
+pub fn count_call() -> serde_json::Value {
+    serde_json::json!({"name": "examples.text-tools__count", "arguments": {"text": "the cat and the hat", "top": 1}})
+}
+
+/// …and the check of its result in a client's report (`calls[i]`).
+pub fn assert_counted(call: &serde_json::Value) {
+    assert_eq!(call["result"]["isError"], false, "{call}");
+    assert_eq!(
+        call["result"]["structuredContent"],
+        serde_json::json!({"words": 5, "lines": 1, "chars": 19, "top": [{"word": "the", "count": 2}]}),
+        "{call}"
+    );
+}

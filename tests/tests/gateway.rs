@@ -10,8 +10,9 @@
 //! trust store and runs; a tampered one is refused and changes nothing.
 
 use quilt_system_tests::{
-    client_key, data_tool, gateway_config, gateway_image, host_binary, mcp_client, quilt_call,
-    signed_bundle, signed_example, unix_now, work_dir, Curl, Gateway, Signed, Signer, VmOpts,
+    assert_counted, client_key, count_call, data_tool, gateway_config, gateway_image, host_binary,
+    mcp_client, mcp_listed, quilt_call, signed_bundle, signed_example, unix_now, work_dir, Curl,
+    Gateway, Signed, Signer, VmOpts,
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -598,7 +599,7 @@ fn prometheus_scrapes_the_board(url: &str, pin: &str, bot_key: &Path) {
 /// The MCP half: the official TypeScript SDK against the same board.
 fn mcp_through_the_gateway(url: &str, pin: &str, op_key: &Path, bot_key: &Path) {
     let calls = json!([
-        {"name": "examples.text-tools__count", "arguments": {"text": "the cat and the hat", "top": 1}},
+        count_call(),
         // Fails on purpose: the tool's own error, as an MCP tool error.
         {"name": "examples.text-tools__slug", "arguments": {"title": "!!!"}},
         {"name": "board.services"},
@@ -639,12 +640,7 @@ fn mcp_through_the_gateway(url: &str, pin: &str, op_key: &Path, bot_key: &Path) 
     );
     assert!(tools.iter().any(|t| t["name"] == "board.services"), "{v}");
     let c = &v["calls"];
-    assert_eq!(c[0]["result"]["isError"], false, "{v}");
-    assert_eq!(
-        c[0]["result"]["structuredContent"],
-        json!({"words": 5, "lines": 1, "chars": 19, "top": [{"word": "the", "count": 2}]}),
-        "{v}"
-    );
+    assert_counted(&c[0]);
     assert_eq!(c[1]["result"]["isError"], true, "{v}");
     assert_eq!(
         c[1]["result"]["structuredContent"]["error"]["code"], "empty_slug",
@@ -663,14 +659,7 @@ fn mcp_through_the_gateway(url: &str, pin: &str, op_key: &Path, bot_key: &Path) 
     assert!(out.status.success(), "{out:?}");
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let (v, err) = mcp_client(&["http", url, &token, pin, &calls]).unwrap();
-    assert!(v.get("failed").is_none(), "{v}\n{err}");
-    assert_eq!(v["protocol"], "2025-11-25", "{v}");
-    let names: Vec<&str> = v["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
+    let names = mcp_listed(&v, &err);
     assert_eq!(
         names,
         ["examples.text-tools__count", "examples.text-tools__slug"],

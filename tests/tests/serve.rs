@@ -7,7 +7,7 @@
 //! run.sh exits 0. Slow on a cold checkout: run.sh's own release build of
 //! the host CLI.
 
-use quilt_system_tests::{mcp_client, repo_root, work_dir};
+use quilt_system_tests::{assert_counted, count_call, mcp_client, mcp_listed, repo_root, work_dir};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -183,31 +183,19 @@ fn run_sh_serve_boots_a_board_that_the_documented_mcp_configuration_reaches() {
     );
 
     let calls = json!([
-        {"name": "examples.text-tools__count", "arguments": {"text": "the cat and the hat", "top": 1}},
+        count_call(),
         {"name": "board.services"},
     ])
     .to_string();
     let (v, err) =
         mcp_client(&["config", &config.to_string(), "quilt-demo-board", &calls]).unwrap();
-    assert!(v.get("failed").is_none(), "{v}\n{err}");
-    assert_eq!(v["protocol"], "2025-11-25", "{v}");
-    let listed: Vec<&str> = v["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
+    let listed = mcp_listed(&v, &err);
     assert!(
         listed.contains(&"examples.text-tools__count") && listed.contains(&"board.services"),
         "{listed:?}"
     );
     let c = &v["calls"];
-    assert_eq!(c[0]["result"]["isError"], false, "{v}");
-    assert_eq!(
-        c[0]["result"]["structuredContent"],
-        json!({"words": 5, "lines": 1, "chars": 19, "top": [{"word": "the", "count": 2}]}),
-        "{v}"
-    );
+    assert_counted(&c[0]);
     let services = c[1]["result"]["structuredContent"]["services"].to_string();
     assert!(services.contains("\"quiltd\""), "{v}");
     println!(
