@@ -75,9 +75,11 @@ pub use gateway::{
 };
 pub use gpt::gpt_disk;
 pub use image::{bun_binary, bun_binary_for, tool_sdk_dir, ImageBuilder};
-pub use mcp::{assert_counted, count_call, mcp_client, mcp_client_script, mcp_listed};
+pub use mcp::{
+    assert_counted, assert_mcp_connected, count_call, mcp_client, mcp_client_script, mcp_listed,
+};
 pub use vm::{
-    host_tsc_khz, kvm_usable, Accel, Exit, Firmware, GuestEnd, Pattern, Vm, VmOpts,
+    free_host_port, host_tsc_khz, kvm_usable, Accel, Exit, Firmware, GuestEnd, Pattern, Vm, VmOpts,
     UBOOT_QEMU_ARM64,
 };
 

@@ -56,12 +56,18 @@ pub fn mcp_client(args: &[&str]) -> Result<(serde_json::Value, String)> {
     Ok((v, stderr))
 }
 
-/// The names of the tools a client's report lists, once it has checked
-/// that the client connected and negotiated MCP 2025-11-25 (the newest
-/// revision both official SDKs speak; docs/gateway.md).
-pub fn mcp_listed<'a>(report: &'a serde_json::Value, stderr: &str) -> Vec<&'a str> {
+/// Checks that a client's report shows it connected and negotiated MCP
+/// 2025-11-25 (the newest revision both official SDKs speak;
+/// docs/gateway.md).
+pub fn assert_mcp_connected(report: &serde_json::Value, stderr: &str) {
     assert!(report.get("failed").is_none(), "{report}\n{stderr}");
     assert_eq!(report["protocol"], "2025-11-25", "{report}");
+}
+
+/// The names of the tools a client's report lists, once
+/// [`assert_mcp_connected`] holds.
+pub fn mcp_listed<'a>(report: &'a serde_json::Value, stderr: &str) -> Vec<&'a str> {
+    assert_mcp_connected(report, stderr);
     report["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("no tools listed: {report}"))

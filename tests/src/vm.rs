@@ -964,8 +964,8 @@ fn qmp_read(conn: &mut BufReader<UnixStream>) -> std::result::Result<serde_json:
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick;
-/// QEMU binds it right after, so a clash is unlikely, not impossible).
-fn free_host_port() -> Result<u16> {
+/// its user binds it right after, so a clash is unlikely, not impossible).
+pub fn free_host_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| HarnessError::Setup {

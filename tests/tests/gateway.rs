@@ -10,9 +10,9 @@
 //! trust store and runs; a tampered one is refused and changes nothing.
 
 use quilt_system_tests::{
-    assert_counted, client_key, count_call, data_tool, gateway_config, gateway_image, host_binary,
-    mcp_client, mcp_listed, quilt_call, signed_bundle, signed_example, unix_now, work_dir, Curl,
-    Gateway, Signed, Signer, VmOpts,
+    assert_counted, assert_mcp_connected, client_key, count_call, data_tool, free_host_port,
+    gateway_config, gateway_image, host_binary, mcp_client, mcp_listed, quilt_call, signed_bundle,
+    signed_example, unix_now, work_dir, Curl, Gateway, Signed, Signer, VmOpts,
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -516,11 +516,7 @@ fn prometheus_scrapes_the_board(url: &str, pin: &str, bot_key: &Path) {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_host_port().unwrap();
     let mut server = Command::new("prometheus")
         .arg(format!(
             "--config.file={}",
@@ -611,8 +607,7 @@ fn mcp_through_the_gateway(url: &str, pin: &str, op_key: &Path, bot_key: &Path) 
     // stdio: the SDK launches `quilt mcp`, which signs every message.
     let (v, err) =
         mcp_client(&["stdio", quilt, url, op_key.to_str().unwrap(), pin, &calls]).unwrap();
-    assert!(v.get("failed").is_none(), "{v}\n{err}");
-    assert_eq!(v["protocol"], "2025-11-25", "{v}");
+    assert_mcp_connected(&v, &err);
     let tools = v["tools"].as_array().unwrap();
     let count = tools
         .iter()

@@ -547,7 +547,7 @@ fn curl_run(
 /// forwarded port listens with a backlog of 1, so 32 connects at once
 /// lean on SYN retransmits (a second each, in most runs), and on a host
 /// shared with another TCG guest one was seen backing off past curl's
-/// 120 s. Such requests are sent again once, one at a time, and counted.
+/// 120 s. Such requests are sent again once, one at a time, and printed.
 /// Any other failure, and any reply, stands as it came: a request curl
 /// could not complete keeps curl's error and quiltd's connection events
 /// from the console in its value, so a failure shows both ends.

@@ -5,7 +5,8 @@
 //! the same TLS pinning and signed requests as over the network.
 
 use quilt_system_tests::{
-    client_key, guest_binary, host_binary, mcp_client, work_dir, ImageBuilder, Vm, VmOpts,
+    assert_mcp_connected, client_key, guest_binary, host_binary, mcp_client, work_dir,
+    ImageBuilder, Vm, VmOpts,
 };
 use serde_json::json;
 use std::path::Path;
@@ -224,8 +225,7 @@ fn serves_over(kind: Line, name: &str) {
         &calls,
     ])
     .unwrap();
-    assert!(v.get("failed").is_none(), "{v}\n{err}");
-    assert_eq!(v["protocol"], "2025-11-25", "{v}");
+    assert_mcp_connected(&v, &err);
     let c = &v["calls"];
     assert_eq!(
         c[0]["result"]["structuredContent"],

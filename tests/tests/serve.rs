@@ -7,7 +7,9 @@
 //! run.sh exits 0. Slow on a cold checkout: run.sh's own release build of
 //! the host CLI.
 
-use quilt_system_tests::{assert_counted, count_call, mcp_client, mcp_listed, repo_root, work_dir};
+use quilt_system_tests::{
+    assert_counted, count_call, free_host_port, mcp_client, mcp_listed, repo_root, work_dir,
+};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -103,11 +105,7 @@ fn filled(config: &Value, root: &Path, url: &str, board_key: &str) -> Value {
 #[test]
 fn run_sh_serve_boots_a_board_that_the_documented_mcp_configuration_reaches() {
     let root = repo_root();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_host_port().unwrap();
     let stderr_path = work_dir().unwrap().join("run-sh-serve.stderr");
     let t0 = Instant::now();
     let child = Command::new(root.join("qemu/run.sh"))
