@@ -585,20 +585,25 @@ fn curl_flood(
         done.retain(|d| !unconnected.contains(&d.i));
         done.extend(curl_run(gw, dir, kind, &unconnected, 1, args, path));
     }
+    // quiltd's connection events, read from the console once if any
+    // request failed.
+    let quiltd: Vec<String> = if done.iter().any(|d| d.exit != 0) {
+        gw.vm
+            .console_text()
+            .lines()
+            .filter(|l| {
+                ["tls-", "connection-", "accept-"]
+                    .iter()
+                    .any(|e| l.contains(&format!("quiltd: event={e}")))
+            })
+            .map(str::to_owned)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut replies: Vec<Option<(u16, serde_json::Value)>> = vec![None; n];
     for d in done {
         let value = if d.exit != 0 {
-            let quiltd: Vec<String> = gw
-                .vm
-                .console_text()
-                .lines()
-                .filter(|l| {
-                    ["tls-", "connection-", "accept-"]
-                        .iter()
-                        .any(|e| l.contains(&format!("quiltd: event={e}")))
-                })
-                .map(str::to_owned)
-                .collect();
             serde_json::json!({
                 "curl-exit": d.exit,
                 "curl-error": d.error,
